@@ -1,0 +1,134 @@
+/**
+ * BacklogHost: one Linux host whose listen-backlog settings follow one profile.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { DEBIAN_12_SERVICES, HostDecision, ServiceNames, decide, managedKeys, STATE_DIR } from "./converge";
+import { parseReport, probeScript } from "./plan";
+import { BacklogProfile, ProfileInput, defineProfile } from "./profile";
+import { HostPaths, render, resolvePaths } from "./render";
+import { HostSettings } from "./hostSettings";
+import { SshConnection, describe, parseHostKey, runScript } from "./ssh";
+import { ComparisonRow } from "./verify";
+
+/** Pulumi inputs of an {@link SshConnection}. */
+export type SshConnectionArgs = { [K in keyof SshConnection]: pulumi.Input<SshConnection[K]> };
+
+/** Arguments of {@link BacklogHost}. */
+export interface BacklogHostArgs {
+    /**
+     * How to reach the host over SSH. The host key must be pinned (`hostKey`); `privateKey` and
+     * `passphrase` should be Pulumi secrets (the whole connection is stored as a secret either way).
+     */
+    connection: pulumi.Input<SshConnectionArgs>;
+    /**
+     * The backlog profile: a {@link ProfileInput} (validated here, before any host is touched) or a
+     * profile already made with `defineProfile`.
+     */
+    profile: ProfileInput | BacklogProfile;
+    /** File locations on the host. Default: Debian 12 (`/etc/sysctl.d`, `/etc/php/8.2/fpm/pool.d`, `/etc/nginx/conf.d`). */
+    paths?: Partial<HostPaths>;
+    /** Unit and binary names of php-fpm and nginx. Default: Debian 12 (`php8.2-fpm`, `php-fpm8.2`, `nginx`). */
+    services?: Partial<ServiceNames>;
+}
+
+/** One row of a host's verification output. */
+export interface VerificationRow {
+    setting: string;
+    expected: number;
+    effective: number | null;
+    ok: boolean;
+}
+
+function isDefined(profile: ProfileInput | BacklogProfile): profile is BacklogProfile {
+    return (profile as BacklogProfile).sysctls !== undefined && Object.isFrozen(profile);
+}
+
+/** Rejects a plain connection whose host key is not pinned, before anything runs. */
+function checkConnection(name: string, connection: pulumi.Input<SshConnectionArgs>): void {
+    if (pulumi.Output.isInstance(connection) || connection === undefined) return;
+    const c = connection as SshConnectionArgs;
+    if (c.insecureIgnoreHostKey === true) {
+        pulumi.log.warn(`${name}: insecureIgnoreHostKey is set: the SSH host key is not checked; anyone on the path can impersonate this host.`);
+        return;
+    }
+    if (c.hostKey === undefined) {
+        throw new Error(`${name}: connection.hostKey is required: pin the host's public key ("ssh-ed25519 AAAA…"), or set insecureIgnoreHostKey for a throwaway host`);
+    }
+    if (typeof c.hostKey === "string") parseHostKey(c.hostKey);
+}
+
+/**
+ * Keeps one host's kernel listen queues, php-fpm pools and nginx listeners consistent with one
+ * backlog profile, and proves it: after every change it reads `/proc/sys` and each listening
+ * socket's effective backlog (`ss`) and fails the deployment on any difference.
+ *
+ * Each `pulumi up` probes the host once (read-only, one SSH connection) to detect drift; a host that
+ * needs changes gets one more connection that applies and verifies. `pulumi destroy` puts back the
+ * files and kernel values the host had before the first deploy and restarts the services.
+ */
+export class BacklogHost extends pulumi.ComponentResource {
+    /** Per setting: expected and effective value after the last deploy, and whether they match. */
+    public readonly verification: pulumi.Output<VerificationRow[]>;
+    /** Whether the host matched the profile when this program probed it (false: drift or a new profile). */
+    public readonly inSync: pulumi.Output<boolean>;
+    /** Why the host did not match at probe time (empty when in sync). */
+    public readonly reasons: pulumi.Output<string[]>;
+    /** Files in the sysctl load order that would override a managed key at boot (should be empty). */
+    public readonly bootOverrides: pulumi.Output<string[]>;
+
+    constructor(name: string, args: BacklogHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("backlog:index:BacklogHost", name, {}, opts);
+        // Everything that can be checked without the host is checked now, so bad input touches nothing.
+        const profile = isDefined(args.profile) ? args.profile : defineProfile(args.profile);
+        resolvePaths(args.paths);
+        checkConnection(name, args.connection);
+        const services = { ...DEBIAN_12_SERVICES, ...(args.services ?? {}) };
+
+        const connection = pulumi.secret(pulumi.output(args.connection) as pulumi.Output<SshConnection>);
+        const stateName = name.replace(/[^A-Za-z0-9_.-]/g, "_");
+        const spec = {
+            stateDir: `${STATE_DIR}/${stateName}`,
+            sysctlKeys: managedKeys(profile),
+            // Where the files go does not depend on the host; only the kernel values in them do.
+            paths: render(profile, { paths: args.paths }).map((f) => f.path),
+            units: [...(profile.pools.length ? [services.phpFpmUnit] : []), ...(profile.listeners.length ? [services.nginxUnit] : [])],
+        };
+        // The probe reads only; its result holds no secret, so it is unwrapped from the connection's secrecy.
+        const decision: pulumi.Output<HostDecision> = pulumi.unsecret(connection.apply(async (conn) => {
+            const result = await runScript(conn, probeScript(spec));
+            const report = parseReport(result.stdout);
+            if (result.code !== 0 || !report.complete) {
+                throw new Error(`${name} (${describe(conn)}): probe failed: ${result.stderr.trim() || "incomplete output"}`);
+            }
+            return decide(profile, report, { paths: args.paths, services, stateName });
+        }));
+
+        const settings = new HostSettings(`${name}-settings`, {
+            connection,
+            hostName: name,
+            target: connection.apply((c) => describe(c)),
+            plan: decision.plan,
+            expected: decision.expected,
+            before: decision.before as pulumi.Input<Record<string, number | undefined>>,
+            desiredHash: decision.desiredHash,
+            inSync: decision.inSync,
+        }, { parent: this });
+
+        this.verification = settings.verification.apply((rows: ComparisonRow[]) =>
+            rows.map(({ setting, expected, effective, ok }) => ({ setting, expected, effective, ok })));
+        this.inSync = decision.inSync;
+        this.reasons = decision.reasons;
+        this.bootOverrides = decision.bootOverrides.apply((list) => list.map((o) => `${o.key} is set again by ${o.file} (${o.line}), which is read after the drop-in at boot`));
+        decision.bootOverrides.apply((list) => {
+            for (const o of list) {
+                pulumi.log.warn(`${name}: ${o.key} is set again by ${o.file} (${o.line}), which systemd-sysctl reads after the drop-in: at boot that value wins.`, this);
+            }
+        });
+        this.registerOutputs({
+            verification: this.verification,
+            inSync: this.inSync,
+            reasons: this.reasons,
+            bootOverrides: this.bootOverrides,
+        });
+    }
+}

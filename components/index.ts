@@ -1,0 +1,15 @@
+/**
+ * pulumi-backlog: keep a Linux host's listen-backlog settings consistent end to end, and prove it.
+ *
+ * Components: {@link BacklogHost} (one host), {@link BacklogFleet} (many hosts, one profile).
+ * Pure core: profile and rules ({@link defineProfile}, {@link rules}), rendering ({@link render}),
+ * shell quoting ({@link quote}), verification parsing ({@link parseSs}, {@link compare}).
+ */
+export * from "./backlogFleet";
+export * from "./backlogHost";
+export { DEBIAN_12_SERVICES, ServiceNames, STATE_DIR, bootOverrides, decide } from "./converge";
+export * from "./profile";
+export * from "./render";
+export * from "./shell";
+export { SshConnection, SshError, parseHostKey } from "./ssh";
+export * from "./verify";

@@ -1,0 +1,271 @@
+/**
+ * Host plan: the shell scripts that probe, apply, verify and restore a host, generated as plain
+ * strings from plain data. Nothing here touches a host; {@link ./ssh} runs the scripts and
+ * {@link parseReport} reads what they print. Every value that reaches a script goes through
+ * `quote` from {@link ./shell}; file contents travel base64-encoded in here-documents.
+ *
+ * Report format: every script prints sections, each a line `@@ <name> [<arg>]` followed by raw
+ * lines, so the parser needs no shell-side formatting (values come straight from /proc/sys and `ss`).
+ */
+import { createHash } from "crypto";
+import { quote } from "./shell";
+
+/** A file the library owns on a host. */
+export interface ManagedFile {
+    /** Absolute path on the host. */
+    path: string;
+    /** Exact content (UTF-8). */
+    content: string;
+    /** Octal permission bits, e.g. `"0644"`. */
+    mode: string;
+    /** Owner user name. */
+    owner: string;
+    /** Owner group name. */
+    group: string;
+}
+
+/** A service whose configuration is among the managed files. */
+export interface ManagedService {
+    /** systemd unit, e.g. `php8.2-fpm` or `nginx`. */
+    unit: string;
+    /** Command (argv) that tests the whole configuration, e.g. `["php-fpm8.2", "-t"]`. */
+    test: string[];
+    /** What to do after the files changed: a restart re-creates listening sockets (new backlog), a reload keeps them. */
+    action: "restart" | "reload" | "none";
+}
+
+/** What one apply run does on one host. */
+export interface ApplyPlan {
+    /** Directory on the host that keeps what was there before the first deploy. */
+    stateDir: string;
+    files: ManagedFile[];
+    /** The sysctl drop-in among {@link files}, loaded with `sysctl -p`; omitted when no kernel value is managed. */
+    sysctlFile?: string;
+    /** Kernel keys (dotted, e.g. `net.core.somaxconn`) whose values before the first deploy are kept for restore. */
+    sysctlKeys: string[];
+    services: ManagedService[];
+}
+
+/** What a probe or verification reads. */
+export interface ProbeSpec {
+    stateDir: string;
+    sysctlKeys: string[];
+    paths: string[];
+    units: string[];
+}
+
+/** Directories systemd-sysctl reads at boot, in precedence order for equal file names (first wins). */
+export const SYSCTL_DIRS = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
+
+/** `/proc/sys` path of a dotted sysctl key. */
+export function procPath(key: string): string {
+    if (!/^[a-z0-9_]+(\.[a-z0-9_]+)+$/.test(key)) {
+        throw new Error(`sysctl key ${JSON.stringify(key)} is not a dotted kernel parameter name`);
+    }
+    return "/proc/sys/" + key.replace(/\./g, "/");
+}
+
+/** Name under which a file's original is kept in the state directory. */
+export function backupName(path: string): string {
+    return createHash("sha256").update(path).digest("hex").slice(0, 16);
+}
+
+/** sha256 of a file's content, as `sha256sum` prints it. */
+export function contentHash(content: string): string {
+    return createHash("sha256").update(content, "utf8").digest("hex");
+}
+
+const PRELUDE = ["set -u", "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "umask 022"];
+
+/** Lines that print the current state: kernel values, managed files' hashes, sysctl.d, sockets, units. */
+function observeLines(spec: ProbeSpec): string[] {
+    const lines: string[] = [];
+    for (const key of spec.sysctlKeys) {
+        const p = procPath(key);
+        lines.push(`echo ${quote("@@ sysctl " + key)}; if [ -r ${quote(p)} ]; then cat ${quote(p)}; else echo '!missing'; fi`);
+    }
+    for (const path of spec.paths) {
+        lines.push(`echo ${quote("@@ file " + path)}; if [ -f ${quote(path)} ]; then sha256sum < ${quote(path)} | cut -c1-64; else echo '!absent'; fi`);
+    }
+    const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
+    if (keyPattern) {
+        // Every sysctl.d file (resolved, so /lib -> /usr/lib links count once) and the lines that set a managed key.
+        const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
+        lines.push(`echo '@@ sysctl.d'; for f in ${globs} /etc/sysctl.conf; do [ -f "$f" ] || continue; ` +
+            `grep -H -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null; done`);
+    }
+    lines.push("echo '@@ ss-tcp'; ss -H -l -n -t", "echo '@@ ss-unix'; ss -H -l -n -x");
+    for (const unit of spec.units) {
+        lines.push(`echo ${quote("@@ unit " + unit)}; systemctl is-active ${quote(unit)} 2>&1`);
+    }
+    lines.push(`echo '@@ before'; if [ -d ${quote(spec.stateDir + "/orig")} ]; then cd ${quote(spec.stateDir + "/orig")} && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
+    return lines;
+}
+
+/** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
+export function probeScript(spec: ProbeSpec): string {
+    return [...PRELUDE, ...observeLines(spec), "echo '@@ end'", ""].join("\n");
+}
+
+/**
+ * Script that applies a plan in one SSH session, in this order:
+ * 1. keep the originals (first deploy only): each managed file (or the fact it was absent) and each kernel value;
+ * 2. write each file next to its target and rename it into place (the previous version is kept for rollback);
+ * 3. test each service's whole configuration; on failure put every file back, touch no service, exit 10;
+ * 4. `sysctl -p` the drop-in (exit 11 on failure, files rolled back);
+ * 5. restart or reload the services that need it (exit 12 on failure);
+ * 6. print what the kernel and the sockets have now, for verification.
+ */
+export function applyScript(plan: ApplyPlan): string {
+    const state = quote(plan.stateDir);
+    const lines = [...PRELUDE,
+        `state=${state}`,
+        `mkdir -p "$state/orig" "$state/prev" && chmod 700 "$state"`,
+        "rm -f \"$state\"/prev/*",
+        "changed=''",
+        "rollback() {",
+        "  for b in \"$state\"/prev/*.path; do [ -f \"$b\" ] || continue; p=$(cat \"$b\"); n=${b%.path};",
+        "    if [ -f \"$n.absent\" ]; then rm -f \"$p\"; else mv -f \"$n.file\" \"$p\"; fi; done",
+        "}",
+    ];
+    for (const key of plan.sysctlKeys) {
+        const name = quote("sysctl." + key);
+        lines.push(`[ -f "$state/orig/"${name} ] || { cat ${quote(procPath(key))} > "$state/orig/"${name}.tmp && mv "$state/orig/"${name}.tmp "$state/orig/"${name}; }`);
+    }
+    for (const f of plan.files) {
+        const p = quote(f.path);
+        const b = backupName(f.path);
+        const tmp = quote(f.path + ".pulumi-backlog.new");
+        lines.push(
+            `# ${f.path.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
+            // Original, once: the file itself (mode and owner kept) or a marker that there was none.
+            `if [ ! -f "$state/orig/${b}.path" ]; then`,
+            `  if [ -f ${p} ]; then cp -p ${p} "$state/orig/${b}.file"; else : > "$state/orig/${b}.absent"; fi`,
+            `  printf '%s' ${p} > "$state/orig/${b}.path"`,
+            "fi",
+            `mkdir -p "$(dirname ${p})"`,
+            `base64 -d > ${tmp} <<'PULUMI_BACKLOG_B64'`,
+            Buffer.from(f.content, "utf8").toString("base64").replace(/(.{76})/g, "$1\n").replace(/\n$/, ""),
+            "PULUMI_BACKLOG_B64",
+            `chmod ${quote(f.mode)} ${tmp} && chown ${quote(f.owner + ":" + f.group)} ${tmp} || { rm -f ${tmp}; rollback; echo ${quote("@@ failed write " + f.path)}; exit 13; }`,
+            `if [ -f ${p} ] && cmp -s ${tmp} ${p}; then rm -f ${tmp}; else`,
+            `  printf '%s' ${p} > "$state/prev/${b}.path"`,
+            `  if [ -f ${p} ]; then cp -p ${p} "$state/prev/${b}.file"; else : > "$state/prev/${b}.absent"; fi`,
+            `  mv -f ${tmp} ${p}; changed="$changed ${b}"`,
+            "fi",
+        );
+    }
+    for (const s of plan.services) {
+        lines.push(
+            `if ! out=$(${s.test.map(quote).join(" ")} 2>&1); then rollback; echo ${quote("@@ failed test " + s.unit)}; printf '%s\\n' "$out"; exit 10; fi`,
+        );
+    }
+    if (plan.sysctlFile) {
+        lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then rollback; echo '@@ failed sysctl'; printf '%s\\n' "$out"; exit 11; fi`);
+    }
+    for (const s of plan.services) {
+        if (s.action === "none") continue;
+        lines.push(
+            `if ! out=$(systemctl ${s.action} ${quote(s.unit)} 2>&1); then echo ${quote(`@@ failed ${s.action} ${s.unit}`)}; printf '%s\\n' "$out"; ` +
+            `systemctl status --no-pager ${quote(s.unit)} 2>&1 | tail -n 20; exit 12; fi`,
+        );
+    }
+    lines.push("rm -f \"$state\"/prev/*");
+    lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.files.map((f) => f.path), units: plan.services.map((s) => s.unit) }));
+    lines.push("echo '@@ end'", "");
+    return lines.join("\n");
+}
+
+/**
+ * Script that gives the host back: each managed file restored from its original (or removed when
+ * there was none), each kernel value set back, each service restarted so its sockets listen again
+ * with the old values; then it prints the state for verification and removes the state directory.
+ */
+export function restoreScript(plan: Pick<ApplyPlan, "stateDir" | "sysctlKeys" | "services"> & { paths: string[] }): string {
+    const lines = [...PRELUDE, `state=${quote(plan.stateDir)}`, "rc=0"];
+    for (const path of plan.paths) {
+        const b = backupName(path);
+        const p = quote(path);
+        lines.push(
+            `if [ -f "$state/orig/${b}.absent" ]; then rm -f ${p};`,
+            `elif [ -f "$state/orig/${b}.file" ]; then cp -p "$state/orig/${b}.file" ${p}.pulumi-backlog.new && mv -f ${p}.pulumi-backlog.new ${p};`,
+            `else echo ${quote("@@ warning no original kept for " + path)}; fi`,
+        );
+    }
+    for (const key of plan.sysctlKeys) {
+        const name = quote("sysctl." + key);
+        lines.push(`if [ -f "$state/orig/"${name} ]; then cat "$state/orig/"${name} > ${quote(procPath(key))} || rc=11; fi`);
+    }
+    for (const s of plan.services) {
+        lines.push(`if ! out=$(systemctl restart ${quote(s.unit)} 2>&1); then echo ${quote("@@ failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=12; fi`);
+    }
+    lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.paths, units: plan.services.map((s) => s.unit) }));
+    lines.push("echo '@@ end'", `[ "$rc" = 0 ] && rm -rf "$state"`, "exit $rc", "");
+    return lines.join("\n");
+}
+
+/** What a probe, apply or restore printed, parsed. */
+export interface HostReport {
+    /** Kernel values read from /proc/sys (undefined: the key is not exposed on this host). */
+    sysctls: Record<string, number | undefined>;
+    /** sha256 of each managed file, or null when absent. */
+    files: Record<string, string | null>;
+    /** Lines from sysctl.d files that set a managed key: `file:line`. */
+    sysctlSources: string[];
+    /** Raw `ss -H -l -n -t` and `ss -H -l -n -x` output. */
+    ssTcp: string;
+    ssUnix: string;
+    /** `systemctl is-active` per unit. */
+    units: Record<string, string>;
+    /** Kernel values kept from before the first deploy. */
+    before: Record<string, number>;
+    /** Set when the script stopped at a step: which step and its output. */
+    failure?: { step: string; output: string };
+    /** Whether the report ended (false: the script died half-way). */
+    complete: boolean;
+}
+
+/** Parses the sections a script printed into a {@link HostReport}. */
+export function parseReport(stdout: string): HostReport {
+    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, complete: false };
+    let section = "";
+    let arg = "";
+    let body: string[] = [];
+    const flush = () => {
+        const text = body.join("\n");
+        if (section === "sysctl") {
+            report.sysctls[arg] = text === "!missing" || text.trim() === "" ? undefined : Number(text.trim());
+        } else if (section === "file") {
+            report.files[arg] = text === "!absent" ? null : text.trim();
+        } else if (section === "sysctl.d") {
+            report.sysctlSources = body.filter((l) => l.trim() !== "");
+        } else if (section === "ss-tcp") {
+            report.ssTcp = text;
+        } else if (section === "ss-unix") {
+            report.ssUnix = text;
+        } else if (section === "unit") {
+            report.units[arg] = text.trim();
+        } else if (section === "before") {
+            for (const line of body) {
+                const m = /^sysctl\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
+                if (m) report.before[m[1]] = Number(m[2]);
+            }
+        } else if (section === "failed") {
+            report.failure = { step: arg, output: text };
+        }
+    };
+    for (const line of stdout.split("\n")) {
+        const m = /^@@ (\S+)(?: (.*))?$/.exec(line);
+        if (!m) {
+            body.push(line);
+            continue;
+        }
+        flush();
+        section = m[1];
+        arg = m[2] ?? "";
+        body = [];
+        if (section === "end") report.complete = true;
+    }
+    flush();
+    return report;
+}
