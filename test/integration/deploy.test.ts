@@ -1,0 +1,121 @@
+/**
+ * The deployment program (index.ts) with the real Pulumi engine against three lab hosts:
+ * apply and verify, no-change run, drift, a changed profile, a host raised above the profile, destroy.
+ */
+import { Stack } from "@pulumi/pulumi/automation";
+import { Lab, Verification, requireLabMachine, testStack } from "./harness";
+
+jest.setTimeout(600_000);
+
+const profile = (backlog: number, extra: Record<string, unknown> = {}) => ({
+  name: "it-web",
+  backlog,
+  pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }],
+  listeners: [{ listen: 8080, pool: "www" }],
+  ...extra,
+});
+
+const lab = new Lab("dep");
+let stack: Stack;
+let remove: () => Promise<void>;
+const original: Record<string, string> = {};
+
+beforeAll(async () => {
+  requireLabMachine();
+  lab.up(3);
+  for (const h of lab.hosts) {
+    original[h.name] = lab.sh(h.name, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d");
+  }
+  ({ stack, remove } = await testStack("deploy", { "backlog:inventory": lab.inventory, "backlog:profile": profile(8192) }));
+});
+
+afterAll(async () => {
+  try {
+    if (stack) await stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
+    if (remove) await remove();
+  } finally {
+    lab.down();
+  }
+});
+
+async function verification(): Promise<Verification> {
+  return (await stack.outputs()).verification.value as Verification;
+}
+
+function somaxconn(host: string): number {
+  return Number(lab.sh(host, "cat /proc/sys/net/core/somaxconn").trim());
+}
+
+function socketBacklog(host: string, path: string): number {
+  // ss -l: for a listening socket Send-Q is the effective backlog.
+  const line = lab.sh(host, `ss -H -l -n -x src ${path}`).trim().split("\n")[0] ?? "";
+  return Number(line.split(/\s+/)[3]);
+}
+
+test("up applies the profile on 3 hosts and every effective value equals the expected one", async () => {
+  const result = await stack.up({ onOutput: () => undefined });
+  expect(result.summary.result).toBe("succeeded");
+  const v = await verification();
+  expect(Object.keys(v).sort()).toEqual(lab.hosts.map((h) => h.name).sort());
+  for (const h of lab.hosts) {
+    expect(v[h.name]).toHaveLength(4);
+    for (const row of v[h.name]) {
+      expect(row).toEqual(expect.objectContaining({ expected: 8192, effective: 8192, ok: true }));
+    }
+    // And independently of the library's own reading:
+    expect(somaxconn(h.name)).toBe(8192);
+    expect(socketBacklog(h.name, "/run/php/php8.2-fpm.sock")).toBe(8192);
+    // Without a Netid column (tcp only), Send-Q is the third field.
+    expect(lab.sh(h.name, "ss -H -l -n -t sport = :8080").trim().split(/\s+/)[2]).toBe("8192");
+  }
+});
+
+test("a second up without changes reports no changes", async () => {
+  const result = await stack.up({ expectNoChanges: true, onOutput: () => undefined });
+  expect(result.summary.resourceChanges).toEqual({ same: 1 + 1 + 3 * 2 });
+});
+
+test("a value changed by hand is reported by preview and repaired by up", async () => {
+  const host = lab.hosts[1].name;
+  lab.sh(host, "sysctl -w net.core.somaxconn=1000 >/dev/null");
+  const preview = await stack.preview({ diff: true });
+  expect(preview.changeSummary.update).toBe(1);
+  expect(preview.stdout).toContain(`backlog-${host}-settings`);
+  await stack.up({ onOutput: () => undefined });
+  expect(somaxconn(host)).toBe(8192);
+  // php-fpm was restarted: its socket listened again with the full backlog.
+  expect(socketBacklog(host, "/run/php/php8.2-fpm.sock")).toBe(8192);
+});
+
+test("a changed backlog converges and verifies on every host", async () => {
+  await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384)) });
+  const result = await stack.up({ onOutput: () => undefined });
+  expect(result.summary.resourceChanges?.update).toBe(3);
+  const v = await verification();
+  for (const h of lab.hosts) {
+    expect(v[h.name].every((r) => r.ok && r.effective === 16384)).toBe(true);
+    expect(socketBacklog(h.name, "/run/php/php8.2-fpm.sock")).toBe(16384);
+  }
+});
+
+test("a host raised by hand above the profile keeps its value in mode atLeast, and is lowered in mode exact", async () => {
+  const host = lab.hosts[0].name;
+  lab.sh(host, "sysctl -w net.core.somaxconn=20000 >/dev/null");
+  await stack.up({ onOutput: () => undefined });
+  expect(somaxconn(host)).toBe(20000);
+  expect(lab.sh(host, "cat /etc/sysctl.d/zz-pulumi-backlog.conf")).toMatch(/net\.core\.somaxconn = 20000/);
+  expect(somaxconn(lab.hosts[2].name)).toBe(16384);
+
+  await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384, { mode: "exact" })) });
+  await stack.up({ onOutput: () => undefined });
+  expect(somaxconn(host)).toBe(16384);
+});
+
+test("destroy brings back the original files and kernel values on every host", async () => {
+  await stack.destroy({ onOutput: () => undefined });
+  for (const h of lab.hosts) {
+    const now = lab.sh(h.name, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d");
+    expect(now).toBe(original[h.name]);
+    expect(lab.sh(h.name, "ls -A /var/lib/pulumi-backlog 2>/dev/null | wc -l").trim()).toBe("0");
+  }
+});
