@@ -7,7 +7,7 @@ import { parseReport, probeScript } from "./plan";
 import { BacklogProfile, ProfileInput, defineProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
 import { HostSettings } from "./hostSettings";
-import { SshConnection, describe, parseHostKey, runScript } from "./ssh";
+import { SshConnection, parseHostKey, runScript, sshTarget } from "./ssh";
 import { ComparisonRow } from "./verify";
 
 /** Pulumi inputs of an {@link SshConnection}. */
@@ -98,7 +98,7 @@ export class BacklogHost extends pulumi.ComponentResource {
             const result = await runScript(conn, probeScript(spec));
             const report = parseReport(result.stdout);
             if (result.code !== 0 || !report.complete) {
-                throw new Error(`${name} (${describe(conn)}): probe failed: ${result.stderr.trim() || "incomplete output"}`);
+                throw new Error(`${name} (${sshTarget(conn)}): probe failed: ${result.stderr.trim() || "incomplete output"}`);
             }
             return decide(profile, report, { paths: args.paths, services, stateName });
         }));
@@ -106,7 +106,7 @@ export class BacklogHost extends pulumi.ComponentResource {
         const settings = new HostSettings(`${name}-settings`, {
             connection,
             hostName: name,
-            target: connection.apply((c) => describe(c)),
+            target: connection.apply((c) => sshTarget(c)),
             plan: decision.plan,
             expected: decision.expected,
             before: decision.before as pulumi.Input<Record<string, number | undefined>>,

@@ -51,8 +51,17 @@ function verify(host: string, expected: ExpectedValue[], report: HostReport): Co
   return rows;
 }
 
+/** Runs a script on the host; a connection failure names the host. */
+async function run(inputs: Pick<HostSettingsInputs, "connection" | "hostName">, script: string) {
+  try {
+    return await runScript(inputs.connection, script);
+  } catch (err) {
+    throw new Error(`${inputs.hostName}: ${(err as Error).message}`);
+  }
+}
+
 async function apply(inputs: HostSettingsInputs): Promise<HostSettingsOutputs> {
-  const result = await runScript(inputs.connection, applyScript(inputs.plan));
+  const result = await run(inputs, applyScript(inputs.plan));
   const report = parseReport(result.stdout);
   if (result.code !== 0 || !report.complete) {
     fail(inputs.hostName, "apply", report, result.stderr);
@@ -85,7 +94,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
       sysctlKeys: props.plan.sysctlKeys,
       services: props.plan.services,
     });
-    const result = await runScript(props.connection, script);
+    const result = await run(props, script);
     const report = parseReport(result.stdout);
     if (result.code !== 0 || !report.complete) {
       fail(props.hostName, "restore", report, result.stderr);
@@ -97,7 +106,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: HostSettingsOutputs): Promise<pulumi.dynamic.ReadResult> {
-    const result = await runScript(props.connection, probeScript({
+    const result = await run(props, probeScript({
       stateDir: props.plan.stateDir,
       sysctlKeys: props.plan.sysctlKeys,
       paths: props.plan.files.map((f) => f.path),

@@ -11,5 +11,5 @@ export { DEBIAN_12_SERVICES, ServiceNames, STATE_DIR, bootOverrides, decide } fr
 export * from "./profile";
 export * from "./render";
 export * from "./shell";
-export { SshConnection, SshError, parseHostKey } from "./ssh";
+export { SshConnection, parseHostKey, sshError, sshTarget } from "./ssh";
 export * from "./verify";

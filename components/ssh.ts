@@ -50,33 +50,34 @@ export interface ScriptResult {
     stderr: string;
 }
 
-/** A connection problem (not a failed script): unreachable host, refused key, wrong host key. */
-export class SshError extends Error {
-    constructor(message: string) {
-        super(message);
-        this.name = "SshError";
-    }
+/**
+ * A connection problem (not a failed script): unreachable host, refused key, wrong host key.
+ * A plain `Error` named "SshError", not a subclass: this module runs inside the dynamic provider,
+ * whose serialized code turns `class … extends Error` into a function that loses the message.
+ */
+export function sshError(message: string): Error {
+    return Object.assign(new Error(message), { name: "SshError" });
 }
 
 /** Parses an OpenSSH public key line into its type and key blob. Throws on anything else. */
 export function parseHostKey(line: string): { type: string; blob: Buffer } {
     const fields = line.trim().split(/\s+/);
     if (fields.length < 2 || !/^(ssh-|ecdsa-|sk-)[a-z0-9@.-]+$/.test(fields[0]) || !/^[A-Za-z0-9+/]+={0,2}$/.test(fields[1])) {
-        throw new SshError(`hostKey ${JSON.stringify(line)} is not an OpenSSH public key line ("ssh-ed25519 AAAA…")`);
+        throw sshError(`hostKey ${JSON.stringify(line)} is not an OpenSSH public key line ("ssh-ed25519 AAAA…")`);
     }
     const blob = Buffer.from(fields[1], "base64");
     // The blob starts with its own key type as an SSH string; it must agree with the first field.
     const typeLength = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
     if (typeLength < 0 || blob.subarray(4, 4 + typeLength).toString() !== fields[0]) {
-        throw new SshError(`hostKey ${JSON.stringify(line)}: the key data does not match its type ${fields[0]}`);
+        throw sshError(`hostKey ${JSON.stringify(line)}: the key data does not match its type ${fields[0]}`);
     }
     return { type: fields[0], blob };
 }
 
 /** Human-readable name of a connection, for messages: `user@host:port` (via bastion). */
-export function describe(conn: Pick<SshConnection, "host" | "port" | "user" | "proxy">): string {
+export function sshTarget(conn: Pick<SshConnection, "host" | "port" | "user" | "proxy">): string {
     const self = `${conn.user ?? "root"}@${conn.host}:${conn.port ?? 22}`;
-    return conn.proxy ? `${self} via ${describe(conn.proxy)}` : self;
+    return conn.proxy ? `${self} via ${sshTarget(conn.proxy)}` : self;
 }
 
 function connectOnce(conn: Omit<SshConnection, "proxy" | "sudo">, sock?: Duplex): Promise<Client> {
@@ -85,7 +86,7 @@ function connectOnce(conn: Omit<SshConnection, "proxy" | "sudo">, sock?: Duplex)
         let pinned: Buffer | undefined;
         if (!conn.insecureIgnoreHostKey) {
             if (!conn.hostKey) {
-                reject(new SshError(`no hostKey for ${describe(conn)}: pin the host's public key, or set insecureIgnoreHostKey for a throwaway host`));
+                reject(sshError(`no hostKey for ${sshTarget(conn)}: pin the host's public key, or set insecureIgnoreHostKey for a throwaway host`));
                 return;
             }
             pinned = parseHostKey(conn.hostKey).blob;
@@ -109,9 +110,9 @@ function connectOnce(conn: Omit<SshConnection, "proxy" | "sudo">, sock?: Duplex)
         client.once("error", (err: Error & { level?: string }) => {
             client.end();
             if (pinned && presented && !presented.equals(pinned)) {
-                reject(new SshError(`host key mismatch for ${describe(conn)}: the server presented a key other than the pinned hostKey; refusing to connect`));
+                reject(sshError(`host key mismatch for ${sshTarget(conn)}: the server presented a key other than the pinned hostKey; refusing to connect`));
             } else {
-                reject(new SshError(`cannot connect to ${describe(conn)}: ${err.message}`));
+                reject(sshError(`cannot connect to ${sshTarget(conn)}: ${err.message}`));
             }
         });
         client.connect(config);
@@ -153,7 +154,7 @@ export async function runScript(conn: SshConnection, script: string): Promise<Sc
         try {
             session = await connect(conn);
         } catch (err) {
-            const mismatch = err instanceof SshError && /host key mismatch|no hostKey|hostKey /.test(err.message);
+            const mismatch = err instanceof Error && err.name === "SshError" && /host key mismatch|no hostKey|hostKey /.test(err.message);
             if (mismatch || attempt >= attempts) {
                 throw err;
             }
@@ -167,7 +168,7 @@ export async function runScript(conn: SshConnection, script: string): Promise<Sc
         return await new Promise<ScriptResult>((resolve, reject) => {
             client.exec(command, (err, stream) => {
                 if (err) {
-                    reject(new SshError(`cannot start a shell on ${describe(conn)}: ${err.message}`));
+                    reject(sshError(`cannot start a shell on ${sshTarget(conn)}: ${err.message}`));
                     return;
                 }
                 const out: Buffer[] = [];

@@ -5,6 +5,7 @@
  * to explore; the end of the output says how to tear down.
  */
 import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +28,20 @@ function run(what: string, cmd: string, args: string[], capture = false): string
 }
 
 const pulumi = (...args: string[]) => ["scripts/pulumi.sh", ...args];
-run(`starting ${values.hosts} lab hosts`, process.execPath, ["scripts/lab/lab.ts", "up", "--hosts", values.hosts]);
+const inventory = join(repo, ".lab", "inventory.json");
+const labRunning = existsSync(inventory) &&
+  (JSON.parse(readFileSync(inventory, "utf8")) as unknown[]).length === Number(values.hosts) &&
+  spawnSync(process.execPath, ["scripts/lab/lab.ts", "status"], { cwd: repo, stdio: "ignore" }).status === 0;
+if (labRunning) {
+  console.log(`\n== reusing the ${values.hosts} lab hosts that are already up`);
+} else {
+  run(`starting ${values.hosts} lab hosts`, process.execPath, ["scripts/lab/lab.ts", "up", "--hosts", values.hosts]);
+  // New hosts: whatever the stack recorded about earlier lab hosts is gone with them.
+  const state = spawnSync("bash", pulumi("stack", "ls", "--json"), { cwd: repo, encoding: "utf8" });
+  if (state.status === 0 && (JSON.parse(state.stdout) as { name: string; resourceCount?: number }[]).some((s) => s.name === "lab" && (s.resourceCount ?? 0) > 0)) {
+    run("forgetting the stack's earlier lab hosts", "bash", pulumi("stack", "rm", "--force", "--yes", "--preserve-config", "lab"));
+  }
+}
 run("selecting stack lab", "bash", pulumi("stack", "select", "--create", "lab", "--non-interactive"));
 run("pulumi up (real engine, real hosts)", "bash", pulumi("up", "--yes", "--non-interactive", "--stack", "lab"));
 const out = JSON.parse(run("reading stack outputs", "bash", pulumi("stack", "output", "--json", "--stack", "lab"), true)) as {
