@@ -19,6 +19,24 @@ export interface BacklogFleetArgs extends Omit<BacklogHostArgs, "connection"> {
     hosts: FleetHost[];
 }
 
+/** Validates the profile and the host list before anything is registered. */
+function fleetProfile(args: BacklogFleetArgs): BacklogProfile {
+    const profile: BacklogProfile = Object.isFrozen(args.profile) && (args.profile as BacklogProfile).sysctls
+        ? (args.profile as BacklogProfile)
+        : defineProfile(args.profile as ProfileInput);
+    const seen = new Set<string>();
+    for (const [i, h] of args.hosts.entries()) {
+        if (typeof h.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(h.name)) {
+            throw new Error(`hosts[${i}].name ${JSON.stringify(h.name)}: must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+        }
+        if (seen.has(h.name)) {
+            throw new Error(`hosts[${i}].name ${JSON.stringify(h.name)}: duplicate host name; each host needs its own name`);
+        }
+        seen.add(h.name);
+    }
+    return profile;
+}
+
 /**
  * Applies one backlog profile to many hosts (each a {@link BacklogHost}), in parallel. The profile is
  * validated once, before any host is touched. A host that fails (unreachable, failed config test,
@@ -33,20 +51,8 @@ export class BacklogFleet extends pulumi.ComponentResource {
     public readonly inSync: pulumi.Output<Record<string, boolean>>;
 
     constructor(name: string, args: BacklogFleetArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("backlog:index:BacklogFleet", name, {}, opts);
-        const profile: BacklogProfile = Object.isFrozen(args.profile) && (args.profile as BacklogProfile).sysctls
-            ? (args.profile as BacklogProfile)
-            : defineProfile(args.profile as ProfileInput);
-        const seen = new Set<string>();
-        for (const [i, h] of args.hosts.entries()) {
-            if (typeof h.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(h.name)) {
-                throw new Error(`hosts[${i}].name ${JSON.stringify(h.name)}: must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
-            }
-            if (seen.has(h.name)) {
-                throw new Error(`hosts[${i}].name ${JSON.stringify(h.name)}: duplicate host name; each host needs its own name`);
-            }
-            seen.add(h.name);
-        }
+        const profile = fleetProfile(args);
+        super("backlog:index:BacklogFleet", name, { profile, hosts: args.hosts.map((h) => h.name) }, opts);
         this.hosts = {};
         for (const h of args.hosts) {
             this.hosts[h.name] = new BacklogHost(`${name}-${h.name}`, {

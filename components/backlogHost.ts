@@ -2,7 +2,7 @@
  * BacklogHost: one Linux host whose listen-backlog settings follow one profile.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { DEBIAN_12_SERVICES, HostDecision, ServiceNames, decide, managedKeys, STATE_DIR } from "./converge";
+import { DEBIAN_12_SERVICES, HostDecision, STATE_DIR, ServiceNames, decide, managedKeys } from "./converge";
 import { parseReport, probeScript } from "./plan";
 import { BacklogProfile, ProfileInput, defineProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
@@ -43,6 +43,30 @@ function isDefined(profile: ProfileInput | BacklogProfile): profile is BacklogPr
     return (profile as BacklogProfile).sysctls !== undefined && Object.isFrozen(profile);
 }
 
+/**
+ * Validates everything that can be checked without the host (so bad input touches nothing) and
+ * returns the component's recorded inputs: what policies and `pulumi stack export` see. The
+ * connection is reduced to where it goes and how the host key is checked; no key material.
+ */
+function hostProps(name: string, args: BacklogHostArgs) {
+    const profile = isDefined(args.profile) ? args.profile : defineProfile(args.profile);
+    const paths = resolvePaths(args.paths);
+    checkConnection(name, args.connection);
+    const services: ServiceNames = { ...DEBIAN_12_SERVICES, ...(args.services ?? {}) };
+    const view = (c: Omit<SshConnection, "privateKey" | "passphrase" | "proxy">) => ({
+        host: c.host,
+        port: c.port ?? 22,
+        user: c.user ?? "root",
+        hostKey: c.hostKey ?? null,
+        insecureIgnoreHostKey: c.insecureIgnoreHostKey === true,
+    });
+    const connection = pulumi.unsecret(pulumi.output(args.connection).apply((c) => {
+        const conn = c as unknown as SshConnection;
+        return { ...view(conn), sudo: conn.sudo ?? (conn.user ?? "root") !== "root", proxy: conn.proxy ? view(conn.proxy) : null };
+    }));
+    return { profile, paths, services, connection };
+}
+
 /** Rejects a plain connection whose host key is not pinned, before anything runs. */
 function checkConnection(name: string, connection: pulumi.Input<SshConnectionArgs>): void {
     if (pulumi.Output.isInstance(connection) || connection === undefined) return;
@@ -77,12 +101,9 @@ export class BacklogHost extends pulumi.ComponentResource {
     public readonly bootOverrides: pulumi.Output<string[]>;
 
     constructor(name: string, args: BacklogHostArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("backlog:index:BacklogHost", name, {}, opts);
-        // Everything that can be checked without the host is checked now, so bad input touches nothing.
-        const profile = isDefined(args.profile) ? args.profile : defineProfile(args.profile);
-        resolvePaths(args.paths);
-        checkConnection(name, args.connection);
-        const services = { ...DEBIAN_12_SERVICES, ...(args.services ?? {}) };
+        const props = hostProps(name, args);
+        super("backlog:index:BacklogHost", name, props, opts);
+        const { profile, services } = props;
 
         const connection = pulumi.secret(pulumi.output(args.connection) as pulumi.Output<SshConnection>);
         const stateName = name.replace(/[^A-Za-z0-9_.-]/g, "_");
