@@ -116,10 +116,12 @@ export class BacklogHost extends pulumi.ComponentResource {
         };
         // The probe reads only; its result holds no secret, so it is unwrapped from the connection's secrecy.
         const decision: pulumi.Output<HostDecision> = pulumi.unsecret(connection.apply(async (conn) => {
-            const result = await runScript(conn, probeScript(spec));
+            const result = await runScript(conn, probeScript(spec)).catch((err: Error) => {
+                throw new Error(`${name}: probe failed: ${err.message}`);
+            });
             const report = parseReport(result.stdout);
             if (result.code !== 0 || !report.complete) {
-                throw new Error(`${name} (${sshTarget(conn)}): probe failed: ${result.stderr.trim() || "incomplete output"}`);
+                throw new Error(`${name}: probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
             }
             return decide(profile, report, { paths: args.paths, services, stateName });
         }));

@@ -94,6 +94,22 @@ export function bootOverrides(sources: readonly string[], dropIn: string, keys: 
   return out;
 }
 
+/**
+ * The host's own value of each key, the one mode `atLeast` never lowers: the running value when
+ * it differs from what the last deploy set (someone changed it since, by hand or by another tool),
+ * otherwise the value from before the first deploy. So a value this library raised is not taken
+ * for the host's own, and lowering the profile lowers the host again.
+ */
+export function hostOwnValues(keys: readonly SysctlKey[], report: Pick<HostReport, "sysctls" | "before" | "applied">): KernelValues {
+  const own: Partial<Record<SysctlKey, number>> = {};
+  for (const k of keys) {
+    const now = report.sysctls[k];
+    const applied = report.applied[k];
+    own[k] = applied !== undefined && now === applied ? (report.before[k] ?? now) : now;
+  }
+  return own;
+}
+
 /** Inputs of {@link decide}. */
 export interface DecideOptions {
   paths?: Partial<HostPaths>;
@@ -120,11 +136,12 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   for (const k of keys) now[k] = report.sysctls[k];
   const before: Partial<Record<SysctlKey, number>> = {};
   for (const k of keys) before[k] = report.before[k] ?? report.sysctls[k];
+  const own = hostOwnValues(keys, report);
 
   const paths = resolvePaths(options.paths);
   const names = { ...DEBIAN_12_SERVICES, ...(options.services ?? {}) };
-  const files: RenderedFile[] = render(profile, { paths, hostBefore: now });
-  const expected = expectedValues(profile, now);
+  const files: RenderedFile[] = render(profile, { paths, hostBefore: own });
+  const expected = expectedValues(profile, own);
   const effective = { sysctls: now, sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)] };
   const current = compare(expected, effective);
 
@@ -137,6 +154,13 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
       reasons.push(have === null || have === undefined ? `${f.path} is missing` : `${f.path} differs from the profile`);
     }
   }
+  // Files an earlier deploy managed that this profile no longer has go back to their originals.
+  const retired = report.managed.filter((path) => !files.some((f) => f.path === path)).sort();
+  for (const path of retired) {
+    reasons.push(`${path} is no longer in the profile: its original comes back`);
+    if (path.startsWith(paths.phpFpmPoolDir.replace(/\/+$/, "") + "/")) changedKinds.add("php-fpm-pool");
+    if (path === paths.nginxConf) changedKinds.add("nginx");
+  }
   const badRows = current.filter((r) => !r.ok);
   for (const r of badRows) {
     reasons.push(`${r.setting}: expected ${r.comparison === "atLeast" ? ">=" : ""}${r.expected}, host has ${r.effective ?? "nothing"}`);
@@ -146,12 +170,12 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     r.setting.startsWith(service === "php-fpm" ? "php-fpm" : "nginx"));
 
   const services: ManagedService[] = [];
-  if (profile.pools.length > 0) {
+  if (profile.pools.length > 0 || changedKinds.has("php-fpm-pool")) {
     const restart = changedKinds.has("php-fpm-pool") || somaxconnChanges || socketBad("php-fpm");
     // A reload keeps the inherited listening socket (and its backlog): only a restart listens again.
     services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: restart ? "restart" : "none" });
   }
-  if (profile.listeners.length > 0) {
+  if (profile.listeners.length > 0 || changedKinds.has("nginx")) {
     // nginx re-listens on reload only when backlog= itself changed; a somaxconn change needs a restart.
     const restart = changedKinds.has("nginx") || somaxconnChanges || socketBad("nginx");
     services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: restart ? "restart" : "none" });
@@ -163,6 +187,7 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     sysctlFile: paths.sysctlDropIn,
     sysctlKeys: keys,
     services,
+    retired,
   };
   const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit) }));
   return {

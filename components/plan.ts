@@ -22,6 +22,16 @@ export interface ManagedFile {
     owner: string;
     /** Owner group name. */
     group: string;
+    /**
+     * Values known only on the host, when the script runs (optional: without it the content is
+     * written byte for byte, as always). Each key is a placeholder that occurs in `content`
+     * (`@NAME@`: capitals, digits and `_` between two `@`); its value names a shell variable that
+     * the script running the apply steps has set before them (components/standalone.ts does, for
+     * kernel values read on the host). As the file is written each placeholder becomes the
+     * variable's value, which must be a whole number, and a line holding a placeholder whose
+     * variable is empty is left out. Any other value stops the apply (exit 13, files put back).
+     */
+    runtimeValues?: Record<string, string>;
 }
 
 /** A service whose configuration is among the managed files. */
@@ -44,6 +54,11 @@ export interface ApplyPlan {
     /** Kernel keys (dotted, e.g. `net.core.somaxconn`) whose values before the first deploy are kept for restore. */
     sysctlKeys: string[];
     services: ManagedService[];
+    /**
+     * Files an earlier deploy managed that the profile no longer has (a pool removed, say): each is
+     * given back as it was before the first deploy, like destroy does for all files.
+     */
+    retired?: string[];
 }
 
 /** What a probe or verification reads. */
@@ -98,13 +113,41 @@ function observeLines(spec: ProbeSpec): string[] {
     for (const unit of spec.units) {
         lines.push(`echo ${quote("@@ unit " + unit)}; systemctl is-active ${quote(unit)} 2>&1`);
     }
-    lines.push(`echo '@@ before'; if [ -d ${quote(spec.stateDir + "/orig")} ]; then cd ${quote(spec.stateDir + "/orig")} && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
+    const orig = quote(spec.stateDir + "/orig");
+    lines.push(`echo '@@ before'; if [ -d ${orig} ]; then cd ${orig} && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
+    lines.push(`echo '@@ applied'; if [ -d ${quote(spec.stateDir)} ]; then cd ${quote(spec.stateDir)} && grep -H . applied.* 2>/dev/null; cd /; fi`);
+    // Every file a deploy has managed on this host (their originals are kept), one path a line.
+    lines.push(`echo '@@ managed'; for f in ${orig}/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
     return lines;
 }
 
 /** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
 export function probeScript(spec: ProbeSpec): string {
     return [...PRELUDE, ...observeLines(spec), "echo '@@ end'", ""].join("\n");
+}
+
+/**
+ * The lines that start decoding a file's content into `tmp` (the base64 here-document follows):
+ * plain `base64 -d`, or, with {@link ManagedFile.runtimeValues}, each variable checked to be a whole
+ * number (or empty) and its placeholder filled in (or its lines left out) by `sed`.
+ */
+function decodeLines(f: ManagedFile, tmp: string): string[] {
+    const values = Object.entries(f.runtimeValues ?? {});
+    if (values.length === 0) return [`base64 -d > ${tmp} <<'PULUMI_BACKLOG_B64'`];
+    const lines: string[] = [];
+    const edits: string[] = [];
+    values.forEach(([placeholder, variable], i) => {
+        if (!/^@[A-Z][A-Z0-9_]*@$/.test(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${JSON.stringify(placeholder)} must look like @NAME@ (capitals, digits, _)`);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) throw new Error(`runtimeValues of ${f.path}: ${JSON.stringify(variable)} is not a shell variable name`);
+        if (!f.content.includes(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${placeholder} does not occur in the content`);
+        lines.push(
+            `case \${${variable}-} in *[!0-9]*) rollback; echo ${quote("@@ failed write " + f.path)}; echo ${quote(`${variable} is not a whole number`)}; exit 13;; esac`,
+            `if [ -n "\${${variable}-}" ]; then rv${i}="s/${placeholder}/\${${variable}}/g"; else rv${i}='/${placeholder}/d'; fi`,
+        );
+        edits.push(`-e "$rv${i}"`);
+    });
+    lines.push(`base64 -d <<'PULUMI_BACKLOG_B64' | sed ${edits.join(" ")} > ${tmp}`);
+    return lines;
 }
 
 /**
@@ -144,7 +187,7 @@ export function applyScript(plan: ApplyPlan): string {
             `  printf '%s' ${p} > "$state/orig/${b}.path"`,
             "fi",
             `mkdir -p "$(dirname ${p})"`,
-            `base64 -d > ${tmp} <<'PULUMI_BACKLOG_B64'`,
+            ...decodeLines(f, tmp),
             Buffer.from(f.content, "utf8").toString("base64").replace(/(.{76})/g, "$1\n").replace(/\n$/, ""),
             "PULUMI_BACKLOG_B64",
             `chmod ${quote(f.mode)} ${tmp} && chown ${quote(f.owner + ":" + f.group)} ${tmp} || { rm -f ${tmp}; rollback; echo ${quote("@@ failed write " + f.path)}; exit 13; }`,
@@ -155,6 +198,18 @@ export function applyScript(plan: ApplyPlan): string {
             "fi",
         );
     }
+    for (const path of plan.retired ?? []) {
+        const p = quote(path);
+        const b = backupName(path);
+        lines.push(
+            `# retired: ${path.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
+            `if [ -f "$state/orig/${b}.path" ]; then`,
+            `  printf '%s' ${p} > "$state/prev/${b}.path"`,
+            `  if [ -f ${p} ]; then cp -p ${p} "$state/prev/${b}.file"; else : > "$state/prev/${b}.absent"; fi`,
+            `  if [ -f "$state/orig/${b}.absent" ]; then rm -f ${p}; else cp -p "$state/orig/${b}.file" ${p}; fi`,
+            "fi",
+        );
+    }
     for (const s of plan.services) {
         lines.push(
             `if ! out=$(${s.test.map(quote).join(" ")} 2>&1); then rollback; echo ${quote("@@ failed test " + s.unit)}; printf '%s\\n' "$out"; exit 10; fi`,
@@ -162,6 +217,10 @@ export function applyScript(plan: ApplyPlan): string {
     }
     if (plan.sysctlFile) {
         lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then rollback; echo '@@ failed sysctl'; printf '%s\\n' "$out"; exit 11; fi`);
+        // What this deploy set: a later value that differs was set by someone else (see converge.ts).
+        for (const key of plan.sysctlKeys) {
+            lines.push(`cat ${quote(procPath(key))} > "$state/"${quote("applied." + key)}`);
+        }
     }
     for (const s of plan.services) {
         if (s.action === "none") continue;
@@ -171,6 +230,9 @@ export function applyScript(plan: ApplyPlan): string {
         );
     }
     lines.push("rm -f \"$state\"/prev/*");
+    for (const path of plan.retired ?? []) {
+        lines.push(`rm -f "$state/orig/${backupName(path)}".*`);
+    }
     lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.files.map((f) => f.path), units: plan.services.map((s) => s.unit) }));
     lines.push("echo '@@ end'", "");
     return lines.join("\n");
@@ -219,6 +281,10 @@ export interface HostReport {
     units: Record<string, string>;
     /** Kernel values kept from before the first deploy. */
     before: Record<string, number>;
+    /** Files a deploy has managed on the host (their originals are kept). */
+    managed: string[];
+    /** Kernel values the last deploy set. */
+    applied: Record<string, number>;
     /** Set when the script stopped at a step: which step and its output. */
     failure?: { step: string; output: string };
     /** Whether the report ended (false: the script died half-way). */
@@ -227,7 +293,7 @@ export interface HostReport {
 
 /** Parses the sections a script printed into a {@link HostReport}. */
 export function parseReport(stdout: string): HostReport {
-    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, complete: false };
+    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, complete: false };
     let section = "";
     let arg = "";
     let body: string[] = [];
@@ -250,6 +316,13 @@ export function parseReport(stdout: string): HostReport {
                 const m = /^sysctl\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
                 if (m) report.before[m[1]] = Number(m[2]);
             }
+        } else if (section === "applied") {
+            for (const line of body) {
+                const m = /^applied\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
+                if (m) report.applied[m[1]] = Number(m[2]);
+            }
+        } else if (section === "managed") {
+            report.managed = body.filter((l) => l !== "");
         } else if (section === "failed") {
             report.failure = { step: arg, output: text };
         }

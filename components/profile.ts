@@ -34,8 +34,6 @@ import {
   endpointsOverlap,
   formatEndpoint,
   inRange,
-  isSafeAbsolutePath,
-  isWildcard,
   parseTcpEndpoint,
   unixSocketPathProblem,
   unsafeCharacters,
@@ -678,7 +676,7 @@ export const rules: readonly Rule[] = Object.freeze([
   {
     id: "nginx-address-overlap",
     description: "nginx listeners on one port use either the wildcard or specific addresses of a family, not both.",
-    reason: "Every rendered address carries backlog=, which implies bind (nginx listen docs); Linux refuses to bind a specific address while the wildcard socket of that port listens (inet_bind_conflict), so nginx would fail to start.",
+    reason: "Every rendered address carries backlog=, which implies bind (nginx listen docs); Linux refuses to bind a specific address while the wildcard socket of that port listens, and the reverse, even with SO_REUSEADDR (inet_bind_conflict; measured: EADDRINUSE), so nginx would fail to start.",
     check: (profile) => {
       const out: Problem[] = [];
       const groups = [...listenersByAddress(profile).values()].map((idx) => idx[0] as number);
@@ -880,6 +878,23 @@ export const rules: readonly Rule[] = Object.freeze([
       collect((ps) => checkExtraDirective(ps, `pools[${i}].extra[${JSON.stringify(d.key)}]`, d.key, d.value), id))),
   })),
 ]);
+
+/**
+ * Rule ids that only the input check reports (they concern the shape of the input, which a
+ * derived profile no longer has). Every other id in a {@link Problem} is one of {@link rules}.
+ */
+export const INPUT_RULES: Readonly<Record<string, string>> = Object.freeze({
+  required: "A required field is missing (profile name and backlog, pool name and listen, listener listen and pool).",
+  type: "A field has the wrong type (object, array, boolean expected).",
+  "unknown-field": "A field is not part of the input (usually a typo); it is rejected rather than ignored.",
+  "mode-value": "mode is \"atLeast\" or \"exact\".",
+  "netdev-opt-in": "net.core.netdev_max_backlog is managed only as { value, machineGlobal: true }: it is global to the machine.",
+  "listen-address": "A TCP listen address is PORT, IPV4:PORT or [IPV6]:PORT (nginx also *:PORT), IP literals only.",
+  "pm-style": "pm.style is dynamic, static or ondemand.",
+  "pm-unused-setting": "A pm setting is given for a style that ignores it (e.g. minSpareServers with static).",
+  "unix-only-setting": "listenOwner/listenGroup/listenMode are given for a pool that listens on TCP.",
+  "host-value": "A host value passed to kernelTargets/render/expectedValues is a whole number 0..2147483647 of a managed key.",
+});
 
 /** Run every rule over a derived profile; returns all problems (empty when it is sound). */
 export function checkProfile(profile: BacklogProfile): Problem[] {
@@ -1325,14 +1340,4 @@ export function defineProfile(input: ProfileInput): BacklogProfile {
 /** `true` when `key` is an extra-directive key the profile owns (case-insensitive). */
 export function isOwnedPoolKey(key: string): boolean {
   return OWNED_POOL_KEYS.includes(key.toLowerCase());
-}
-
-/** `true` when a derived listener binds every address of its family on its port. */
-export function isWildcardListener(l: Listener): boolean {
-  return isWildcard(l.listen);
-}
-
-/** `true` when `path` is a safe absolute path (the pattern rendered files rely on). */
-export function isSafePath(path: string): boolean {
-  return isSafeAbsolutePath(path);
 }

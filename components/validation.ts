@@ -241,12 +241,13 @@ export const INI_KEY_PATTERN =
   /^(?:[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*|(?:env|php_value|php_admin_value|php_flag|php_admin_flag)\[[A-Za-z0-9_.-]{1,128}\])$/;
 
 /**
- * php-fpm extra directive value: letters, digits, space and `_ . / : , @ % + * # -`, no
- * leading/trailing space, at most 1024 characters. Excluded on purpose: newline (a new
+ * php-fpm extra directive value: 1–1024 characters, letters, digits, space and
+ * `_ . / : , @ % + * # -`, no leading/trailing space (an empty value is refused: leave the
+ * directive out instead). Excluded on purpose: newline (a new
  * line could start a `[section]`), `;` (comment), `=`, quotes, `$`/`{}` (ini
  * interpolation), `&|^~!()` (ini operators), `[]`, `\`.
  */
-export const INI_VALUE_PATTERN = /^(?:[A-Za-z0-9_./:,@%+*#-](?:[A-Za-z0-9 _./:,@%+*#-]{0,1022}[A-Za-z0-9_./:,@%+*#-])?)?$/;
+export const INI_VALUE_PATTERN = /^[A-Za-z0-9_./:,@%+*#-](?:[A-Za-z0-9 _./:,@%+*#-]{0,1022}[A-Za-z0-9_./:,@%+*#-])?$/;
 
 /**
  * Keys the profile owns in a php-fpm pool: an extra directive cannot set them (php-fpm

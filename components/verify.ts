@@ -24,16 +24,27 @@ import {
 import { type TcpEndpoint, canonicalIpv6, isDualStack, isIpv4 } from "./validation";
 
 /** Error for output that does not have the expected shape (never silently skipped). */
-export class VerifyParseError extends Error {
+export interface VerifyParseError extends Error {
+  readonly name: "VerifyParseError";
   /** 1-based line number in the parsed text, when the problem is on one line. */
   readonly line: number | undefined;
+}
 
-  /** @param message - what is wrong; @param line - 1-based line number, if any. */
-  constructor(message: string, line?: number) {
-    super(line === undefined ? message : `line ${line}: ${message}`);
-    this.name = "VerifyParseError";
-    this.line = line;
-  }
+/**
+ * Makes a {@link VerifyParseError}. A plain `Error` with a name, not a subclass: the parsers run
+ * inside the dynamic provider, whose serialized code turns `class … extends Error` into a
+ * function that loses the message.
+ *
+ * @param message - what is wrong; @param line - 1-based line number, if any.
+ */
+export function verifyParseError(message: string, line?: number): VerifyParseError {
+  const error = new Error(line === undefined ? message : `line ${line}: ${message}`);
+  return Object.assign(error, { name: "VerifyParseError" as const, line });
+}
+
+/** Whether `e` is a {@link VerifyParseError}. */
+export function isVerifyParseError(e: unknown): e is VerifyParseError {
+  return e instanceof Error && e.name === "VerifyParseError";
 }
 
 // ---------------------------------------------------------------------------------------
@@ -67,22 +78,22 @@ const STATES: readonly string[] = Object.freeze(["LISTEN", "UNCONN", "ESTAB", "S
   "TIME-WAIT", "CLOSE-WAIT", "LAST-ACK", "CLOSING", "CLOSED", "UNKNOWN"]);
 
 function count(text: string, what: string, line: number): number {
-  if (!/^\d+$/.test(text)) throw new VerifyParseError(`${what} ${JSON.stringify(text)} is not a number`, line);
+  if (!/^\d+$/.test(text)) throw verifyParseError(`${what} ${JSON.stringify(text)} is not a number`, line);
   return Number(text);
 }
 
 /** Split a TCP local address (`[::1]:8080`, `127.0.0.53%lo:53`, `*:80`, `:::80`) into host and port. */
 export function splitAddress(local: string, line?: number): { host: string; port: number } {
   const cut = local.lastIndexOf(":");
-  if (cut <= 0) throw new VerifyParseError(`local address ${JSON.stringify(local)} has no port`, line);
+  if (cut <= 0) throw verifyParseError(`local address ${JSON.stringify(local)} has no port`, line);
   let host = local.slice(0, cut);
   const portText = local.slice(cut + 1);
   if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
-    throw new VerifyParseError(`local address ${JSON.stringify(local)} has no numeric port`, line);
+    throw verifyParseError(`local address ${JSON.stringify(local)} has no numeric port`, line);
   }
   if (host.startsWith("[")) {
     const close = host.indexOf("]");
-    if (close < 0) throw new VerifyParseError(`local address ${JSON.stringify(local)} has an unclosed [`, line);
+    if (close < 0) throw verifyParseError(`local address ${JSON.stringify(local)} has an unclosed [`, line);
     host = host.slice(1, close) + host.slice(close + 1); // keep a zone suffix outside the brackets for stripping below
   }
   host = host.replace(/%[^%]*$/, "");
@@ -90,7 +101,7 @@ export function splitAddress(local: string, line?: number): { host: string; port
     const v6 = canonicalIpv6(host);
     if (v6 !== undefined) host = v6;
     else if (!/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(host)) {
-      throw new VerifyParseError(`local address ${JSON.stringify(local)} is not an IP address`, line);
+      throw verifyParseError(`local address ${JSON.stringify(local)} is not an IP address`, line);
     }
   }
   return { host, port: Number(portText) };
@@ -122,9 +133,9 @@ export function parseSs(output: string): ListeningSocket[] {
     }
     const state = cols[0] as string;
     if (!STATES.includes(state)) {
-      throw new VerifyParseError(`not an ss socket row (no state column; was the header printed? use ss -H): ${JSON.stringify(line)}`, lineNo);
+      throw verifyParseError(`not an ss socket row (no state column; was the header printed? use ss -H): ${JSON.stringify(line)}`, lineNo);
     }
-    if (cols.length < 5) throw new VerifyParseError(`too few columns: ${JSON.stringify(line)}`, lineNo);
+    if (cols.length < 5) throw verifyParseError(`too few columns: ${JSON.stringify(line)}`, lineNo);
     if (state !== "LISTEN") return;
     const recvQ = count(cols[1] as string, "Recv-Q", lineNo);
     const backlog = count(cols[2] as string, "Send-Q", lineNo);
@@ -132,7 +143,7 @@ export function parseSs(output: string): ListeningSocket[] {
     const rest = cols.slice(3);
     if (unix || /^[/@]/.test(rest[0] as string)) {
       // unix: Local = path (may contain spaces), then inode, peer (*), peer inode.
-      if (rest.length < 4) throw new VerifyParseError(`unix row without path and inode: ${JSON.stringify(line)}`, lineNo);
+      if (rest.length < 4) throw verifyParseError(`unix row without path and inode: ${JSON.stringify(line)}`, lineNo);
       const path = rest.slice(0, rest.length - 3).join(" ");
       sockets.push({ kind: "unix", netid, recvQ, backlog, local: path, host: null, port: null, path });
       return;
@@ -152,9 +163,9 @@ export function parseSs(output: string): ListeningSocket[] {
  */
 export function parseProcSysValue(text: string): number {
   const t = text.trim();
-  if (!/^-?\d+$/.test(t)) throw new VerifyParseError(`/proc/sys value ${JSON.stringify(text)} is not a whole number`);
+  if (!/^-?\d+$/.test(t)) throw verifyParseError(`/proc/sys value ${JSON.stringify(text)} is not a whole number`);
   const n = Number(t);
-  if (!Number.isSafeInteger(n)) throw new VerifyParseError(`/proc/sys value ${JSON.stringify(text)} is out of range`);
+  if (!Number.isSafeInteger(n)) throw verifyParseError(`/proc/sys value ${JSON.stringify(text)} is out of range`);
   return n;
 }
 
@@ -175,7 +186,7 @@ export function parseSysctlOutput(text: string): KernelValues {
     const line = raw.trim();
     if (line === "") return;
     const m = /^([a-z0-9_.]+)\s*=\s*(-?\d+)$/.exec(line);
-    if (!m) throw new VerifyParseError(`not "key = number": ${JSON.stringify(raw)}`, i + 1);
+    if (!m) throw verifyParseError(`not "key = number": ${JSON.stringify(raw)}`, i + 1);
     const key = m[1] as string;
     if (key === SOMAXCONN || key === TCP_MAX_SYN_BACKLOG || key === NETDEV_MAX_BACKLOG) out[key] = parseProcSysValue(m[2] as string);
   });

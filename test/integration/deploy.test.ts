@@ -90,7 +90,8 @@ test("a value changed by hand is reported by preview and repaired by up", async 
 test("a changed backlog converges and verifies on every host", async () => {
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384)) });
   const result = await stack.up({ onOutput: () => undefined });
-  expect(result.summary.resourceChanges?.update).toBe(3);
+  // Each host's settings resource, plus the components that record the profile (3 hosts and the fleet).
+  expect(result.summary.resourceChanges?.update).toBe(3 + 3 + 1);
   const v = await verification();
   for (const h of lab.hosts) {
     expect(v[h.name].every((r) => r.ok && r.effective === 16384)).toBe(true);
@@ -109,6 +110,15 @@ test("a host raised by hand above the profile keeps its value in mode atLeast, a
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384, { mode: "exact" })) });
   await stack.up({ onOutput: () => undefined });
   expect(somaxconn(host)).toBe(16384);
+});
+
+test("a lowered profile lowers the hosts again: values the library set are not taken for the host's own", async () => {
+  await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(8192)) });
+  await stack.up({ onOutput: () => undefined });
+  for (const h of lab.hosts) {
+    expect(somaxconn(h.name)).toBe(8192);
+    expect(socketBacklog(h.name, "/run/php/php8.2-fpm.sock")).toBe(8192);
+  }
 });
 
 test("destroy brings back the original files and kernel values on every host", async () => {
