@@ -132,6 +132,13 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
       `${missing.join(", ")}: not exposed in /proc/sys on this host. The host is probably a container in a network ` +
       "namespace owned by an unprivileged user namespace, where the kernel hides these keys; tune it from the machine that owns the namespace.");
   }
+  const global = kernelTargets(profile).filter((t) => t.scope === "machine").map((t) => t.key);
+  if (global.length > 0 && report.container !== "none" && report.container !== "") {
+    throw new Error(
+      `${global.join(", ")}: global to the machine, not to the host's network namespace, and this host is a container ` +
+      `(${report.container}): setting it here would change every container on the machine, or fail. Set it on the machine itself, ` +
+      "or leave netdevMaxBacklog out of this profile.");
+  }
   const now: Partial<Record<SysctlKey, number>> = {};
   for (const k of keys) now[k] = report.sysctls[k];
   const before: Partial<Record<SysctlKey, number>> = {};

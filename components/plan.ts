@@ -110,6 +110,7 @@ function observeLines(spec: ProbeSpec): string[] {
             `grep -H -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null; done`);
     }
     lines.push("echo '@@ ss-tcp'; ss -H -l -n -t", "echo '@@ ss-unix'; ss -H -l -n -x");
+    lines.push("echo '@@ container'; systemd-detect-virt --container 2>/dev/null || true");
     for (const unit of spec.units) {
         lines.push(`echo ${quote("@@ unit " + unit)}; systemctl is-active ${quote(unit)} 2>&1`);
     }
@@ -283,6 +284,8 @@ export interface HostReport {
     before: Record<string, number>;
     /** Files a deploy has managed on the host (their originals are kept). */
     managed: string[];
+    /** `systemd-detect-virt --container`: `none` on a machine of its own, else the container type. */
+    container: string;
     /** Kernel values the last deploy set. */
     applied: Record<string, number>;
     /** Set when the script stopped at a step: which step and its output. */
@@ -293,7 +296,7 @@ export interface HostReport {
 
 /** Parses the sections a script printed into a {@link HostReport}. */
 export function parseReport(stdout: string): HostReport {
-    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, complete: false };
+    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, container: "", complete: false };
     let section = "";
     let arg = "";
     let body: string[] = [];
@@ -316,6 +319,8 @@ export function parseReport(stdout: string): HostReport {
                 const m = /^sysctl\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
                 if (m) report.before[m[1]] = Number(m[2]);
             }
+        } else if (section === "container") {
+            report.container = text.trim();
         } else if (section === "applied") {
             for (const line of body) {
                 const m = /^applied\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
