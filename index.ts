@@ -3,7 +3,7 @@
  * to a fleet of hosts, read from stack configuration (namespace `backlog`; see README "Configuration"):
  *
  *   backlog:profile    the profile (required): name, backlog, optional overrides, pools, listeners
- *   backlog:hosts      hosts: [{ name, host, port?, user?, hostKey, privateKeyPath }]; or
+ *   backlog:hosts      hosts: [{ name, host, port?, user?, sudo?, hostKey, privateKeyPath, proxy? }]; or
  *   backlog:inventory  a JSON file with such hosts (default .lab/inventory.json, what `npm run lab -- up` writes)
  *   backlog:services   php-fpm/nginx unit and binary names (default Debian 12)
  */
@@ -12,13 +12,21 @@ import { readFileSync } from "fs";
 import { resolve } from "path";
 import { BacklogFleet, FleetHost, ProfileInput, ServiceNames } from "./components";
 
-interface HostEntry {
-  name: string;
+/** Where to reach a host, and with which key (read from privateKeyPath, kept as a secret). */
+interface Endpoint {
   host: string;
   port?: number;
   user?: string;
   hostKey: string;
   privateKeyPath: string;
+}
+
+interface HostEntry extends Endpoint {
+  name: string;
+  /** Run through `sudo -n` (default: when user is not root). */
+  sudo?: boolean;
+  /** A bastion to hop through. */
+  proxy?: Endpoint;
 }
 
 const config = new pulumi.Config("backlog");
@@ -40,20 +48,23 @@ function readHosts(): HostEntry[] {
   return hosts;
 }
 
-const hosts: FleetHost[] = readHosts().map((h, i) => {
-  for (const field of ["name", "host", "hostKey", "privateKeyPath"] as const) {
-    if (typeof h[field] !== "string" || h[field] === "") {
-      throw new Error(`backlog hosts[${i}].${field}: required (a non-empty string)`);
+function endpoint(e: Endpoint, where: string) {
+  for (const field of ["host", "hostKey", "privateKeyPath"] as const) {
+    if (typeof e[field] !== "string" || e[field] === "") {
+      throw new Error(`backlog ${where}.${field}: required (a non-empty string)`);
     }
   }
+  return { host: e.host, port: e.port, user: e.user, hostKey: e.hostKey, privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")) };
+}
+
+const hosts: FleetHost[] = readHosts().map((h, i) => {
+  if (typeof h.name !== "string" || h.name === "") throw new Error(`backlog hosts[${i}].name: required (a non-empty string)`);
   return {
     name: h.name,
     connection: {
-      host: h.host,
-      port: h.port,
-      user: h.user,
-      hostKey: h.hostKey,
-      privateKey: pulumi.secret(readFileSync(h.privateKeyPath, "utf8")),
+      ...endpoint(h, `hosts[${i}]`),
+      sudo: h.sudo,
+      proxy: h.proxy ? endpoint(h.proxy, `hosts[${i}].proxy`) : undefined,
     },
   };
 });

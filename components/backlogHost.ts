@@ -10,8 +10,16 @@ import { HostSettings } from "./hostSettings";
 import { SshConnection, parseHostKey, runScript, sshTarget } from "./ssh";
 import { ComparisonRow } from "./verify";
 
+/** Pulumi inputs of a bastion (see {@link SshConnection.proxy}). */
+export type SshProxyArgs = { [K in keyof SshEndpoint]: pulumi.Input<SshEndpoint[K]> };
+type SshEndpoint = Omit<SshConnection, "proxy" | "sudo">;
+type SshDirect = Omit<SshConnection, "proxy">;
+
 /** Pulumi inputs of an {@link SshConnection}. */
-export type SshConnectionArgs = { [K in keyof SshConnection]: pulumi.Input<SshConnection[K]> };
+export type SshConnectionArgs = { [K in keyof SshDirect]: pulumi.Input<SshDirect[K]> } & {
+    /** A bastion to hop through (its own user, key and pinned host key). */
+    proxy?: pulumi.Input<SshProxyArgs>;
+};
 
 /** Arguments of {@link BacklogHost}. */
 export interface BacklogHostArgs {

@@ -97,6 +97,34 @@ class Lab {
 
 // ---------------------------------------------------------------- commands
 
+/** inotify instances one booted host (systemd, journald, logind, …) takes; measured here: 6 to 8. */
+const INOTIFY_PER_HOST = 10;
+
+/**
+ * All hosts run as the machine's root, so they share root's inotify instance limit
+ * (fs.inotify.max_user_instances, 128 by default): past about 15 hosts systemd fails to boot with
+ * "Too many open files". Raise the limit when it is too low for the hosts about to start (never
+ * lower it), and say so: it is a setting of the machine, kept until the machine reboots.
+ */
+function ensureInotifyInstances(count: number): void {
+  const file = "/proc/sys/fs/inotify/max_user_instances";
+  const current = Number(fs.readFileSync(file, "utf8").trim());
+  const inUse = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).reduce((n, pid) => {
+    try {
+      return n + fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+        try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:inotify"; } catch { return false; }
+      }).length;
+    } catch {
+      return n;
+    }
+  }, 0);
+  const needed = inUse + count * INOTIFY_PER_HOST + 32;
+  if (current < needed) {
+    fs.writeFileSync(file, String(needed));
+    log(`raised fs.inotify.max_user_instances on this machine from ${current} to ${needed} for ${count} hosts (until reboot)`);
+  }
+}
+
 export async function up(dir: string, count: number, prefix: string, timeoutMs: number): Promise<void> {
   if (/[,:]/.test(dir)) throw new Error(`lab dir must not contain "," or ":" (overlay options): ${dir}`);
   const lab = new Lab(dir);
@@ -105,6 +133,7 @@ export async function up(dir: string, count: number, prefix: string, timeoutMs: 
     if (lab.state) log(`a lab is recorded in ${dir}: taking it down first`);
     await teardown(lab); // also clears what a crash may have left unrecorded
     ensureHostPackages();
+    ensureInotifyInstances(count);
     const rootfs = await ensureRootfs();
     const clientPub = ensureClientKey(lab);
     const tag = createHash("sha256").update(dir).digest("hex").slice(0, 8);
