@@ -63,6 +63,8 @@ The lab hosts are still running. To look around:
   npm run lab -- exec lab1 -- ss -lnx            (effective backlog = Send-Q)
   npm run lab -- exec lab1 -- sysctl net.core.somaxconn
   npm run pulumi -- preview --diff --stack lab   (probes the hosts: shows drift)
+To see the incident this prevents (502s from a full php-fpm accept queue) and its fix under load:
+  npm run bench:incident                         (its own lab host; before/after table, reports/incident.md)
 To tear down:
   npm run pulumi -- destroy --yes --stack lab    (puts back the hosts' original files and values)
   npm run lab -- down                            (stops the hosts; leaves nothing behind)`);

@@ -17,14 +17,15 @@ import { lockFile, log, mountsUnder, run, unmount } from "./util.ts";
 export const SUITE = "bookworm";
 
 /**
- * What a Debian cloud image has that the lab needs (--include of debootstrap).
+ * What a Debian cloud image has that the lab needs (--include of debootstrap),
+ * sudo included: cloud images log in as a user with sudo, and the library supports that.
  * python3-cffi-backend is named because debootstrap does not resolve virtual
  * packages: cloud-init -> python3-cryptography needs python3-cffi-backend-api-*.
  */
 const PACKAGES = [
   "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-sftp-server", "iproute2",
   "php8.2-fpm", "nginx-light", "procps", "python3-minimal", "cloud-init", "python3-cffi-backend",
-  "ca-certificates", "curl",
+  "ca-certificates", "curl", "sudo",
 ];
 /** Load generators for tests run from inside a host: the first one apt knows is added. */
 const LOAD_TOOLS = ["wrk", "apache2-utils"];
