@@ -123,34 +123,44 @@ export class BacklogHost extends pulumi.ComponentResource {
             units: [...(profile.pools.length ? [services.phpFpmUnit] : []), ...(profile.listeners.length ? [services.nginxUnit] : [])],
         };
         // The probe reads only; its result holds no secret, so it is unwrapped from the connection's secrecy.
-        const decision: pulumi.Output<HostDecision> = pulumi.unsecret(connection.apply(async (conn) => {
-            const result = await runScript(conn, probeScript(spec)).catch((err: Error) => {
-                throw new Error(`${name}: probe failed: ${err.message}`);
-            });
-            const report = parseReport(result.stdout);
-            if (result.code !== 0 || !report.complete) {
-                throw new Error(`${name}: probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
+        // A host that cannot be probed (unreachable, wrong host key, a key it does not expose) does not stop
+        // the program: its settings resource fails with the reason, and the other hosts go on.
+        const outcome: pulumi.Output<HostDecision | { failure: string }> = pulumi.unsecret(connection.apply(async (conn) => {
+            try {
+                const result = await runScript(conn, probeScript(spec));
+                const report = parseReport(result.stdout);
+                if (result.code !== 0 || !report.complete) {
+                    throw new Error(`probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
+                }
+                return decide(profile, report, { paths: args.paths, services, stateName });
+            } catch (err) {
+                const failure = (err as Error).message;
+                pulumi.log.warn(`${name}: ${failure}`, this);
+                return { failure };
             }
-            return decide(profile, report, { paths: args.paths, services, stateName });
         }));
+        const decided = <T>(pick: (d: HostDecision) => T, otherwise: T): pulumi.Output<T> =>
+            outcome.apply((o) => ("failure" in o ? otherwise : pick(o)));
 
         const settings = new HostSettings(`${name}-settings`, {
             connection,
             hostName: name,
             target: connection.apply((c) => sshTarget(c)),
-            plan: decision.plan,
-            expected: decision.expected,
-            before: decision.before as pulumi.Input<Record<string, number | undefined>>,
-            desiredHash: decision.desiredHash,
-            inSync: decision.inSync,
+            plan: decided((d) => d.plan, undefined),
+            expected: decided((d) => d.expected, undefined),
+            before: decided((d) => d.before as Record<string, number | undefined>, undefined),
+            desiredHash: decided((d) => d.desiredHash, undefined),
+            inSync: decided((d) => d.inSync, false),
+            probeFailure: outcome.apply((o) => ("failure" in o ? o.failure : undefined)),
         }, { parent: this });
 
         this.verification = settings.verification.apply((rows: ComparisonRow[]) =>
             rows.map(({ setting, expected, effective, ok }) => ({ setting, expected, effective, ok })));
-        this.inSync = decision.inSync;
-        this.reasons = decision.reasons;
-        this.bootOverrides = decision.bootOverrides.apply((list) => list.map((o) => `${o.key} is set again by ${o.file} (${o.line}), which is read after the drop-in at boot`));
-        decision.bootOverrides.apply((list) => {
+        this.inSync = decided((d) => d.inSync, false);
+        this.reasons = outcome.apply((o) => ("failure" in o ? [o.failure] : o.reasons));
+        const overrides = decided((d) => d.bootOverrides, []);
+        this.bootOverrides = overrides.apply((list) => list.map((o) => `${o.key} is set again by ${o.file} (${o.line}), which is read after the drop-in at boot`));
+        overrides.apply((list) => {
             for (const o of list) {
                 pulumi.log.warn(`${name}: ${o.key} is set again by ${o.file} (${o.line}), which systemd-sysctl reads after the drop-in: at boot that value wins.`, this);
             }

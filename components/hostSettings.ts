@@ -20,13 +20,18 @@ export interface HostSettingsInputs {
   hostName: string;
   /** `user@host:port` of the connection, not secret: a change replaces the resource. */
   target: string;
-  plan: ApplyPlan;
-  expected: ExpectedValue[];
+  /** What to apply (unset when the probe failed, see {@link probeFailure}). */
+  plan?: ApplyPlan;
+  /** What verification expects after the apply. */
+  expected?: ExpectedValue[];
   /** Kernel values before the first deploy: what delete puts back and verifies. */
-  before: Record<string, number | undefined>;
-  desiredHash: string;
+  before?: Record<string, number | undefined>;
+  /** Fingerprint of the wanted state. */
+  desiredHash?: string;
   /** Whether the host matched the profile when the program probed it. */
   inSync: boolean;
+  /** Why the program could not probe the host (then plan, expected, before and desiredHash are unset). */
+  probeFailure?: string;
 }
 
 /** Outputs: the inputs plus what verification found. */
@@ -61,6 +66,9 @@ async function run(inputs: Pick<HostSettingsInputs, "connection" | "hostName">, 
 }
 
 async function apply(inputs: HostSettingsInputs): Promise<HostSettingsOutputs> {
+  if (inputs.probeFailure || !inputs.plan || !inputs.expected) {
+    throw new Error(`${inputs.hostName}: ${inputs.probeFailure ?? "nothing to apply: the host was not probed"}`);
+  }
   const result = await run(inputs, applyScript(inputs.plan));
   const report = parseReport(result.stdout);
   if (result.code !== 0 || !report.complete) {
@@ -74,13 +82,13 @@ async function apply(inputs: HostSettingsInputs): Promise<HostSettingsOutputs> {
 export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: HostSettingsOutputs, news: HostSettingsInputs): Promise<pulumi.dynamic.DiffResult> {
     const replaces = olds.target !== news.target ? ["target"] : [];
-    const changes = replaces.length > 0 || olds.desiredHash !== news.desiredHash || !news.inSync || !olds.inSync;
+    const changes = replaces.length > 0 || news.probeFailure !== undefined || olds.desiredHash !== news.desiredHash || !news.inSync || !olds.inSync;
     return { changes, replaces, deleteBeforeReplace: true };
   },
 
   async create(inputs: HostSettingsInputs): Promise<pulumi.dynamic.CreateResult> {
     const outs = await apply(inputs);
-    return { id: `${inputs.hostName}:${inputs.plan.stateDir}`, outs };
+    return { id: `${inputs.hostName}:${outs.plan?.stateDir}`, outs };
   },
 
   async update(_id: string, _olds: HostSettingsOutputs, news: HostSettingsInputs): Promise<pulumi.dynamic.UpdateResult> {
@@ -88,6 +96,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async delete(_id: string, props: HostSettingsOutputs): Promise<void> {
+    if (!props.plan) return; // never applied
     const script = restoreScript({
       stateDir: props.plan.stateDir,
       paths: props.plan.files.map((f) => f.path),
@@ -99,18 +108,21 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
     if (result.code !== 0 || !report.complete) {
       fail(props.hostName, "restore", report, result.stderr);
     }
-    const wrong = props.plan.sysctlKeys.filter((k) => props.before[k] !== undefined && report.sysctls[k] !== props.before[k]);
+    const before = props.before ?? {};
+    const wrong = props.plan.sysctlKeys.filter((k) => before[k] !== undefined && report.sysctls[k] !== before[k]);
     if (wrong.length > 0) {
-      throw new Error(`${props.hostName}: restore did not bring back ${wrong.map((k) => `${k} (wanted ${props.before[k]}, has ${report.sysctls[k]})`).join(", ")}`);
+      throw new Error(`${props.hostName}: restore did not bring back ${wrong.map((k) => `${k} (wanted ${before[k]}, has ${report.sysctls[k]})`).join(", ")}`);
     }
   },
 
   async read(id: string, props: HostSettingsOutputs): Promise<pulumi.dynamic.ReadResult> {
+    if (!props.plan || !props.expected) return { id, props };
+    const plan = props.plan;
     const result = await run(props, probeScript({
-      stateDir: props.plan.stateDir,
-      sysctlKeys: props.plan.sysctlKeys,
-      paths: props.plan.files.map((f) => f.path),
-      units: props.plan.services.map((s) => s.unit),
+      stateDir: plan.stateDir,
+      sysctlKeys: plan.sysctlKeys,
+      paths: plan.files.map((f) => f.path),
+      units: plan.services.map((s) => s.unit),
     }));
     const report = parseReport(result.stdout);
     if (result.code !== 0 || !report.complete) {
@@ -120,7 +132,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
       sysctls: report.sysctls,
       sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)],
     });
-    const filesOk = props.plan.files.every((f) => report.files[f.path] !== null && report.files[f.path] !== undefined &&
+    const filesOk = plan.files.every((f) => report.files[f.path] !== null && report.files[f.path] !== undefined &&
       report.files[f.path] === contentHash(f.content));
     return { id, props: { ...props, verification, inSync: filesOk && verification.every((r) => r.ok) } };
   },

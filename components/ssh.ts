@@ -108,7 +108,8 @@ function connectOnce(conn: Omit<SshConnection, "proxy" | "sudo">, sock?: Duplex)
         };
         client.once("ready", () => resolve(client));
         client.once("error", (err: Error & { level?: string }) => {
-            client.end();
+            // destroy, not end: a connection that failed in its handshake must not keep the process alive.
+            client.destroy();
             if (pinned && presented && !presented.equals(pinned)) {
                 reject(sshError(`host key mismatch for ${sshTarget(conn)}: the server presented a key other than the pinned hostKey; refusing to connect`));
             } else {
