@@ -3,7 +3,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BacklogHost, BacklogHostArgs, SshConnectionArgs, VerificationRow } from "./backlogHost";
-import { BacklogProfile, ProfileInput, defineProfile } from "./profile";
+import { BacklogProfile, toProfile } from "./profile";
 
 /** One host of a fleet. */
 export interface FleetHost {
@@ -21,9 +21,7 @@ export interface BacklogFleetArgs extends Omit<BacklogHostArgs, "connection"> {
 
 /** Validates the profile and the host list before anything is registered. */
 function fleetProfile(args: BacklogFleetArgs): BacklogProfile {
-    const profile: BacklogProfile = Object.isFrozen(args.profile) && (args.profile as BacklogProfile).sysctls
-        ? (args.profile as BacklogProfile)
-        : defineProfile(args.profile as ProfileInput);
+    const profile = toProfile(args.profile);
     const seen = new Set<string>();
     for (const [i, h] of args.hosts.entries()) {
         if (typeof h.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(h.name)) {
@@ -66,6 +64,6 @@ export class BacklogFleet extends pulumi.ComponentResource {
             pulumi.all(Object.fromEntries(Object.entries(this.hosts).map(([n, host]) => [n, pick(host)]))) as pulumi.Output<Record<string, T>>;
         this.verification = byHost((host) => host.verification);
         this.inSync = byHost((host) => host.inSync);
-        this.registerOutputs({ verification: this.verification, inSync: this.inSync });
+        this.registerOutputs({ profile, verification: this.verification, inSync: this.inSync });
     }
 }

@@ -4,7 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DEBIAN_12_SERVICES, HostDecision, STATE_DIR, ServiceNames, decide, managedKeys } from "./converge";
 import { parseReport, probeScript } from "./plan";
-import { BacklogProfile, ProfileInput, defineProfile } from "./profile";
+import { BacklogProfile, ProfileInput, toProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
 import { HostSettings } from "./hostSettings";
 import { SshConnection, parseHostKey, runScript, sshTarget } from "./ssh";
@@ -47,17 +47,13 @@ export interface VerificationRow {
     ok: boolean;
 }
 
-function isDefined(profile: ProfileInput | BacklogProfile): profile is BacklogProfile {
-    return (profile as BacklogProfile).sysctls !== undefined && Object.isFrozen(profile);
-}
-
 /**
  * Validates everything that can be checked without the host (so bad input touches nothing) and
  * returns the component's recorded inputs: what policies and `pulumi stack export` see. The
  * connection is reduced to where it goes and how the host key is checked; no key material.
  */
 function hostProps(name: string, args: BacklogHostArgs) {
-    const profile = isDefined(args.profile) ? args.profile : defineProfile(args.profile);
+    const profile = toProfile(args.profile);
     const paths = resolvePaths(args.paths);
     checkConnection(name, args.connection);
     const services: ServiceNames = { ...DEBIAN_12_SERVICES, ...(args.services ?? {}) };
@@ -166,6 +162,10 @@ export class BacklogHost extends pulumi.ComponentResource {
             }
         });
         this.registerOutputs({
+            // The recorded inputs again as outputs: stack policies see outputs only.
+            profile: props.profile,
+            paths: props.paths,
+            connection: props.connection,
             verification: this.verification,
             inSync: this.inSync,
             reasons: this.reasons,

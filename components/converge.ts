@@ -96,16 +96,18 @@ export function bootOverrides(sources: readonly string[], dropIn: string, keys: 
 
 /**
  * The host's own value of each key, the one mode `atLeast` never lowers: the running value when
- * it differs from what the last deploy set (someone changed it since, by hand or by another tool),
- * otherwise the value from before the first deploy. So a value this library raised is not taken
- * for the host's own, and lowering the profile lowers the host again.
+ * it differs from what the last deploy set (someone changed it since, by hand or by another tool);
+ * otherwise the own value the last deploy assumed (kept on the host), or the value from before the
+ * first deploy. So a value this library raised is not taken for the host's own (lowering the
+ * profile lowers the host again), while a value raised by hand stays the host's own deploy after
+ * deploy.
  */
-export function hostOwnValues(keys: readonly SysctlKey[], report: Pick<HostReport, "sysctls" | "before" | "applied">): KernelValues {
+export function hostOwnValues(keys: readonly SysctlKey[], report: Pick<HostReport, "sysctls" | "before" | "applied" | "own">): KernelValues {
   const own: Partial<Record<SysctlKey, number>> = {};
   for (const k of keys) {
     const now = report.sysctls[k];
     const applied = report.applied[k];
-    own[k] = applied !== undefined && now === applied ? (report.before[k] ?? now) : now;
+    own[k] = applied !== undefined && now === applied ? (report.own[k] ?? report.before[k] ?? now) : now;
   }
   return own;
 }
@@ -195,6 +197,7 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     sysctlKeys: keys,
     services,
     retired,
+    hostOwn: Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) as Record<string, number>,
   };
   const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit) }));
   return {

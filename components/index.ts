@@ -2,6 +2,8 @@
  * pulumi-backlog: keep a Linux host's listen-backlog settings consistent end to end, and prove it.
  *
  * Components: {@link BacklogHost} (one host), {@link BacklogFleet} (many hosts, one profile).
+ * AWS (EC2 by tag, launch-template user data, SSM): import `./aws` (kept apart so that programs
+ * that do not use AWS never load @pulumi/aws).
  * Pure core: profile and rules ({@link defineProfile}, {@link rules}), rendering ({@link render}),
  * shell quoting ({@link quote}), verification parsing ({@link parseSs}, {@link compare}).
  */
@@ -13,3 +15,4 @@ export * from "./render";
 export * from "./shell";
 export { SshConnection, parseHostKey, sshError, sshTarget } from "./ssh";
 export * from "./verify";
+export * from "./standalone";

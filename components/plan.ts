@@ -59,6 +59,11 @@ export interface ApplyPlan {
      * given back as it was before the first deploy, like destroy does for all files.
      */
     retired?: string[];
+    /**
+     * The host's own value of each kernel key this deploy assumed (see converge.ts `hostOwnValues`),
+     * kept on the host so that the next deploy still knows a value raised by hand was the host's.
+     */
+    hostOwn?: Record<string, number>;
 }
 
 /** What a probe or verification reads. */
@@ -116,7 +121,7 @@ function observeLines(spec: ProbeSpec): string[] {
     }
     const orig = quote(spec.stateDir + "/orig");
     lines.push(`echo '@@ before'; if [ -d ${orig} ]; then cd ${orig} && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
-    lines.push(`echo '@@ applied'; if [ -d ${quote(spec.stateDir)} ]; then cd ${quote(spec.stateDir)} && grep -H . applied.* 2>/dev/null; cd /; fi`);
+    lines.push(`echo '@@ applied'; if [ -d ${quote(spec.stateDir)} ]; then cd ${quote(spec.stateDir)} && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
     // Every file a deploy has managed on this host (their originals are kept), one path a line.
     lines.push(`echo '@@ managed'; for f in ${orig}/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
     return lines;
@@ -221,6 +226,10 @@ export function applyScript(plan: ApplyPlan): string {
         // What this deploy set: a later value that differs was set by someone else (see converge.ts).
         for (const key of plan.sysctlKeys) {
             lines.push(`cat ${quote(procPath(key))} > "$state/"${quote("applied." + key)}`);
+            const own = plan.hostOwn?.[key];
+            if (own !== undefined) {
+                lines.push(`echo ${quote(String(Math.trunc(own)))} > "$state/"${quote("own." + key)}`);
+            }
         }
     }
     for (const s of plan.services) {
@@ -288,6 +297,8 @@ export interface HostReport {
     container: string;
     /** Kernel values the last deploy set. */
     applied: Record<string, number>;
+    /** The host's own values the last deploy assumed. */
+    own: Record<string, number>;
     /** Set when the script stopped at a step: which step and its output. */
     failure?: { step: string; output: string };
     /** Whether the report ended (false: the script died half-way). */
@@ -296,7 +307,7 @@ export interface HostReport {
 
 /** Parses the sections a script printed into a {@link HostReport}. */
 export function parseReport(stdout: string): HostReport {
-    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, container: "", complete: false };
+    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, own: {}, container: "", complete: false };
     let section = "";
     let arg = "";
     let body: string[] = [];
@@ -323,8 +334,8 @@ export function parseReport(stdout: string): HostReport {
             report.container = text.trim();
         } else if (section === "applied") {
             for (const line of body) {
-                const m = /^applied\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
-                if (m) report.applied[m[1]] = Number(m[2]);
+                const m = /^(applied|own)\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
+                if (m) report[m[1] as "applied" | "own"][m[2]] = Number(m[3]);
             }
         } else if (section === "managed") {
             report.managed = body.filter((l) => l !== "");

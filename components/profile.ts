@@ -1334,7 +1334,22 @@ export function defineProfile(input: ProfileInput): BacklogProfile {
     const name = isRecord(input) && typeof input.name === "string" && NAME_PATTERN.test(input.name) ? ` "${input.name}"` : "";
     throw new ProfileError(problems, `backlog profile${name}`);
   }
+  DEFINED.add(profile);
   return profile;
+}
+
+/** Profiles {@link defineProfile} made: the only derived profiles taken without checking them again. */
+const DEFINED = new WeakSet<object>();
+
+/**
+ * The profile for a component argument: a {@link BacklogProfile} that {@link defineProfile} made is
+ * taken as it is; anything else is validated and derived as a {@link ProfileInput}. So a hand-made
+ * object shaped like a derived profile (frozen or not) never skips the rules.
+ *
+ * @throws {@link ProfileError} listing every problem.
+ */
+export function toProfile(input: ProfileInput | BacklogProfile): BacklogProfile {
+  return typeof input === "object" && input !== null && DEFINED.has(input) ? (input as BacklogProfile) : defineProfile(input as ProfileInput);
 }
 
 /** `true` when `key` is an extra-directive key the profile owns (case-insensitive). */

@@ -106,6 +106,9 @@ test("a host raised by hand above the profile keeps its value in mode atLeast, a
   expect(somaxconn(host)).toBe(20000);
   expect(lab.sh(host, "cat /etc/sysctl.d/zz-pulumi-backlog.conf")).toMatch(/net\.core\.somaxconn = 20000/);
   expect(somaxconn(lab.hosts[2].name)).toBe(16384);
+  // And the next deploy keeps it too: the kept value stays the host's own.
+  await stack.up({ expectNoChanges: true, onOutput: () => undefined });
+  expect(somaxconn(host)).toBe(20000);
 
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384, { mode: "exact" })) });
   await stack.up({ onOutput: () => undefined });

@@ -12,7 +12,7 @@ const profile = defineProfile({
 function report(over: Partial<HostReport> = {}): HostReport {
   return {
     sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {},
+    files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, own: {},
     container: "none", complete: true, ...over,
   };
 }
@@ -83,16 +83,22 @@ describe("decide", () => {
 });
 
 describe("hostOwnValues (what mode atLeast never lowers)", () => {
-  const keys = ["net.core.somaxconn"] as const;
-  const own = (now: number, before?: number, applied?: number) =>
-    hostOwnValues([...keys], { sysctls: { "net.core.somaxconn": now }, before: before === undefined ? {} : { "net.core.somaxconn": before }, applied: applied === undefined ? {} : { "net.core.somaxconn": applied } })["net.core.somaxconn"];
+  const key = "net.core.somaxconn";
+  const own = (now: number, before?: number, applied?: number, assumed?: number) =>
+    hostOwnValues([key], {
+      sysctls: { [key]: now },
+      before: before === undefined ? {} : { [key]: before },
+      applied: applied === undefined ? {} : { [key]: applied },
+      own: assumed === undefined ? {} : { [key]: assumed },
+    })[key];
   test.each([
-    ["first deploy: the running value", 4096, undefined, undefined, 4096],
-    ["unchanged since our deploy: the original", 8192, 4096, 8192, 4096],
-    ["raised by hand since: the running value", 20000, 4096, 8192, 20000],
-    ["lowered by hand since: the running value", 1000, 4096, 8192, 1000],
-  ])("%s", (_name, now, before, applied, expected) => {
-    expect(own(now, before, applied)).toBe(expected);
+    ["first deploy: the running value", 4096, undefined, undefined, undefined, 4096],
+    ["unchanged since our deploy: the original", 8192, 4096, 8192, 4096, 4096],
+    ["raised by hand since: the running value", 20000, 4096, 8192, 4096, 20000],
+    ["kept by the last deploy and unchanged: still the host's own", 20000, 4096, 20000, 20000, 20000],
+    ["lowered by hand since: the running value", 1000, 4096, 8192, 4096, 1000],
+  ])("%s", (_name, now, before, applied, assumed, expected) => {
+    expect(own(now, before, applied, assumed)).toBe(expected);
   });
 });
 

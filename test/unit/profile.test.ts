@@ -14,6 +14,7 @@ import {
   defineProfile,
   kernelTargets,
   rules,
+  toProfile,
   validateProfile,
 } from "../../components/profile";
 import { LIMITS, type Problem } from "../../components/validation";
@@ -575,5 +576,18 @@ describe("properties", () => {
       }),
       { numRuns: 400 },
     );
+  });
+});
+
+describe("toProfile", () => {
+  it("takes a profile defineProfile made as it is", () => {
+    const p = defineProfile({ name: "web", backlog: 1024 });
+    expect(toProfile(p)).toBe(p);
+  });
+
+  it("never takes a hand-made object shaped like a derived profile for a checked one", () => {
+    const made = defineProfile({ name: "web", backlog: 1024, pools: [{ name: "app", listen: "/run/php/app.sock" }] });
+    const forged = Object.freeze({ ...made, pools: [{ ...made.pools[0], backlog: 0 }] });
+    expect(() => toProfile(forged)).toThrow(ProfileError);
   });
 });

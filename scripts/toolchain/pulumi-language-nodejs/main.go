@@ -320,6 +320,13 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.Langu
 
 	cmd := exec.Command(node, args...)
 	cmd.Dir = req.GetPwd()
+	if req.GetKind() == "analyzer" {
+		// A policy pack runs in its own directory, as with the official host: @pulumi/policy's
+		// PolicyPack reads the pack's version from ./package.json and run-policy-pack takes
+		// ./tsconfig.json, both relative to the working directory. The engine's Pwd is the
+		// program's directory, whose package.json (if any) is not the pack's.
+		cmd.Dir = dir
+	}
 	cmd.Env = env
 	var sendMu sync.Mutex
 	send := func(r *pulumirpc.RunPluginResponse) error {

@@ -1,0 +1,274 @@
+/**
+ * The AWS paths without AWS: on a lab host (Debian 12, php8.2-fpm, nginx, cloud-init installed but
+ * off), the user data script runs the way cloud-init runs it, the SSM document's commands the way
+ * the SSM agent runs them, and real cloud-init runs the (gzipped, multipart) user data from a
+ * NoCloud seed. After each run the test reads /proc/sys and `ss` itself and checks them against the
+ * profile with verify.ts (expectedValues, compare): independent of the script's own verification.
+ */
+import { createHash } from "crypto";
+import { agentScriptFile, backlogUserData, encodeUserData, ssmDocumentContent } from "../../components/aws";
+import { type KernelValues, type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile } from "../../components/profile";
+import { render, renderSysctlDropIn } from "../../components/render";
+import { quote } from "../../components/shell";
+import { compare, expectedValues, parseSs } from "../../components/verify";
+import { Lab, requireLabMachine } from "./harness";
+
+jest.setTimeout(300_000);
+
+const lab = new Lab("aws");
+let host = "";
+/** The host's kernel values before any test touched it (the lab's defaults). */
+let original: Record<string, number> = {};
+
+const ENV = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8";
+
+const A: ProfileInput = {
+  name: "launch",
+  backlog: 8192,
+  pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }],
+  listeners: [{ listen: 8080, pool: "www" }],
+};
+
+const B: ProfileInput = {
+  name: "fleet",
+  backlog: 16384,
+  pools: [
+    { name: "www", listen: "/run/php/php8.2-fpm.sock" },
+    { name: "api", listen: "127.0.0.1:9001", backlog: 2048, pm: { style: "ondemand", maxChildren: 4 } },
+  ],
+  listeners: [
+    { listen: 8080, pool: "www", defaultServer: true },
+    { listen: "[::]:8081", pool: "api", backlog: 1024 },
+  ],
+};
+
+beforeAll(() => {
+  requireLabMachine();
+  lab.up(1);
+  host = lab.hosts[0]!.name;
+  const [s, t] = lab.sh(host, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog").trim().split("\n").map(Number);
+  original = { [SOMAXCONN]: s!, [TCP_MAX_SYN_BACKLOG]: t! };
+});
+
+afterAll(() => lab.down());
+
+/** Runs a command in the host; its exit status comes back instead of failing the call. */
+function run(command: string): { code: number; out: string } {
+  const out = lab.sh(host, `{ ${command}\n} 2>&1; echo "@@rc=$?"`);
+  const m = /@@rc=(\d+)\s*$/.exec(out);
+  return { code: m ? Number(m[1]) : -1, out: out.replace(/@@rc=\d+\s*$/, "") };
+}
+
+/** Puts a file on the host (base64 on the command line: no stdin through the lab CLI). */
+function put(path: string, content: string | Buffer, mode = "0644"): void {
+  const b64 = Buffer.from(content).toString("base64");
+  lab.sh(host, `mkdir -p "$(dirname ${quote(path)})" && printf '%s' ${quote(b64)} | base64 -d > ${quote(path)} && chmod ${mode} ${quote(path)}`);
+}
+
+/** What the host has now, read by the test itself, against what the profile says for these host values. */
+function verifyHost(input: ProfileInput, own: KernelValues) {
+  const out = lab.sh(host, "cat /proc/sys/net/core/somaxconn; cat /proc/sys/net/ipv4/tcp_max_syn_backlog; echo @@; ss -H -l -n -t; echo @@; ss -H -l -n -x");
+  const [sysctls, tcp, unix] = out.split("@@\n");
+  const [s, t] = sysctls!.trim().split("\n").map(Number);
+  const rows = compare(expectedValues(defineProfile(input), own), {
+    sysctls: { [SOMAXCONN]: s!, [TCP_MAX_SYN_BACKLOG]: t! },
+    sockets: [...parseSs(tcp!), ...parseSs(unix!)],
+  });
+  return rows;
+}
+
+/** A unit that restarts nothing, to stand in for php-fpm when a socket must stay stale. */
+function noopUnit(): void {
+  lab.sh(host, "printf '[Service]\\nType=oneshot\\nExecStart=/bin/true\\n' > /etc/systemd/system/pb-noop.service && systemctl daemon-reload");
+}
+
+function mainPid(unit: string): string {
+  return lab.sh(host, `systemctl show -p MainPID --value ${unit}`).trim();
+}
+
+describe("user data, run the way cloud-init runs it", () => {
+  // cloud-init's scripts_user executes each part by path (its #! line picks the shell), as root,
+  // without a terminal, in cloud-init's environment.
+  const path = "/var/lib/backlog-it/scripts/part-001";
+
+  test("applies the profile, restarts what must listen again, prints the table and OK", () => {
+    put(path, backlogUserData(A), "0700");
+    const r = run(`${ENV} ${path} < /dev/null`);
+    expect(r.out).toContain("pulumi-backlog: restarting php8.2-fpm: its configuration changed");
+    expect(r.out).toContain("pulumi-backlog: restarting nginx: its configuration changed");
+    expect(r.out).toMatch(/^SETTING +EXPECTED +EFFECTIVE +RESULT$/m);
+    expect(r.out).toMatch(/^net\.core\.somaxconn +8192 +8192 +ok$/m);
+    expect(r.out).toMatch(/^php-fpm pool www listen\.backlog \(\/run\/php\/php8\.2-fpm\.sock\) +8192 +8192 +ok$/m);
+    expect(r.out).toMatch(/^nginx listen 0\.0\.0\.0:8080 backlog +8192 +8192 +ok$/m);
+    expect(r.out).toContain('pulumi-backlog: OK: all 4 settings verified (/proc/sys and ss) against profile "launch"');
+    expect(r.code).toBe(0);
+    // The test's own reading of the host.
+    const rows = verifyHost(A, original);
+    expect(rows.filter((x) => !x.ok)).toEqual([]);
+    expect(rows.map((x) => x.effective)).toEqual([8192, 8192, 8192, 8192]);
+    // The files are render()'s, the drop-in included.
+    for (const f of render(defineProfile(A))) {
+      expect(lab.sh(host, `sha256sum < ${quote(f.path)} | cut -c1-64`).trim()).toBe(createHash("sha256").update(f.content).digest("hex"));
+    }
+  });
+
+  test("a second run changes nothing and restarts nothing", () => {
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
+    const r = run(`${ENV} ${path} < /dev/null`);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toContain("restarting");
+    expect(r.out).toContain("pulumi-backlog: OK");
+    expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
+  });
+});
+
+describe("SSM document commands, run the way the SSM agent runs them", () => {
+  // The agent writes runCommand joined with newlines to <orchestration>/<step>/_script.sh and runs
+  // `sh -c <that path> ""` as root, stdout and stderr to files next to it.
+  const dir = "/var/lib/amazon/ssm/i-0lab/document/orchestration/3f2a-it/applyAndVerifyBacklogProfile";
+  function ssmRun(input: ProfileInput): { code: number; stdout: string; stderr: string } {
+    const doc = JSON.parse(ssmDocumentContent(input));
+    put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
+    const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' > ${dir}/stdout 2> ${dir}/stderr < /dev/null`);
+    return { code: r.code, stdout: lab.sh(host, `cat ${dir}/stdout`), stderr: lab.sh(host, `cat ${dir}/stderr`) };
+  }
+
+  test("a changed profile (a TCP pool, an IPv6 listener) is applied and verified", () => {
+    const r = ssmRun(B);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain('pulumi-backlog: OK: all 6 settings verified (/proc/sys and ss) against profile "fleet"');
+    expect(r.stdout).toMatch(/^php-fpm pool api listen\.backlog \(127\.0\.0\.1:9001\) +2048 +2048 +ok$/m);
+    expect(r.stdout).toMatch(/^nginx listen \[::\]:8081 backlog +1024 +1024 +ok$/m);
+    expect(r.stdout.length).toBeLessThan(2500); // what the SSM console shows without S3 output
+    expect(r.code).toBe(0);
+    const rows = verifyHost(B, original);
+    expect(rows.filter((x) => !x.ok)).toEqual([]);
+    expect(Object.fromEntries(rows.map((x) => [x.setting, x.effective]))).toEqual({
+      "net.core.somaxconn": 16384,
+      "net.ipv4.tcp_max_syn_backlog": 16384,
+      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)": 16384,
+      "php-fpm pool api listen.backlog (127.0.0.1:9001)": 2048,
+      "nginx listen 0.0.0.0:8080 backlog": 16384,
+      "nginx listen [::]:8081 backlog": 1024,
+    });
+  });
+
+  test("drift is repaired by the next run, restarting only the service whose socket differs", () => {
+    const nginx = mainPid("nginx");
+    // By hand: somaxconn lowered, php-fpm restarted, so its sockets listen with 128.
+    lab.sh(host, "sysctl -w net.core.somaxconn=128 >/dev/null && systemctl restart php8.2-fpm");
+    expect(verifyHost(B, original).filter((x) => !x.ok).map((x) => x.setting)).toEqual([
+      "net.core.somaxconn",
+      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)",
+      "php-fpm pool api listen.backlog (127.0.0.1:9001)",
+    ]);
+    const r = ssmRun(B);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("pulumi-backlog: restarting php8.2-fpm: a listening socket differs from the profile");
+    expect(r.stdout).not.toContain("restarting nginx");
+    expect(mainPid("nginx")).toBe(nginx);
+    expect(verifyHost(B, original).filter((x) => !x.ok)).toEqual([]);
+  });
+
+  test("mode atLeast keeps a higher value set by hand, in the drop-in too, on this run and the next", () => {
+    lab.sh(host, "sysctl -w net.core.somaxconn=30000 >/dev/null");
+    const own = { [SOMAXCONN]: 30000, [TCP_MAX_SYN_BACKLOG]: original[TCP_MAX_SYN_BACKLOG]! };
+    for (let i = 0; i < 2; i++) {
+      const r = ssmRun(B);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("pulumi-backlog: net.core.somaxconn: keeping the host's 30000 (above the profile's 16384; mode atLeast)");
+      expect(r.stdout).toMatch(/^net\.core\.somaxconn +30000 +30000 +ok$/m);
+      expect(lab.sh(host, "cat /etc/sysctl.d/zz-pulumi-backlog.conf")).toBe(renderSysctlDropIn(defineProfile(B), { hostBefore: own }));
+      expect(verifyHost(B, own).filter((x) => !x.ok)).toEqual([]);
+    }
+  });
+
+  test("a value the script raised itself is lowered again when the profile is lowered", () => {
+    lab.sh(host, `sysctl -w net.core.somaxconn=${16384} >/dev/null`); // the hand-raised value is gone
+    expect(ssmRun(B).code).toBe(0);
+    const lower: ProfileInput = { ...B, name: "lower", backlog: 4096, pools: [B.pools![0]!, { ...B.pools![1]!, backlog: 1024 }] };
+    const r = ssmRun(lower);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^net\.core\.somaxconn +4096 +4096 +ok$/m);
+    expect(verifyHost(lower, original).filter((x) => !x.ok)).toEqual([]);
+  });
+
+  test("a failing configuration test puts every file back and touches no service (exit 10)", () => {
+    const before = lab.sh(host, "sha256sum /etc/php/8.2/fpm/pool.d/www.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf");
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
+    lab.sh(host, "echo 'this is not nginx syntax' > /etc/nginx/conf.d/broken.conf");
+    try {
+      const r = ssmRun(B);
+      expect(r.code).toBe(10);
+      expect(r.stdout).toContain("pulumi-backlog: FAILED: a configuration test failed; every file was put back and no service was touched:");
+      expect(r.stdout).toContain("  step: test nginx");
+      expect(lab.sh(host, "sha256sum /etc/php/8.2/fpm/pool.d/www.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf")).toBe(before);
+      expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
+    } finally {
+      lab.sh(host, "rm -f /etc/nginx/conf.d/broken.conf");
+    }
+  });
+
+  test("a socket that stays stale is a MISMATCH: table, hint, exit 20", () => {
+    // php-fpm listens with 128, and the "php-fpm unit" the script restarts is a no-op stand-in.
+    noopUnit();
+    lab.sh(host, "sysctl -w net.core.somaxconn=128 >/dev/null && systemctl restart php8.2-fpm");
+    const doc = JSON.parse(ssmDocumentContent(B, { services: { phpFpmUnit: "pb-noop" } }));
+    put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
+    const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' < /dev/null`);
+    expect(r.code).toBe(20);
+    expect(r.out).toContain("pulumi-backlog: restarting pb-noop: ");
+    expect(r.out).toMatch(/^php-fpm pool www listen\.backlog \(\/run\/php\/php8\.2-fpm\.sock\) +16384 +128 +MISMATCH$/m);
+    expect(r.out).toContain("    hint: stale socket: it listened before somaxconn was raised or before the new backlog was configured; restart php-fpm");
+    expect(r.out).toMatch(/pulumi-backlog: MISMATCH: 2 of 6 settings differ from profile "fleet"/);
+    // The next run with the real unit repairs it.
+    expect(ssmRun(B).code).toBe(0);
+    expect(verifyHost(B, original).filter((x) => !x.ok)).toEqual([]);
+  });
+});
+
+describe("real cloud-init, offline, with a NoCloud seed", () => {
+  // cloud-init 22.4 of Debian 12, run stage by stage as its systemd units do at first boot. The lab
+  // image keeps it off at boot; it runs here by hand with a seed in /var/lib/cloud/seed/nocloud.
+  function cloudInit(instanceId: string, userData: Buffer): { output: string; status: string; result: { errors: string[] } } {
+    lab.sh(host, [
+      "cloud-init clean --logs >/dev/null",
+      "mkdir -p /etc/cloud/cloud.cfg.d /var/lib/cloud/seed/nocloud",
+      // The NoCloud seed (this file sorts after the lab image's 99-lab.cfg, which says None), and no changes to the lab host's identity (SSH host keys, users, locale).
+      "printf 'datasource_list: [ NoCloud, None ]\\nssh_deletekeys: false\\nssh_genkeytypes: []\\npreserve_hostname: true\\n" +
+        "manage_etc_hosts: false\\nusers: []\\ndisable_root: false\\nlocale: false\\n' > /etc/cloud/cloud.cfg.d/99-zz-backlog-it.cfg",
+      `printf 'instance-id: ${instanceId}\\nlocal-hostname: ${host}\\n' > /var/lib/cloud/seed/nocloud/meta-data`,
+    ].join(" && "));
+    put("/var/lib/cloud/seed/nocloud/user-data", userData, "0600");
+    for (const stage of ["init --local", "init", "modules --mode config", "modules --mode final"]) run(`cloud-init ${stage} > /dev/null`);
+    return {
+      output: lab.sh(host, "cat /var/log/cloud-init-output.log"),
+      status: run("cloud-init status --long").out,
+      result: JSON.parse(lab.sh(host, "cat /var/lib/cloud/data/result.json")).v1,
+    };
+  }
+
+  test("gzipped multipart user data (a cloud-config of the user's, then the script): OK in cloud-init-output.log", () => {
+    const preceding = "#cloud-config\nwrite_files:\n  - path: /root/preceding-part-ran\n    content: ran\n";
+    const encoded = encodeUserData(backlogUserData(A, { precedingUserData: preceding }), true);
+    expect(encoded.compressed).toBe(true);
+    const r = cloudInit("i-0backlogit0001", Buffer.from(encoded.base64, "base64"));
+    expect(lab.sh(host, "cat /root/preceding-part-ran").trim()).toBe("ran");
+    expect(r.output).toMatch(/^net\.core\.somaxconn +8192 +8192 +ok$/m);
+    expect(r.output).toContain('pulumi-backlog: OK: all 4 settings verified (/proc/sys and ss) against profile "launch"');
+    expect(r.result.errors).toEqual([]);
+    expect(r.status).not.toMatch(/status: error/);
+    // Profile A after B: somaxconn was last set from a profile (not kept), so A's lower value applies.
+    expect(verifyHost(A, original).filter((x) => !x.ok)).toEqual([]);
+  });
+
+  test("a MISMATCH makes cloud-init report an error (module scripts-user)", () => {
+    noopUnit();
+    lab.sh(host, "sysctl -w net.core.somaxconn=128 >/dev/null && systemctl restart php8.2-fpm");
+    const text = backlogUserData(A, { services: { phpFpmUnit: "pb-noop" } });
+    const r = cloudInit("i-0backlogit0002", Buffer.from(text));
+    expect(r.output).toMatch(/pulumi-backlog: MISMATCH: 1 of 4 settings differ from profile "launch"/);
+    expect(r.status).toMatch(/status: error/);
+    expect(JSON.stringify(r.result.errors)).toMatch(/scripts-user|scripts_user/);
+  });
+});
