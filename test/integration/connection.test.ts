@@ -3,7 +3,7 @@
  * key that does not match (refused before anything runs on the host).
  */
 import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, requireLabMachine, testStack } from "./harness";
+import { Lab, tearDownAfterAll, LabHost, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -27,14 +27,7 @@ beforeAll(async () => {
   ({ stack, remove } = await testStack("conn", { "backlog:profile": profile }));
 });
 
-afterAll(async () => {
-  try {
-    if (stack) await stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
-    if (remove) await remove();
-  } finally {
-    lab.down();
-  }
-});
+tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 
 const somaxconn = (h: LabHost) => lab.sh(h.name, "cat /proc/sys/net/core/somaxconn").trim();
 

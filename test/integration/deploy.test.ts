@@ -3,7 +3,7 @@
  * apply and verify, no-change run, drift, a changed profile, a host raised above the profile, destroy.
  */
 import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, Verification, requireLabMachine, testStack } from "./harness";
+import { Lab, tearDownAfterAll, Verification, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -29,14 +29,7 @@ beforeAll(async () => {
   ({ stack, remove } = await testStack("deploy", { "backlog:inventory": lab.inventory, "backlog:profile": profile(8192) }));
 });
 
-afterAll(async () => {
-  try {
-    if (stack) await stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
-    if (remove) await remove();
-  } finally {
-    lab.down();
-  }
-});
+tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 
 async function verification(): Promise<Verification> {
   return (await stack.outputs()).verification.value as Verification;

@@ -3,7 +3,7 @@
  * that cannot be reached, a pool removed from the profile; and a reboot keeps the values.
  */
 import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, requireLabMachine, testStack } from "./harness";
+import { Lab, tearDownAfterAll, LabHost, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -28,16 +28,7 @@ beforeAll(async () => {
   await stack.up({ onOutput: () => undefined });
 });
 
-afterAll(async () => {
-  try {
-    if (stack) {
-      await stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
-    }
-    if (remove) await remove();
-  } finally {
-    lab.down();
-  }
-});
+tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 
 test("a pool that fails php-fpm -t fails the deployment with the test's output; the old pool stays and serves", async () => {
   const host = lab.hosts[0].name;

@@ -94,5 +94,23 @@ export async function testStack(name: string, config: Record<string, unknown>): 
   return { stack, remove };
 }
 
+/**
+ * Registers the suite's teardown: destroy each stack (a failure there must not keep the lab up),
+ * remove it, then take the lab down, also when a test failed half-way.
+ */
+export function tearDownAfterAll(lab: Lab, stacks: () => ({ stack: Stack; remove: () => Promise<void> } | undefined)[]): void {
+  afterAll(async () => {
+    try {
+      for (const s of stacks()) {
+        if (!s) continue;
+        await s.stack.destroy({ onOutput: () => undefined }).catch(() => undefined);
+        await s.remove();
+      }
+    } finally {
+      lab.down();
+    }
+  });
+}
+
 /** Verification rows of the stack output `verification`, by host. */
 export type Verification = Record<string, { setting: string; expected: number; effective: number | null; ok: boolean }[]>;
