@@ -197,7 +197,11 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     sysctlKeys: keys,
     services,
     retired,
-    hostOwn: Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) as Record<string, number>,
+    // What the next deploy should take for the host's own value while nobody changes it: the value
+    // this deploy kept (mode atLeast, host above the profile), else the original from before the
+    // first deploy (so after a deploy in mode exact a value once raised by hand is forgotten).
+    hostOwn: Object.fromEntries(kernelTargets(profile, own).map((t) => [t.key, t.keptHostValue ? t.value : before[t.key]])
+      .filter(([, v]) => v !== undefined)) as Record<string, number>,
   };
   const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit) }));
   return {

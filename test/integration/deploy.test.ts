@@ -80,6 +80,22 @@ test("a value changed by hand is reported by preview and repaired by up", async 
   expect(socketBacklog(host, "/run/php/php8.2-fpm.sock")).toBe(8192);
 });
 
+test("pulumi refresh reports a value changed by hand on the host's settings resource", async () => {
+  const host = lab.hosts[2].name;
+  lab.sh(host, "sysctl -w net.ipv4.tcp_max_syn_backlog=128 >/dev/null");
+  const refresh = await stack.refresh({ onOutput: () => undefined });
+  expect(refresh.summary.resourceChanges?.update).toBeGreaterThanOrEqual(1);
+  const state = await stack.exportStack();
+  const settingsOf = (name: string) => state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith(`::backlog-${name}-settings`));
+  const settings = settingsOf(host);
+  expect(settings.outputs.inSync).toBe(false);
+  expect(lab.hosts.filter((h) => h.name !== host).map((h) => settingsOf(h.name).outputs.inSync)).toEqual([true, true]);
+  const row = settings.outputs.verification.find((r: { setting: string }) => r.setting === "net.ipv4.tcp_max_syn_backlog");
+  expect(row).toEqual(expect.objectContaining({ expected: 8192, effective: 128, ok: false }));
+  await stack.up({ onOutput: () => undefined });
+  expect(lab.sh(host, "cat /proc/sys/net/ipv4/tcp_max_syn_backlog").trim()).toBe("8192");
+});
+
 test("a changed backlog converges and verifies on every host", async () => {
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile(16384)) });
   const result = await stack.up({ onOutput: () => undefined });

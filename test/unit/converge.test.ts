@@ -102,6 +102,26 @@ describe("hostOwnValues (what mode atLeast never lowers)", () => {
   });
 });
 
+describe("the host's own value kept for the next deploy", () => {
+  const raised = report({
+    sysctls: { "net.core.somaxconn": 20000, "net.ipv4.tcp_max_syn_backlog": 8192 },
+    before: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
+    applied: { "net.core.somaxconn": 20000, "net.ipv4.tcp_max_syn_backlog": 8192 },
+    own: { "net.core.somaxconn": 20000, "net.ipv4.tcp_max_syn_backlog": 2048 },
+  });
+  test("mode atLeast keeps a value raised by hand, and remembers it", () => {
+    const d = decide(profile, raised, { stateName: "web1" });
+    expect(d.expected.find((e) => e.setting === "net.core.somaxconn")?.expected).toBe(20000);
+    expect(d.plan.hostOwn).toEqual({ "net.core.somaxconn": 20000, "net.ipv4.tcp_max_syn_backlog": 2048 });
+  });
+  test("mode exact sets the profile and forgets the raised value: the original is the host's own again", () => {
+    const exact = defineProfile({ name: "web", backlog: 8192, mode: "exact" });
+    const d = decide(exact, raised, { stateName: "web1" });
+    expect(d.expected.find((e) => e.setting === "net.core.somaxconn")?.expected).toBe(8192);
+    expect(d.plan.hostOwn).toEqual({ "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 });
+  });
+});
+
 describe("bootOverrides", () => {
   const keys = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"];
   const dropIn = "/etc/sysctl.d/zz-pulumi-backlog.conf";
