@@ -2,7 +2,7 @@
  * BacklogHost: one Linux host whose listen-backlog settings follow one profile.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { DEBIAN_12_SERVICES, HostDecision, STATE_DIR, ServiceNames, decide, managedKeys } from "./converge";
+import { HostDecision, STATE_DIR, ServiceNames, decide, managedKeys, serviceNames } from "./converge";
 import { parseReport, probeScript } from "./plan";
 import { BacklogProfile, ProfileInput, toProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
@@ -10,12 +10,20 @@ import { HostSettings } from "./hostSettings";
 import { SshConnection, parseHostKey, runScript, sshTarget } from "./ssh";
 import { ComparisonRow } from "./verify";
 
-/** Pulumi inputs of a bastion (see {@link SshConnection.proxy}). */
+/**
+ * Pulumi inputs of a bastion (see {@link SshConnection.proxy}): the fields of {@link SshConnection}
+ * except `proxy` and `sudo`, each a `pulumi.Input`.
+ */
 export type SshProxyArgs = { [K in keyof SshEndpoint]: pulumi.Input<SshEndpoint[K]> };
+/** An SSH endpoint without a bastion of its own and without sudo: what a bastion is. */
 type SshEndpoint = Omit<SshConnection, "proxy" | "sudo">;
+/** An SSH connection without its bastion (the bastion is an input of its own). */
 type SshDirect = Omit<SshConnection, "proxy">;
 
-/** Pulumi inputs of an {@link SshConnection}. */
+/**
+ * Pulumi inputs of an {@link SshConnection}: every field may be a `pulumi.Input` (e.g. the private
+ * key as `config.requireSecret("sshKey")`), and `proxy` takes {@link SshProxyArgs}.
+ */
 export type SshConnectionArgs = { [K in keyof SshDirect]: pulumi.Input<SshDirect[K]> } & {
     /** A bastion to hop through (its own user, key and pinned host key). */
     proxy?: pulumi.Input<SshProxyArgs>;
@@ -39,11 +47,18 @@ export interface BacklogHostArgs {
     services?: Partial<ServiceNames>;
 }
 
-/** One row of a host's verification output. */
+/** One row of a host's verification output: one setting, what the profile expects and what the host has. */
 export interface VerificationRow {
+    /**
+     * The setting: a kernel key (`net.core.somaxconn`, `net.ipv4.tcp_max_syn_backlog`) or a listening
+     * socket (`php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)`, `nginx listen 0.0.0.0:80 backlog`).
+     */
     setting: string;
+    /** The value the profile expects (for a socket: `min(backlog, somaxconn)`, what `listen()` gives it). */
     expected: number;
+    /** The value read back from the host (`/proc/sys`, `ss` Send-Q), or `null` when it could not be read (socket not listening). */
     effective: number | null;
+    /** Whether the effective value satisfies the expected one. */
     ok: boolean;
 }
 
@@ -56,7 +71,7 @@ function hostProps(name: string, args: BacklogHostArgs) {
     const profile = toProfile(args.profile);
     const paths = resolvePaths(args.paths);
     checkConnection(name, args.connection);
-    const services: ServiceNames = { ...DEBIAN_12_SERVICES, ...(args.services ?? {}) };
+    const services = serviceNames(args.services);
     const view = (c: Omit<SshConnection, "privateKey" | "passphrase" | "proxy">) => ({
         host: c.host,
         port: c.port ?? 22,
@@ -104,6 +119,14 @@ export class BacklogHost extends pulumi.ComponentResource {
     /** Files in the sysctl load order that would override a managed key at boot (should be empty). */
     public readonly bootOverrides: pulumi.Output<string[]>;
 
+    /**
+     * @param name - Logical name; also names the host's state directory on the host
+     *   (`/var/lib/pulumi-backlog/<name>`) and its child resource `<name>-settings`.
+     * @param args - Connection, profile and, optionally, paths and service names.
+     * @param opts - Component resource options (parent, providers, aliases, …).
+     * @throws {@link ProfileError} when the profile breaks a rule, and `Error` when the host key is not
+     *   pinned: both before any host is touched.
+     */
     constructor(name: string, args: BacklogHostArgs, opts?: pulumi.ComponentResourceOptions) {
         const props = hostProps(name, args);
         super("backlog:index:BacklogHost", name, props, opts);

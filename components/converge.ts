@@ -30,6 +30,22 @@ export const DEBIAN_12_SERVICES: ServiceNames = Object.freeze({
   nginxBinary: "nginx",
 });
 
+/**
+ * The service names with defaults filled in, each checked (they reach systemctl and a shell, quoted,
+ * but a name that cannot be a unit or a binary is a mistake to report, not to run).
+ *
+ * @throws an Error naming the field and the value.
+ */
+export function serviceNames(names?: Partial<ServiceNames>): ServiceNames {
+  const all: ServiceNames = { ...DEBIAN_12_SERVICES, ...(names ?? {}) };
+  for (const [k, v] of Object.entries(all)) {
+    if (typeof v !== "string" || !/^[A-Za-z0-9@_.+-]{1,128}$/.test(v)) {
+      throw new Error(`services.${k} ${JSON.stringify(v)}: must be a unit or binary name (1-128 letters, digits, @ _ . + -)`);
+    }
+  }
+  return all;
+}
+
 /** Where the library keeps a host's originals (files and kernel values before the first deploy). */
 export const STATE_DIR = "/var/lib/pulumi-backlog";
 
@@ -148,7 +164,7 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const own = hostOwnValues(keys, report);
 
   const paths = resolvePaths(options.paths);
-  const names = { ...DEBIAN_12_SERVICES, ...(options.services ?? {}) };
+  const names = serviceNames(options.services);
   const files: RenderedFile[] = render(profile, { paths, hostBefore: own });
   const expected = expectedValues(profile, own);
   const effective = { sysctls: now, sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)] };

@@ -28,7 +28,7 @@
  * @packageDocumentation
  */
 
-import { DEBIAN_12_SERVICES, STATE_DIR, type ServiceNames, managedKeys } from "./converge";
+import { STATE_DIR, type ServiceNames, managedKeys, serviceNames } from "./converge";
 import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, procPath } from "./plan";
 import {
   type BacklogProfile,
@@ -360,10 +360,7 @@ function say(text: string): string {
 export function standaloneScript(profileInput: ProfileInput | BacklogProfile, options: StandaloneOptions = {}): string {
   const profile = resolveProfile(profileInput);
   const paths = resolvePaths(options.paths);
-  const names: ServiceNames = { ...DEBIAN_12_SERVICES, ...(options.services ?? {}) };
-  for (const [k, v] of Object.entries(names)) {
-    if (typeof v !== "string" || !/^[A-Za-z0-9@_.+-]{1,128}$/.test(v)) throw new Error(`services.${k} ${JSON.stringify(v)}: must be a unit or binary name (letters, digits, @ _ . + -)`);
-  }
+  const names = serviceNames(options.services);
   const stateName = options.stateName ?? STANDALONE_STATE_NAME;
   if (typeof stateName !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(stateName) || /^\.\.?$/.test(stateName)) {
     throw new Error(`stateName ${JSON.stringify(stateName)}: must be 1-64 letters, digits, '_', '.' or '-'`);
