@@ -5,10 +5,10 @@
  * and the boot-time winner of each managed kernel key.
  */
 import { basename } from "path";
-import { ApplyPlan, HostReport, ManagedService, contentHash } from "./plan";
+import { ApplyPlan, HostReport, ManagedService, contentHash, effectiveOf } from "./plan";
 import { BacklogProfile, KernelValues, SOMAXCONN, SysctlKey, kernelTargets } from "./profile";
 import { HostPaths, RenderedFile, render, resolvePaths } from "./render";
-import { ComparisonRow, ExpectedValue, compare, expectedValues, parseSs } from "./verify";
+import { ComparisonRow, ExpectedValue, compare, expectedValues } from "./verify";
 
 /** How services are named and tested on the host's distribution. */
 export interface ServiceNames {
@@ -157,8 +157,6 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
       `(${report.container}): setting it here would change every container on the machine, or fail. Set it on the machine itself, ` +
       "or leave netdevMaxBacklog out of this profile.");
   }
-  const now: Partial<Record<SysctlKey, number>> = {};
-  for (const k of keys) now[k] = report.sysctls[k];
   const before: Partial<Record<SysctlKey, number>> = {};
   for (const k of keys) before[k] = report.before[k] ?? report.sysctls[k];
   const own = hostOwnValues(keys, report);
@@ -167,8 +165,7 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const names = serviceNames(options.services);
   const files: RenderedFile[] = render(profile, { paths, hostBefore: own });
   const expected = expectedValues(profile, own);
-  const effective = { sysctls: now, sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)] };
-  const current = compare(expected, effective);
+  const current = compare(expected, effectiveOf(report));
 
   const reasons: string[] = [];
   const changedKinds = new Set<string>();

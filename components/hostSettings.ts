@@ -8,9 +8,9 @@
  * Diffs compare fingerprints only: an unchanged, in-sync host costs no SSH connection here.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ApplyPlan, HostReport, applyScript, contentHash, parseReport, probeScript, restoreScript } from "./plan";
+import { ApplyPlan, HostReport, applyScript, contentHash, effectiveOf, parseReport, probeScript, restoreScript } from "./plan";
 import { SshConnection, runScript } from "./ssh";
-import { ComparisonRow, ExpectedValue, compare, formatMismatchTable, parseSs } from "./verify";
+import { ComparisonRow, ExpectedValue, compare, formatMismatchTable } from "./verify";
 
 /** Plain inputs of the provider (the component passes Outputs of these). */
 export interface HostSettingsInputs {
@@ -45,10 +45,7 @@ function fail(host: string, what: string, report: HostReport, stderr: string): n
 }
 
 function verify(host: string, expected: ExpectedValue[], report: HostReport): ComparisonRow[] {
-  const rows = compare(expected, {
-    sysctls: report.sysctls,
-    sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)],
-  });
+  const rows = compare(expected, effectiveOf(report));
   if (rows.some((r) => !r.ok)) {
     throw new Error(`${host}: verification failed, the host does not have what the profile says:\n` +
       formatMismatchTable([{ host, rows }]));
@@ -128,10 +125,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
     if (result.code !== 0 || !report.complete) {
       fail(props.hostName, "probe", report, result.stderr);
     }
-    const verification = compare(props.expected, {
-      sysctls: report.sysctls,
-      sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)],
-    });
+    const verification = compare(props.expected, effectiveOf(report));
     const filesOk = plan.files.every((f) => report.files[f.path] !== null && report.files[f.path] !== undefined &&
       report.files[f.path] === contentHash(f.content));
     return { id, props: { ...props, verification, inSync: filesOk && verification.every((r) => r.ok) } };

@@ -9,6 +9,7 @@
  */
 import { createHash } from "crypto";
 import { quote } from "./shell";
+import { EffectiveValues, parseSs } from "./verify";
 
 /** A file the library owns on a host. */
 export interface ManagedFile {
@@ -357,4 +358,9 @@ export function parseReport(stdout: string): HostReport {
     }
     flush();
     return report;
+}
+
+/** The kernel values and listening sockets a report shows, as verify.ts `compare` takes them. */
+export function effectiveOf(report: Pick<HostReport, "sysctls" | "ssTcp" | "ssUnix">): EffectiveValues {
+    return { sysctls: report.sysctls, sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)] };
 }
