@@ -13,7 +13,7 @@ export interface FleetHost {
     connection: pulumi.Input<SshConnectionArgs>;
 }
 
-/** Arguments of {@link BacklogFleet}. */
+/** Arguments of {@link BacklogFleet}: those of {@link BacklogHostArgs} except `connection`, plus the hosts. */
 export interface BacklogFleetArgs extends Omit<BacklogHostArgs, "connection"> {
     /** The hosts. Each becomes a {@link BacklogHost} child named `<fleet>-<host>`. */
     hosts: FleetHost[];
@@ -48,6 +48,13 @@ export class BacklogFleet extends pulumi.ComponentResource {
     /** Whether each host matched the profile when this program probed it. */
     public readonly inSync: pulumi.Output<Record<string, boolean>>;
 
+    /**
+     * @param name - Logical name; each host's component is named `<name>-<host name>`.
+     * @param args - The hosts, the profile they share and, optionally, paths and service names.
+     * @param opts - Component resource options (parent, providers, aliases, …).
+     * @throws {@link ProfileError} when the profile breaks a rule, and `Error` for an invalid or
+     *   duplicate host name: both before any host is touched.
+     */
     constructor(name: string, args: BacklogFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         const profile = fleetProfile(args);
         super("backlog:index:BacklogFleet", name, { profile, hosts: args.hosts.map((h) => h.name) }, opts);

@@ -6,6 +6,8 @@
  * that do not use AWS never load @pulumi/aws).
  * Pure core: profile and rules ({@link defineProfile}, {@link rules}), rendering ({@link render}),
  * shell quoting ({@link quote}), verification parsing ({@link parseSs}, {@link compare}).
+ *
+ * @module pulumi-backlog
  */
 export * from "./backlogFleet";
 export * from "./backlogHost";
