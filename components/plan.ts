@@ -96,6 +96,15 @@ export function contentHash(content: string): string {
     return createHash("sha256").update(content, "utf8").digest("hex");
 }
 
+/**
+ * Shell for a deliberate restart or reload of a unit. systemd refuses a fifth start within 10 s
+ * (StartLimitBurst) and then leaves the unit failed, that is, down: a deploy's restart is no crash
+ * loop, so the unit's start counter is reset first. The exit status is the restart's.
+ */
+export function serviceAction(action: "restart" | "reload", unit: string): string {
+    return `systemctl reset-failed ${quote(unit)} >/dev/null 2>&1; systemctl ${action} ${quote(unit)}`;
+}
+
 const PRELUDE = ["set -u", "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "umask 022"];
 
 /** Lines that print the current state: kernel values, managed files' hashes, sysctl.d, sockets, units. */
@@ -236,7 +245,7 @@ export function applyScript(plan: ApplyPlan): string {
     for (const s of plan.services) {
         if (s.action === "none") continue;
         lines.push(
-            `if ! out=$(systemctl ${s.action} ${quote(s.unit)} 2>&1); then echo ${quote(`@@ failed ${s.action} ${s.unit}`)}; printf '%s\\n' "$out"; ` +
+            `if ! out=$(${serviceAction(s.action, s.unit)} 2>&1); then echo ${quote(`@@ failed ${s.action} ${s.unit}`)}; printf '%s\\n' "$out"; ` +
             `systemctl status --no-pager ${quote(s.unit)} 2>&1 | tail -n 20; exit 12; fi`,
         );
     }
@@ -270,7 +279,7 @@ export function restoreScript(plan: Pick<ApplyPlan, "stateDir" | "sysctlKeys" | 
         lines.push(`if [ -f "$state/orig/"${name} ]; then cat "$state/orig/"${name} > ${quote(procPath(key))} || rc=11; fi`);
     }
     for (const s of plan.services) {
-        lines.push(`if ! out=$(systemctl restart ${quote(s.unit)} 2>&1); then echo ${quote("@@ failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=12; fi`);
+        lines.push(`if ! out=$(${serviceAction("restart", s.unit)} 2>&1); then echo ${quote("@@ failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=12; fi`);
     }
     lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.paths, units: plan.services.map((s) => s.unit) }));
     lines.push("echo '@@ end'", `[ "$rc" = 0 ] && rm -rf "$state"`, "exit $rc", "");

@@ -29,7 +29,7 @@
  */
 
 import { STATE_DIR, type ServiceNames, managedKeys, serviceNames } from "./converge";
-import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, procPath } from "./plan";
+import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, procPath, serviceAction } from "./plan";
 import {
   type BacklogProfile,
   type KernelValues,
@@ -497,7 +497,7 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
       `[ -n "$pb_why" ] || [ "$${flag}" = 0 ] || pb_why='a listening socket differs from the profile'`,
       "if [ -n \"$pb_why\" ]; then",
       `  pb_say ${quote(`restarting ${unit}: `)}"$pb_why"`,
-      `  if ! pb_out=$(systemctl restart ${quote(unit)} 2>&1); then`,
+      `  if ! pb_out=$(${serviceAction("restart", unit)} 2>&1); then`,
       `    ${say(`FAILED: systemctl restart ${unit} failed:`)}; printf '%s\\n' "$pb_out"`,
       `    systemctl status --no-pager ${quote(unit)} 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
       "  fi",
