@@ -65,8 +65,8 @@ describe("the script", () => {
     expect(script).toContain("if ! out=$(nginx -t 2>&1); then rollback;");
     expect(script).toContain("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf");
     // Restarts are the script's own decision (a changed file or a differing socket), once per service.
-    expect(script.match(/\$\(systemctl restart php8\.2-fpm 2>&1\)/g)).toHaveLength(1);
-    expect(script.match(/\$\(systemctl restart nginx 2>&1\)/g)).toHaveLength(1);
+    expect(script.match(/systemctl restart php8\.2-fpm 2>&1\)/g)).toHaveLength(1);
+    expect(script.match(/systemctl restart nginx 2>&1\)/g)).toHaveLength(1);
     expect(script).not.toMatch(/systemctl reload/);
   });
 
