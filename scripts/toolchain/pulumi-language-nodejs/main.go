@@ -11,7 +11,7 @@
 //
 // Supported: Handshake, GetPluginInfo, GetRequiredPlugins/Packages (empty: plugins are
 // ambient), Run (programs, TypeScript through the SDK's ts-node), RunPlugin (policy packs and
-// TypeScript component providers), About, Cancel. Everything else answers Unimplemented, which
+// TypeScript component providers), InstallDependencies (npm install), About, Cancel. Everything else answers Unimplemented, which
 // the engine treats as "older host".
 package main
 
@@ -272,6 +272,43 @@ func (h *host) runChild(cmd *exec.Cmd) (int, error) {
 		return -1, err
 	}
 	return 0, nil
+}
+
+// InstallDependencies runs `npm install` in the program's (or plugin's) directory, streaming its
+// output: what `pulumi install` and `pulumi package add` of a TypeScript component provider ask for.
+// A directory without package.json has nothing to install.
+func (h *host) InstallDependencies(req *pulumirpc.InstallDependenciesRequest,
+	server pulumirpc.LanguageRuntime_InstallDependenciesServer,
+) error {
+	dir := req.GetDirectory()
+	if info := req.GetInfo(); info != nil && info.GetProgramDirectory() != "" {
+		dir = info.GetProgramDirectory()
+	}
+	if _, err := os.Stat(filepath.Join(dir, "package.json")); err != nil {
+		return nil
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, "npm was not found on PATH")
+	}
+	var sendMu sync.Mutex
+	send := func(r *pulumirpc.InstallDependenciesResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return server.Send(r)
+	}
+	cmd := exec.Command(npm, "install", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	cmd.Stdout = streamWriter(func(b []byte) error { return send(&pulumirpc.InstallDependenciesResponse{Stdout: b}) })
+	cmd.Stderr = streamWriter(func(b []byte) error { return send(&pulumirpc.InstallDependenciesResponse{Stderr: b}) })
+	code, err := h.runChild(cmd)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("npm install in %s exited with code %d", dir, code)
+	}
+	return nil
 }
 
 // RunPlugin runs a plugin written in Node.js: a policy pack (kind "analyzer") or a component
