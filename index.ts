@@ -6,11 +6,15 @@
  *   backlog:hosts      hosts: [{ name, host, port?, user?, sudo?, hostKey, privateKeyPath, proxy? }]; or
  *   backlog:inventory  a JSON file with such hosts (default .lab/inventory.json, what `npm run lab -- up` writes)
  *   backlog:services   php-fpm/nginx unit and binary names (default Debian 12)
+ *   backlog:rollout    { maxParallel?: number | "N%", maxFailedHosts?: number } (default: all hosts at once
+ *                      when no service needs more than a relisten, else 25 % of the hosts at a time; stop
+ *                      after the first batch with a failed host)
  */
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "fs";
 import { resolve } from "path";
 import { BacklogFleet, FleetHost, ProfileInput, ServiceNames } from "./components";
+import { toRollout } from "./components/rollout";
 
 /** Where to reach a host, and with which key (read from privateKeyPath, kept as a secret). */
 interface Endpoint {
@@ -32,6 +36,8 @@ interface HostEntry extends Endpoint {
 const config = new pulumi.Config("backlog");
 const profile = config.requireObject<ProfileInput>("profile");
 const services = config.getObject<Partial<ServiceNames>>("services");
+// Checked here too, so that a mistake names the configuration key.
+const rolloutPolicy = toRollout(config.getObject<unknown>("rollout"), "backlog:rollout");
 
 function readHosts(): HostEntry[] {
   const explicit = config.getObject<HostEntry[]>("hosts");
@@ -69,9 +75,18 @@ const hosts: FleetHost[] = readHosts().map((h, i) => {
   };
 });
 
-const fleet = new BacklogFleet("backlog", { hosts, profile, services });
+const fleet = new BacklogFleet("backlog", {
+  hosts,
+  profile,
+  services,
+  rollout: { maxParallel: rolloutPolicy.maxParallel, maxFailedHosts: rolloutPolicy.maxFailedHosts },
+});
 
 /** Per host and setting: expected, effective, ok. */
 export const verification = fleet.verification;
 /** Per host: whether it matched the profile before this run (false: drift or a changed profile). */
 export const inSync = fleet.inSync;
+/** Per host and systemd unit: what this run does to the service (none, relisten, reload, restart). */
+export const actions = fleet.actions;
+/** The rollout: host names, batch after batch. */
+export const rollout = fleet.rollout;

@@ -2,12 +2,13 @@
  * BacklogHost: one Linux host whose listen-backlog settings follow one profile.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { HostDecision, STATE_DIR, ServiceNames, decide, managedKeys, serviceNames } from "./converge";
-import { parseReport, probeScript } from "./plan";
+import { HostChanges, HostDecision, ServiceNames, decide, formatChanges, managedKeys, serviceNames, socketsToObserve } from "./converge";
+import { STATE_DIR, ServiceAction, checkOwner, probeScript, reportToken } from "./plan";
+import { parseReport } from "./report";
 import { BacklogProfile, ProfileInput, toProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
-import { HostSettings } from "./hostSettings";
-import { SshConnection, parseHostKey, runScript, sshTarget } from "./ssh";
+import { HostSettings, plannedActions } from "./hostSettings";
+import { SshConnection, insecureHops, parseHostKey, runScript, sshTarget } from "./ssh";
 import { ComparisonRow } from "./verify";
 
 /**
@@ -45,6 +46,20 @@ export interface BacklogHostArgs {
     paths?: Partial<HostPaths>;
     /** Unit and binary names of php-fpm and nginx. Default: Debian 12 (`php8.2-fpm`, `php-fpm8.2`, `nginx`). */
     services?: Partial<ServiceNames>;
+    /**
+     * This deployment's name on the host, among the host's owners (`/var/lib/pulumi-backlog/owners/<owner>`):
+     * the files it manages. Default: the component's name. Keep it when renaming the component (or
+     * moving the host into a fleet) to carry the host over without a give-back; a new name also works:
+     * the originals are kept once per host, and the old name's delete gives back only what no other
+     * owner manages. Pattern `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`.
+     */
+    owner?: string;
+    /**
+     * When this host leaves the program (removed, replaced) and cannot be reached to give it back:
+     * `"forget"` (default) deletes it from the stack with a warning naming it and what stays on it;
+     * `"fail"` fails the delete (and so every later `up`) until it can be reached.
+     */
+    onGone?: "forget" | "fail";
 }
 
 /** One row of a host's verification output: one setting, what the profile expects and what the host has. */
@@ -70,6 +85,9 @@ export interface VerificationRow {
 function hostProps(name: string, args: BacklogHostArgs) {
     const profile = toProfile(args.profile);
     const paths = resolvePaths(args.paths);
+    if (args.onGone !== undefined && args.onGone !== "forget" && args.onGone !== "fail") {
+        throw new Error(`${name}: onGone ${JSON.stringify(args.onGone)}: must be "forget" or "fail"`);
+    }
     checkConnection(name, args.connection);
     const services = serviceNames(args.services);
     const view = (c: Omit<SshConnection, "privateKey" | "passphrase" | "proxy">) => ({
@@ -90,10 +108,7 @@ function hostProps(name: string, args: BacklogHostArgs) {
 function checkConnection(name: string, connection: pulumi.Input<SshConnectionArgs>): void {
     if (pulumi.Output.isInstance(connection) || connection === undefined) return;
     const c = connection as SshConnectionArgs;
-    if (c.insecureIgnoreHostKey === true) {
-        pulumi.log.warn(`${name}: insecureIgnoreHostKey is set: the SSH host key is not checked; anyone on the path can impersonate this host.`);
-        return;
-    }
+    if (c.insecureIgnoreHostKey === true) return; // warned for every hop in the constructor
     if (c.hostKey === undefined) {
         throw new Error(`${name}: connection.hostKey is required: pin the host's public key ("ssh-ed25519 AAAA…"), or set insecureIgnoreHostKey for a throwaway host`);
     }
@@ -118,6 +133,22 @@ export class BacklogHost extends pulumi.ComponentResource {
     public readonly reasons: pulumi.Output<string[]>;
     /** Files in the sysctl load order that would override a managed key at boot (should be empty). */
     public readonly bootOverrides: pulumi.Output<string[]>;
+    /**
+     * Per systemd unit, what this run does to it, decided from the probe (known at preview):
+     * `none`, `relisten` (listen() again on the running sockets, no connection lost), `reload` or
+     * `restart`. A relisten that cannot work on the host falls back to a restart (see {@link applied}).
+     */
+    public readonly actions: pulumi.Output<Record<string, ServiceAction>>;
+    /** Per unit, why it gets its action (empty for `none`). */
+    public readonly actionReasons: pulumi.Output<Record<string, string>>;
+    /** Per unit, what the last apply really did (`restart (fallback: …)` when a relisten could not work). */
+    public readonly applied: pulumi.Output<Record<string, string>>;
+    /**
+     * What this run changes on the host, decided from the probe (known at preview): values
+     * `current → wanted`, each differing file with a unified diff, files given back, and the action
+     * per service with its reason. All lists empty when the host already matches.
+     */
+    public readonly changes: pulumi.Output<HostChanges>;
 
     /**
      * @param name - Logical name; also names the host's state directory on the host
@@ -133,9 +164,21 @@ export class BacklogHost extends pulumi.ComponentResource {
         const { profile, services } = props;
 
         const connection = pulumi.secret(pulumi.output(args.connection) as pulumi.Output<SshConnection>);
-        const stateName = name.replace(/[^A-Za-z0-9_.-]/g, "_");
+        // Every hop that skips the host key check is named, whatever the shape of the input.
+        pulumi.unsecret(connection).apply((c) => {
+            for (const hop of insecureHops(c)) {
+                pulumi.log.warn(`${name}: insecureIgnoreHostKey is set for ${hop}: the SSH host key is not checked; anyone on the path can impersonate this host.`, this);
+            }
+        });
+        // The deployment's name on the host (its entry among the host's owners): the component's name.
+        // Stack and project are part of it: two stacks with the same resource names on one host are
+        // two owners, never one.
+        const legacyName = name.replace(/[^A-Za-z0-9_.-]/g, "_");
+        const owner = checkOwner(args.owner ?? `${pulumi.getProject()}.${pulumi.getStack()}.${legacyName}`.replace(/[^A-Za-z0-9_.-]/g, "_").slice(-128).replace(/^[^A-Za-z0-9]+/, ""));
         const spec = {
-            stateDir: `${STATE_DIR}/${stateName}`,
+            stateDir: STATE_DIR,
+            owner,
+            ...socketsToObserve(profile),
             sysctlKeys: managedKeys(profile),
             // Where the files go does not depend on the host; only the kernel values in them do.
             paths: render(profile, { paths: args.paths }).map((f) => f.path),
@@ -146,12 +189,14 @@ export class BacklogHost extends pulumi.ComponentResource {
         // the program: its settings resource fails with the reason, and the other hosts go on.
         const outcome: pulumi.Output<HostDecision | { failure: string }> = pulumi.unsecret(connection.apply(async (conn) => {
             try {
-                const result = await runScript(conn, probeScript(spec));
-                const report = parseReport(result.stdout);
+                const token = reportToken();
+                const result = await runScript(conn, probeScript(spec, { token }));
+                if (result.timedOut) throw new Error(`probe of ${sshTarget(conn)} timed out (connection.scriptTimeoutSeconds)`);
+                const report = parseReport(result.stdout, token);
                 if (result.code !== 0 || !report.complete) {
                     throw new Error(`probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
                 }
-                return decide(profile, report, { paths: args.paths, services, stateName });
+                return decide(profile, report, { paths: args.paths, services, owner, legacyName });
             } catch (err) {
                 const failure = (err as Error).message;
                 pulumi.log.warn(`${name}: ${failure}`, this);
@@ -171,11 +216,22 @@ export class BacklogHost extends pulumi.ComponentResource {
             desiredHash: decided((d) => d.desiredHash, undefined),
             inSync: decided((d) => d.inSync, false),
             probeFailure: outcome.apply((o) => ("failure" in o ? o.failure : undefined)),
+            onGone: args.onGone ?? "forget",
+            changes: decided((d) => d.changes, undefined),
         }, { parent: this });
 
         this.verification = settings.verification.apply((rows: ComparisonRow[]) =>
             rows.map(({ setting, expected, effective, ok }) => ({ setting, expected, effective, ok })));
         this.inSync = decided((d) => d.inSync, false);
+        this.actions = decided((d) => plannedActions(d.plan), {});
+        this.actionReasons = decided((d) => Object.fromEntries(d.plan.services.filter((sv) => sv.reason).map((sv) => [sv.unit, sv.reason as string])), {});
+        this.applied = settings.applied.apply((a) => a ?? {});
+        this.changes = decided((d) => d.changes, { settings: [], files: [], retired: [], services: [], recovers: false });
+        // What this run changes, attached to this host in every preview and up (nothing when nothing changes).
+        this.changes.apply((c) => {
+            const text = formatChanges(c);
+            if (text) pulumi.log.info(`${name} will change:\n${text}`, this);
+        });
         this.reasons = outcome.apply((o) => ("failure" in o ? [o.failure] : o.reasons));
         const overrides = decided((d) => d.bootOverrides, []);
         this.bootOverrides = overrides.apply((list) => list.map((o) => `${o.key} is set again by ${o.file} (${o.line}), which is read after the drop-in at boot`));
@@ -193,6 +249,10 @@ export class BacklogHost extends pulumi.ComponentResource {
             inSync: this.inSync,
             reasons: this.reasons,
             bootOverrides: this.bootOverrides,
+            actions: this.actions,
+            actionReasons: this.actionReasons,
+            applied: this.applied,
+            changes: this.changes,
         });
     }
 }

@@ -5,10 +5,12 @@
  * and the boot-time winner of each managed kernel key.
  */
 import { basename } from "path";
-import { ApplyPlan, HostReport, ManagedService, contentHash, effectiveOf } from "./plan";
-import { BacklogProfile, KernelValues, SOMAXCONN, SysctlKey, kernelTargets } from "./profile";
+import { unifiedDiff } from "./diff";
+import { ApplyPlan, ManagedService, RelistenSocket, STATE_DIR, ServiceAction, checkOwner, contentHash } from "./plan";
+import { HostReport, effectiveOf } from "./report";
+import { BacklogProfile, KernelValues, SysctlKey, kernelTargets } from "./profile";
 import { HostPaths, RenderedFile, render, resolvePaths } from "./render";
-import { ComparisonRow, ExpectedValue, compare, expectedValues } from "./verify";
+import { ComparisonRow, ExpectedValue, compare, expectedValues, socketMatches } from "./verify";
 
 /** How services are named and tested on the host's distribution. */
 export interface ServiceNames {
@@ -46,8 +48,7 @@ export function serviceNames(names?: Partial<ServiceNames>): ServiceNames {
   return all;
 }
 
-/** Where the library keeps a host's originals (files and kernel values before the first deploy). */
-export const STATE_DIR = "/var/lib/pulumi-backlog";
+export { STATE_DIR };
 
 /** Everything one host needs, decided from the profile and the host's probe. */
 export interface HostDecision {
@@ -67,6 +68,39 @@ export interface HostDecision {
   before: KernelValues;
   /** Files in the sysctl load order that would override a managed key at boot. */
   bootOverrides: BootOverride[];
+  /** What this run changes on the host, for an operator to approve (empty lists: nothing). */
+  changes: HostChanges;
+}
+
+/** What one run changes on one host: values, files, retired files and the action per service. */
+export interface HostChanges {
+  /** Each value that differs: kernel keys and sockets' effective backlogs, `current → wanted`. */
+  settings: { setting: string; current: number | null; wanted: number; comparison: "equal" | "atLeast" }[];
+  /** Each managed file that differs: created or updated, with a unified diff (host → profile, capped). */
+  files: { path: string; change: "create" | "update"; diff: string }[];
+  /** Files that go back to their originals (no longer in the profile). */
+  retired: string[];
+  /** Each service that is touched, with how and why. */
+  services: { unit: string; action: ServiceAction; reason: string }[];
+  /** An earlier run on the host was cut short: it is rolled back first. */
+  recovers: boolean;
+}
+
+/** Whether a run changes nothing. */
+export function noChanges(c: HostChanges): boolean {
+  return c.settings.length === 0 && c.files.length === 0 && c.retired.length === 0 && c.services.length === 0 && !c.recovers;
+}
+
+/** The changes as text, one line per value and service, with each file's diff (`""` when none). */
+export function formatChanges(c: HostChanges): string {
+  if (noChanges(c)) return "";
+  const out: string[] = [];
+  if (c.recovers) out.push("an earlier deploy was cut short: it is rolled back first");
+  for (const s of c.settings) out.push(`${s.setting}: ${s.current ?? "missing"} → ${s.comparison === "atLeast" ? ">=" : ""}${s.wanted}`);
+  for (const f of c.files) out.push(`${f.path}: ${f.change === "create" ? "created" : "updated"}`, ...f.diff.replace(/\n$/, "").split("\n").map((l) => "    " + l));
+  for (const r of c.retired) out.push(`${r}: given back as it was before the first deploy`);
+  for (const sv of c.services) out.push(`${sv.unit}: ${sv.action} (${sv.reason})`);
+  return out.join("\n");
 }
 
 /** A file that sets a managed kernel key and is read after the library's drop-in at boot. */
@@ -132,17 +166,77 @@ export function hostOwnValues(keys: readonly SysctlKey[], report: Pick<HostRepor
 export interface DecideOptions {
   paths?: Partial<HostPaths>;
   services?: Partial<ServiceNames>;
-  /** Name of the state directory entry for this host (the resource's name). */
-  stateName: string;
+  /** This deployment's name on the host: see plan.ts `ApplyPlan.owner`. */
+  owner: string;
+  /** The state directory name of the 0.1 layout (the resource's name), moved into place once. */
+  legacyName?: string;
+}
+
+/** How disruptive each action is, for picking the strongest one a service needs. */
+const ACTION_RANK: Record<ServiceAction, number> = { none: 0, relisten: 1, reload: 2, restart: 3 };
+
+/** One thing a service needs, with the action it takes and why. */
+export interface ActionNeed {
+  action: ServiceAction;
+  reason: string;
+}
+
+/** Lines of a file that only a restart applies, by service. */
+const RESTART_LINES: Record<"php-fpm" | "nginx", RegExp | undefined> = {
+  // listen address, listen.owner/group/mode, ACLs: php-fpm keeps the inherited socket on reload.
+  "php-fpm": /^\s*listen(\.owner|\.group|\.mode|\.acl_users|\.acl_groups)?\s*=/,
+  // nginx opens, closes and re-listens sockets itself on reload.
+  nginx: undefined,
+};
+
+/** A file's lines without its backlog values: equal before and after means only the backlog changed. */
+export function withoutBacklog(service: "php-fpm" | "nginx", content: string): string {
+  return service === "php-fpm"
+    ? content.split("\n").filter((l) => !/^\s*listen\.backlog\s*=/.test(l)).join("\n")
+    : content.replace(/ backlog=\d+/g, "");
 }
 
 /**
- * Decides what a host needs. `report` is what {@link probeScript} printed on it. Kernel values
+ * What a change of one managed file needs (pure): `host` is the file's content on the host
+ * (undefined: absent or not read), `wanted` the rendered one.
+ * - only backlog values differ: `relisten` (listen() again on the running sockets);
+ * - php-fpm: a listen address or socket owner/group/mode differs, or a new pool: `restart`
+ *   (a reload keeps the inherited socket); anything else (pm.*, extra directives): `reload`;
+ * - nginx: `reload` (it re-listens, opens and closes sockets itself on reload).
+ */
+export function fileChangeNeed(service: "php-fpm" | "nginx", path: string, host: string | undefined, wanted: string): ActionNeed {
+  if (host === undefined) {
+    return service === "php-fpm"
+      ? { action: "restart", reason: `${path} is new: a new pool listens only after a restart` }
+      : { action: "reload", reason: `${path} is new: nginx loads it on reload` };
+  }
+  if (withoutBacklog(service, host) === withoutBacklog(service, wanted)) {
+    return { action: "relisten", reason: `${path}: only the backlog changes` };
+  }
+  const pattern = RESTART_LINES[service];
+  if (pattern) {
+    const lines = (t: string) => t.split("\n").filter((l) => pattern.test(l)).join("\n");
+    if (lines(host) !== lines(wanted)) return { action: "restart", reason: `${path}: the listen address or socket owner/group/mode changes` };
+  }
+  return { action: "reload", reason: `${path}: settings other than the listen socket change` };
+}
+
+/** The strongest of some needs (`none` when there are none); reasons of that strength joined. */
+export function strongest(needs: readonly ActionNeed[]): ActionNeed {
+  let best: ServiceAction = "none";
+  for (const n of needs) if (ACTION_RANK[n.action] > ACTION_RANK[best]) best = n.action;
+  const reasons = [...new Set(needs.filter((n) => n.action === best).map((n) => n.reason))];
+  return { action: best, reason: reasons.join("; ") };
+}
+
+/**
+ * Decides what a host needs. `report` is what plan.ts `probeScript` printed on it. Kernel values
  * come from the host: in mode `atLeast` a running value above the profile is kept (and written
  * to the drop-in so boot keeps it too); the originals kept since the first deploy are what destroy
- * restores.
+ * restores. Each service gets the least disruptive action that makes its sockets right.
  */
 export function decide(profile: BacklogProfile, report: HostReport, options: DecideOptions): HostDecision {
+  const owner = checkOwner(options.owner);
   const keys = managedKeys(profile);
   const missing = keys.filter((k) => report.sysctls[k] === undefined);
   if (missing.length > 0) {
@@ -168,44 +262,77 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const current = compare(expected, effectiveOf(report));
 
   const reasons: string[] = [];
-  const changedKinds = new Set<string>();
+  if (report.journalOpen) reasons.push("an earlier deploy on this host was cut short: it is rolled back first");
+  const needs: Record<"php-fpm" | "nginx", ActionNeed[]> = { "php-fpm": [], nginx: [] };
   for (const f of files) {
     const have = report.files[f.path];
-    if (have !== contentHash(f.content)) {
-      changedKinds.add(f.kind);
-      reasons.push(have === null || have === undefined ? `${f.path} is missing` : `${f.path} differs from the profile`);
+    if (have === contentHash(f.content)) continue;
+    reasons.push(have === null || have === undefined ? `${f.path} is missing` : `${f.path} differs from the profile`);
+    if (f.kind === "php-fpm-pool" || f.kind === "nginx") {
+      const service = f.kind === "nginx" ? "nginx" : "php-fpm";
+      // A file present but too large to read back counts as changed beyond its backlog.
+      needs[service].push(fileChangeNeed(service, f.path, have ? (report.contents[f.path] ?? "\u0000") : undefined, f.content));
     }
   }
-  // Files an earlier deploy managed that this profile no longer has go back to their originals.
-  const retired = report.managed.filter((path) => !files.some((f) => f.path === path)).sort();
+  // Files an earlier deploy of this owner managed that this profile no longer has go back to their
+  // originals; files another owner (another stack, a renamed resource) manages are left to it.
+  const mine = report.owners[owner] ?? (Object.keys(report.owners).length === 0 ? report.managed : []);
+  const others = new Set(Object.entries(report.owners).filter(([o]) => o !== owner).flatMap(([, list]) => list));
+  const retired = mine.filter((path) => !files.some((f) => f.path === path) && !others.has(path)).sort();
+  const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
   for (const path of retired) {
     reasons.push(`${path} is no longer in the profile: its original comes back`);
-    if (path.startsWith(paths.phpFpmPoolDir.replace(/\/+$/, "") + "/")) changedKinds.add("php-fpm-pool");
-    if (path === paths.nginxConf) changedKinds.add("nginx");
+    if (path.startsWith(poolDir)) needs["php-fpm"].push({ action: "restart", reason: `${path} goes: its pool stops listening on restart` });
+    if (path === paths.nginxConf) needs.nginx.push({ action: "reload", reason: `${path} goes back to its original` });
   }
   const badRows = current.filter((r) => !r.ok);
   for (const r of badRows) {
     reasons.push(`${r.setting}: expected ${r.comparison === "atLeast" ? ">=" : ""}${r.expected}, host has ${r.effective ?? "nothing"}`);
   }
-  const somaxconnChanges = current.some((r) => r.setting === SOMAXCONN && !r.ok);
-  const socketBad = (service: string) => badRows.some((r) => expected.find((e) => e.setting === r.setting)?.target.kind === "socket" &&
-    r.setting.startsWith(service === "php-fpm" ? "php-fpm" : "nginx"));
+  // Sockets: a missing one needs a restart; one with another backlog is listened again in place.
+  const relisten: Record<"php-fpm" | "nginx", RelistenSocket[]> = { "php-fpm": [], nginx: [] };
+  expected.forEach((e, i) => {
+    if (e.target.kind !== "socket" || (current[i] as ComparisonRow).ok) return;
+    const service = e.target.service;
+    const selector = e.target.socket;
+    const found = report.sockets.filter((s) => socketMatches(selector, s));
+    if (found.length === 0) {
+      needs[service].push({ action: "restart", reason: `${e.setting}: no listening socket` });
+      return;
+    }
+    for (const s of found) {
+      if (s.backlog === e.expected || s.inode === undefined) continue;
+      relisten[service].push({ inode: s.inode, backlog: e.expected, oldBacklog: s.backlog, label: s.path ?? s.local });
+    }
+    needs[service].push({ action: "relisten", reason: `${e.setting}: ${found.map((s) => s.backlog).join("/")} → ${e.expected}` });
+  });
+  const unitOf = { "php-fpm": names.phpFpmUnit, nginx: names.nginxUnit };
+  for (const service of ["php-fpm", "nginx"] as const) {
+    const state = report.units[unitOf[service]];
+    if (state !== undefined && state !== "active" && state !== "reloading") {
+      needs[service].push({ action: "restart", reason: `${unitOf[service]} is ${state}` });
+    }
+  }
 
+  const tcpPorts = (service: "php-fpm" | "nginx") => service === "nginx"
+    ? profile.listeners.map((l) => l.listen.port)
+    : profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : []));
   const services: ManagedService[] = [];
-  if (profile.pools.length > 0 || changedKinds.has("php-fpm-pool")) {
-    const restart = changedKinds.has("php-fpm-pool") || somaxconnChanges || socketBad("php-fpm");
-    // A reload keeps the inherited listening socket (and its backlog): only a restart listens again.
-    services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: restart ? "restart" : "none" });
-  }
-  if (profile.listeners.length > 0 || changedKinds.has("nginx")) {
-    // nginx re-listens on reload only when backlog= itself changed; a somaxconn change needs a restart.
-    const restart = changedKinds.has("nginx") || somaxconnChanges || socketBad("nginx");
-    services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: restart ? "restart" : "none" });
-  }
+  const serviceOf = (service: "php-fpm" | "nginx", unit: string, test: string[]) => {
+    const need = strongest(needs[service]);
+    services.push({
+      unit, test, action: need.action, ...(need.reason ? { reason: need.reason } : {}),
+      ...(need.action === "relisten" || need.action === "reload" ? { relisten: relisten[service] } : {}),
+      ports: [...new Set(tcpPorts(service))].sort((a, b) => a - b),
+    });
+  };
+  if (profile.pools.length > 0 || needs["php-fpm"].length > 0) serviceOf("php-fpm", names.phpFpmUnit, [names.phpFpmBinary, "-t"]);
+  if (profile.listeners.length > 0 || needs.nginx.length > 0) serviceOf("nginx", names.nginxUnit, [names.nginxBinary, "-t"]);
 
   const plan: ApplyPlan = {
-    stateDir: `${STATE_DIR}/${options.stateName}`,
-    files: files.map(({ path, content, mode, owner, group }) => ({ path, content, mode, owner, group })),
+    stateDir: STATE_DIR,
+    owner,
+    files: files.map(({ path, content, mode, owner: user, group }) => ({ path, content, mode, owner: user, group })),
     sysctlFile: paths.sysctlDropIn,
     sysctlKeys: keys,
     services,
@@ -215,8 +342,26 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     // first deploy (so after a deploy in mode exact a value once raised by hand is forgotten).
     hostOwn: Object.fromEntries(kernelTargets(profile, own).map((t) => [t.key, t.keptHostValue ? t.value : before[t.key]])
       .filter(([, v]) => v !== undefined)) as Record<string, number>,
+    sockets: socketsToObserve(profile),
+    generation: report.generation,
+    ...(options.legacyName ? { legacyName: options.legacyName } : {}),
   };
   const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit) }));
+  const changes: HostChanges = {
+    settings: current.filter((r) => !r.ok).map((r) => ({ setting: r.setting, current: r.effective, wanted: r.expected, comparison: r.comparison })),
+    files: files.filter((f) => report.files[f.path] !== contentHash(f.content)).map((f) => {
+      const have = report.files[f.path];
+      const host = have ? report.contents[f.path] : "";
+      return {
+        path: f.path,
+        change: have ? "update" as const : "create" as const,
+        diff: host === undefined ? "(the file on the host is too large to show)\n" : unifiedDiff(host, f.content, { maxLines: 60 }),
+      };
+    }),
+    retired,
+    services: services.filter((sv) => sv.action !== "none").map((sv) => ({ unit: sv.unit, action: sv.action, reason: sv.reason ?? "" })),
+    recovers: report.journalOpen,
+  };
   return {
     plan,
     expected,
@@ -226,5 +371,16 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     desiredHash,
     before,
     bootOverrides: bootOverrides(report.sysctlSources, paths.sysctlDropIn, keys),
+    changes,
   };
+}
+
+/** The unix paths and TCP ports whose listening sockets a profile's verification reads. */
+export function socketsToObserve(profile: BacklogProfile): { unixPaths: string[]; tcpPorts: number[] } {
+  const unixPaths = profile.pools.flatMap((p) => (p.listen.kind === "unix" ? [p.listen.path] : []));
+  const tcpPorts = [
+    ...profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : [])),
+    ...profile.listeners.map((l) => l.listen.port),
+  ];
+  return { unixPaths: [...new Set(unixPaths)].sort(), tcpPorts: [...new Set(tcpPorts)].sort((a, b) => a - b) };
 }

@@ -1,15 +1,54 @@
 /**
- * Host plan: the shell scripts that probe, apply, verify and restore a host, generated as plain
- * strings from plain data. Nothing here touches a host; {@link ./ssh} runs the scripts and
- * {@link parseReport} reads what they print. Every value that reaches a script goes through
- * `quote` from {@link ./shell}; file contents travel base64-encoded in here-documents.
+ * Host plan: the shell scripts that probe, apply and restore a host, generated as plain strings
+ * from plain data. Nothing here touches a host; {@link ./ssh} runs the scripts and
+ * {@link ./report} reads what they print. Every value that reaches a script goes through `quote`
+ * from {@link ./shell}; file contents travel base64-encoded in here-documents.
  *
- * Report format: every script prints sections, each a line `@@ <name> [<arg>]` followed by raw
- * lines, so the parser needs no shell-side formatting (values come straight from /proc/sys and `ss`).
+ * Every apply is a small transaction (see docs/transactions.md):
+ * - one run at a time per host: `flock` on a root-only path, a bounded wait, the holder named;
+ * - a journal (`<state>/txn/open`) written before the first change; the copies needed to undo the
+ *   run (each file as it was, each kernel value, the units touched) kept beside it; a run that finds
+ *   an open journal (an earlier run was cut short) rolls it back before anything else;
+ * - every write: temp file in the target's directory, content checked against its sha256, flushed,
+ *   renamed; originals copied and compared before anything replaces them;
+ * - any failed step puts everything back (files, kernel values, services on the old files) and
+ *   exits with the step's code; a lost connection (SIGHUP/SIGPIPE) or SIGTERM does the same.
+ *
+ * Report format: sections, each a line `@@<token> <name> [<arg>]` followed by raw lines. The token
+ * is random per run and never appears on a command line on the host, so nothing an unprivileged
+ * user prints (a socket name, a file name) can start a section.
  */
-import { createHash } from "crypto";
+import { createHash, randomBytes } from "crypto";
 import { quote } from "./shell";
-import { EffectiveValues, parseSs } from "./verify";
+
+/** Where the library keeps a host's state: originals, journal, owners, values set. */
+export const STATE_DIR = "/var/lib/pulumi-backlog";
+/** Root-only directory of the host-wide lock (and the test-only pause hooks). */
+export const RUN_DIR = "/run/pulumi-backlog";
+
+/** Exit codes of the host scripts (beside 0). */
+export const SCRIPT_EXIT = Object.freeze({
+    /** A service's configuration test failed: files put back, no service touched. */
+    configTest: 10,
+    /** `sysctl -p` of the drop-in failed: everything put back. */
+    sysctl: 11,
+    /** A restart or reload failed: everything put back, the service started again on the old files. */
+    service: 12,
+    /** A file (or an original, or a state entry) could not be written: everything put back. */
+    write: 13,
+    /** Another run holds the host's lock. Nothing changed. */
+    locked: 14,
+    /** A port the new configuration listens on is held by a process outside the managed units. Nothing changed. */
+    portTaken: 15,
+    /** An interrupted earlier run could not be rolled back. Nothing else was done. */
+    recovery: 16,
+    /** The script was interrupted (lost connection, SIGTERM): everything put back. */
+    interrupted: 17,
+    /** A restore step failed: the state directory is kept so that a later destroy can finish. */
+    restore: 18,
+    /** Another run changed the host after this run's probe: its decisions are stale. Nothing changed. */
+    stale: 19,
+});
 
 /** A file the library owns on a host. */
 export interface ManagedFile {
@@ -25,15 +64,39 @@ export interface ManagedFile {
     group: string;
     /**
      * Values known only on the host, when the script runs (optional: without it the content is
-     * written byte for byte, as always). Each key is a placeholder that occurs in `content`
-     * (`@NAME@`: capitals, digits and `_` between two `@`); its value names a shell variable that
-     * the script running the apply steps has set before them (components/standalone.ts does, for
-     * kernel values read on the host). As the file is written each placeholder becomes the
-     * variable's value, which must be a whole number, and a line holding a placeholder whose
-     * variable is empty is left out. Any other value stops the apply (exit 13, files put back).
+     * written byte for byte). Each key is a placeholder that occurs in `content` (`@NAME@`:
+     * capitals, digits and `_` between two `@`); its value names a shell variable that the script
+     * running the apply steps has set before them (components/standalone.ts does, for kernel values
+     * read on the host). As the file is written each placeholder becomes the variable's value, which
+     * must be a whole number, and a line holding a placeholder whose variable is empty is left out.
+     * Any other value stops the apply (exit 13, everything put back).
      */
     runtimeValues?: Record<string, string>;
 }
+
+/** One listening socket to listen() again with a new backlog, as the probe found it. */
+export interface RelistenSocket {
+    /** Socket inode (`ss` prints it; `/proc/PID/fd/N` links to `socket:[inode]`). */
+    inode: number;
+    /** The backlog to pass to listen() (the kernel caps it at net.core.somaxconn). */
+    backlog: number;
+    /** The socket's backlog now (`ss` Send-Q), given back if the transaction rolls back. */
+    oldBacklog: number;
+    /** What the socket is, for messages: a unix path or `host:port`. */
+    label: string;
+}
+
+/**
+ * What to do with a service after its files changed, least disruptive first:
+ * - `none`: nothing;
+ * - `relisten`: call listen() again on each running socket of {@link ManagedService.relisten} (the
+ *   kernel changes its queue length in place; no connection is lost). Falls back to a restart,
+ *   with the reason printed, where that cannot work;
+ * - `reload`: `systemctl reload` (php-fpm: pm.* and other directives; nginx: server blocks), then
+ *   the sockets of {@link ManagedService.relisten} are listened again;
+ * - `restart`: `systemctl restart` (a listen address, socket owner/group/mode, or a fallback).
+ */
+export type ServiceAction = "none" | "relisten" | "reload" | "restart";
 
 /** A service whose configuration is among the managed files. */
 export interface ManagedService {
@@ -41,14 +104,29 @@ export interface ManagedService {
     unit: string;
     /** Command (argv) that tests the whole configuration, e.g. `["php-fpm8.2", "-t"]`. */
     test: string[];
-    /** What to do after the files changed: a restart re-creates listening sockets (new backlog), a reload keeps them. */
-    action: "restart" | "reload" | "none";
+    /** What to do after the files changed. */
+    action: ServiceAction;
+    /** Why this action (shown in previews and outputs). */
+    reason?: string;
+    /** Sockets to listen() again (actions `relisten` and `reload`). */
+    relisten?: RelistenSocket[];
+    /**
+     * TCP ports the new configuration listens on: before anything changes, each is checked for a
+     * listening socket held by a process outside the managed units (the apply stops, exit 15).
+     */
+    ports?: number[];
 }
 
 /** What one apply run does on one host. */
 export interface ApplyPlan {
-    /** Directory on the host that keeps what was there before the first deploy. */
+    /** The host's state directory. Default {@link STATE_DIR}. */
     stateDir: string;
+    /**
+     * Who applies: names this deployment's entry among the host's owners (the resource name, or
+     * `standalone`). Pattern {@link OWNER_PATTERN}. Originals are kept once per host, whoever came
+     * first; restore gives back only what no other owner still manages.
+     */
+    owner: string;
     files: ManagedFile[];
     /** The sysctl drop-in among {@link files}, loaded with `sysctl -p`; omitted when no kernel value is managed. */
     sysctlFile?: string;
@@ -56,8 +134,8 @@ export interface ApplyPlan {
     sysctlKeys: string[];
     services: ManagedService[];
     /**
-     * Files an earlier deploy managed that the profile no longer has (a pool removed, say): each is
-     * given back as it was before the first deploy, like destroy does for all files.
+     * Files an earlier deploy of this owner managed that the profile no longer has (a pool removed,
+     * say): each is given back as it was before the first deploy, like destroy does for all files.
      */
     retired?: string[];
     /**
@@ -65,14 +143,58 @@ export interface ApplyPlan {
      * kept on the host so that the next deploy still knows a value raised by hand was the host's.
      */
     hostOwn?: Record<string, number>;
+    /** The sockets the report at the end shows, for verification: unix paths and TCP ports. */
+    sockets: { unixPaths: string[]; tcpPorts: number[] };
+    /**
+     * The host's state generation the probe saw (each committed apply adds one). Under the lock the
+     * apply checks it first: when another run changed the host in between, it stops (exit 19)
+     * before touching anything, instead of acting on stale decisions. Omitted: not checked.
+     */
+    generation?: number;
+    /** State directory name of the 0.1 layout (`<state>/<name>/`), moved into place once. */
+    legacyName?: string;
 }
 
-/** What a probe or verification reads. */
+/** Options every script takes. */
+export interface ScriptOptions {
+    /** Report token (see {@link reportToken}); the parser needs the same one. */
+    token: string;
+    /** Root-only run directory (lock, pause hooks). Default {@link RUN_DIR}; tests use a temp dir. */
+    runDir?: string;
+    /** Seconds each service command (test, restart, reload) may take before it is stopped. Default 90. */
+    stepTimeoutSeconds?: number;
+    /** Seconds to wait for another run's lock. Default 120. */
+    lockWaitSeconds?: number;
+}
+
+/** What a probe (or the report at the end of an apply or restore) reads. */
 export interface ProbeSpec {
     stateDir: string;
+    /** This deployment's owner name (see {@link ApplyPlan.owner}). */
+    owner: string;
     sysctlKeys: string[];
     paths: string[];
     units: string[];
+    /** Unix socket paths whose listening sockets are reported. */
+    unixPaths: string[];
+    /** TCP ports whose listening sockets are reported. */
+    tcpPorts: number[];
+}
+
+/** Owner names: a resource name's safe form (no `/`, not `.` or `..`, not a state entry's name). */
+export const OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Checks an owner name; throws naming the value and the rule. */
+export function checkOwner(owner: string): string {
+    if (typeof owner !== "string" || !OWNER_PATTERN.test(owner) || ["orig", "txn", "owners"].includes(owner)) {
+        throw new Error(`owner ${JSON.stringify(owner)}: must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit, and not orig, txn or owners`);
+    }
+    return owner;
+}
+
+/** A fresh random report token (hex, 32 characters). */
+export function reportToken(): string {
+    return randomBytes(16).toString("hex");
 }
 
 /** Directories systemd-sysctl reads at boot, in precedence order for equal file names (first wins). */
@@ -97,279 +219,587 @@ export function contentHash(content: string): string {
 }
 
 /**
- * Shell for a deliberate restart or reload of a unit. systemd refuses a fifth start within 10 s
- * (StartLimitBurst) and then leaves the unit failed, that is, down: a deploy's restart is no crash
- * loop, so the unit's start counter is reset first. The exit status is the restart's.
+ * Shell for a deliberate restart or reload of a unit, bounded by `timeout`. systemd refuses a
+ * fifth start within 10 s (StartLimitBurst) and then leaves the unit failed, that is, down: a
+ * deploy's restart is no crash loop, so the unit's start counter is reset first.
  */
-export function serviceAction(action: "restart" | "reload", unit: string): string {
-    return `systemctl reset-failed ${quote(unit)} >/dev/null 2>&1; systemctl ${action} ${quote(unit)}`;
+export function serviceAction(action: "restart" | "reload", unit: string, timeoutSeconds = 90): string {
+    return `systemctl reset-failed ${quote(unit)} >/dev/null 2>&1; timeout -k 5 ${Math.trunc(timeoutSeconds)} systemctl ${action} ${quote(unit)}`;
 }
 
-const PRELUDE = ["set -u", "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "umask 022"];
-
-/** Lines that print the current state: kernel values, managed files' hashes, sysctl.d, sockets, units. */
-function observeLines(spec: ProbeSpec): string[] {
-    const lines: string[] = [];
-    for (const key of spec.sysctlKeys) {
-        const p = procPath(key);
-        lines.push(`echo ${quote("@@ sysctl " + key)}; if [ -r ${quote(p)} ]; then cat ${quote(p)}; else echo '!missing'; fi`);
-    }
-    for (const path of spec.paths) {
-        lines.push(`echo ${quote("@@ file " + path)}; if [ -f ${quote(path)} ]; then sha256sum < ${quote(path)} | cut -c1-64; else echo '!absent'; fi`);
-    }
-    const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
-    if (keyPattern) {
-        // Every sysctl.d file (resolved, so /lib -> /usr/lib links count once) and the lines that set a managed key.
-        const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
-        lines.push(`echo '@@ sysctl.d'; for f in ${globs} /etc/sysctl.conf; do [ -f "$f" ] || continue; ` +
-            `grep -H -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null; done`);
-    }
-    lines.push("echo '@@ ss-tcp'; ss -H -l -n -t", "echo '@@ ss-unix'; ss -H -l -n -x");
-    lines.push("echo '@@ container'; systemd-detect-virt --container 2>/dev/null || true");
-    for (const unit of spec.units) {
-        lines.push(`echo ${quote("@@ unit " + unit)}; systemctl is-active ${quote(unit)} 2>&1`);
-    }
-    const orig = quote(spec.stateDir + "/orig");
-    lines.push(`echo '@@ before'; if [ -d ${orig} ]; then cd ${orig} && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
-    lines.push(`echo '@@ applied'; if [ -d ${quote(spec.stateDir)} ]; then cd ${quote(spec.stateDir)} && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
-    // Every file a deploy has managed on this host (their originals are kept), one path a line.
-    lines.push(`echo '@@ managed'; for f in ${orig}/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
-    return lines;
+function checkUnit(unit: string): string {
+    if (!/^[A-Za-z0-9@_.+-]{1,128}$/.test(unit)) throw new Error(`unit ${JSON.stringify(unit)}: must be a systemd unit name`);
+    return unit;
 }
 
-/** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
-export function probeScript(spec: ProbeSpec): string {
-    return [...PRELUDE, ...observeLines(spec), "echo '@@ end'", ""].join("\n");
+function checkNumber(n: number, what: string, max = 2147483647): number {
+    if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Error(`${what} ${JSON.stringify(n)}: must be a whole number from 0 to ${max}`);
+    return n;
 }
 
 /**
- * The lines that start decoding a file's content into `tmp` (the base64 here-document follows):
- * plain `base64 -d`, or, with {@link ManagedFile.runtimeValues}, each variable checked to be a whole
- * number (or empty) and its placeholder filled in (or its lines left out) by `sed`.
+ * Program that listens again on sockets held by a unit's processes (perl: essential on Debian and
+ * Ubuntu). Arguments: the unit's cgroup directory, then `inode=backlog` pairs. For each inode it
+ * finds a process of the cgroup holding `socket:[inode]`, duplicates that descriptor with
+ * pidfd_open + pidfd_getfd (Linux >= 5.6) and calls listen(dup, backlog). Exit 3: a socket is not
+ * held by the unit; 4: a system call failed; 5: unsupported architecture. Touches nothing else.
  */
-function decodeLines(f: ManagedFile, tmp: string): string[] {
-    const values = Object.entries(f.runtimeValues ?? {});
-    if (values.length === 0) return [`base64 -d > ${tmp} <<'PULUMI_BACKLOG_B64'`];
+const RELISTEN_PERL = String.raw`
+use strict; use warnings; use POSIX ();
+my %nr = (x86_64 => [434, 438, 50], aarch64 => [434, 438, 201]);
+my $arch = (POSIX::uname())[4];
+my $n = $nr{$arch} or do { print "arch $arch has no known syscall numbers\n"; exit 5 };
+my ($cg, @pairs) = @ARGV;
+my @pids;
+my @dirs = ($cg);
+while (my $d = shift @dirs) {
+  opendir(my $dh, $d) or next;
+  for my $e (readdir $dh) { next if $e =~ /^\./; push @dirs, "$d/$e" if -d "$d/$e" && ! -l "$d/$e"; }
+  closedir $dh;
+  if (open(my $fh, '<', "$d/cgroup.procs")) { while (<$fh>) { push @pids, $1 if /^(\d+)$/; } close $fh; }
+}
+my %want = map { /^(\d+)=(\d+)$/ or die "bad pair"; ($1 => $2) } @pairs;
+my %at;
+PID: for my $pid (@pids) {
+  opendir(my $fd, "/proc/$pid/fd") or next;
+  for my $f (readdir $fd) {
+    next unless $f =~ /^\d+$/;
+    my $l = readlink("/proc/$pid/fd/$f") // next;
+    if ($l =~ /^socket:\[(\d+)\]$/ && exists $want{$1} && !exists $at{$1}) { $at{$1} = [$pid, $f]; }
+  }
+  closedir $fd;
+}
+for my $ino (sort keys %want) {
+  my $where = $at{$ino} or do { print "socket $ino is not held by the unit's processes\n"; exit 3 };
+  my ($pid, $fd) = @$where;
+  my $pidfd = syscall($n->[0], $pid + 0, 0);
+  if ($pidfd < 0) { print "pidfd_open($pid): $!\n"; exit 4 }
+  my $dup = syscall($n->[1], $pidfd, $fd + 0, 0);
+  if ($dup < 0) { print "pidfd_getfd($pid, $fd): $!\n"; POSIX::close($pidfd); exit 4 }
+  my $r = syscall($n->[2], $dup, $want{$ino} + 0);
+  my $err = $!;
+  POSIX::close($dup); POSIX::close($pidfd);
+  if ($r < 0) { print "listen(socket $ino): $err\n"; exit 4 }
+  print "listened socket $ino of pid $pid with backlog $want{$ino}\n";
+}
+`;
+
+/** The same program for hosts with python3 but no perl. */
+const RELISTEN_PYTHON = String.raw`
+import ctypes, os, platform, re, sys
+nr = {"x86_64": (434, 438, 50), "aarch64": (434, 438, 201)}.get(platform.machine())
+if nr is None:
+    print("arch %s has no known syscall numbers" % platform.machine()); sys.exit(5)
+libc = ctypes.CDLL(None, use_errno=True)
+cg, pairs = sys.argv[1], sys.argv[2:]
+want = {}
+for p in pairs:
+    i, b = p.split("=")
+    want[int(i)] = int(b)
+pids = []
+for d, dirs, files in os.walk(cg, followlinks=False):
+    try:
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            pids += [int(x) for x in f.read().split() if x.isdigit()]
+    except OSError:
+        pass
+at = {}
+for pid in pids:
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            m = re.match(r"^socket:\[(\d+)\]$", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        if m and int(m.group(1)) in want and int(m.group(1)) not in at:
+            at[int(m.group(1))] = (pid, int(fd))
+for ino in sorted(want):
+    if ino not in at:
+        print("socket %d is not held by the unit's processes" % ino); sys.exit(3)
+    pid, fd = at[ino]
+    pidfd = libc.syscall(nr[0], pid, 0)
+    if pidfd < 0:
+        print("pidfd_open(%d): %s" % (pid, os.strerror(ctypes.get_errno()))); sys.exit(4)
+    dup = libc.syscall(nr[1], pidfd, fd, 0)
+    if dup < 0:
+        print("pidfd_getfd(%d, %d): %s" % (pid, fd, os.strerror(ctypes.get_errno()))); os.close(pidfd); sys.exit(4)
+    r = libc.syscall(nr[2], dup, want[ino])
+    err = ctypes.get_errno()
+    os.close(dup); os.close(pidfd)
+    if r < 0:
+        print("listen(socket %d): %s" % (ino, os.strerror(err))); sys.exit(4)
+    print("listened socket %d of pid %d with backlog %d" % (ino, pid, want[ino]))
+`;
+
+/**
+ * The fixed part of every script: settings, report markers, lock, journal, rollback and the
+ * helpers the generated steps call. `T` (token), `S` (state dir), `OWNER`, `R` (run dir) and `ST`
+ * (step timeout) are set before it.
+ */
+const LIBRARY = String.raw`
+export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+umask 077
+PB_STEP=start
+pb_at() { printf '@@%s %s\n' "$T" "$*"; }
+pb_pause() {
+  local n
+  [ -e "$R/pause.$1" ] || return 0
+  echo "$$" > "$R/paused.$1"; n=0
+  while [ -e "$R/pause.$1" ] && [ "$n" -lt 3000 ]; do sleep 0.2; n=$((n + 1)); done
+  rm -f "$R/paused.$1"
+}
+pb_step() { PB_STEP=$1; pb_at "step $1"; pb_pause "$1"; }
+pb_lock() {
+  mkdir -p "$R" && chmod 700 "$R" || { pb_at "failed lock"; echo "cannot create $R"; exit 14; }
+  if [ -L "$R" ] || [ "$(stat -c %u "$R")" != "$(id -u)" ]; then pb_at "failed lock"; echo "$R is not a directory owned by this user"; exit 14; fi
+  exec 9>"$R/lock"
+  if ! flock -w "$LOCKWAIT" 9; then
+    pb_at "failed lock"; echo "another pulumi-backlog run holds the host's lock after \${LOCKWAIT} s: $(cat "$R/holder" 2>/dev/null | tr -cd '[:print:]')"; exit 14
+  fi
+  printf '%s (pid %s, since %s)\n' "$OWNER" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$R/holder"
+}
+# Copies $1 to $2 through a temp name, compared and flushed before it takes the name.
+pb_copy() {
+  local d t
+  d=$(dirname "$2") && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  if cp -p "$1" "$t" && cmp -s "$1" "$t" && sync "$t" && mv -f "$t" "$2"; then return 0; fi
+  rm -f "$t"; return 1
+}
+# Writes the text $2 to the state file $1 through a temp name.
+pb_note() {
+  local t
+  t=$(mktemp "$1.XXXXXX") || return 1
+  if printf '%s\n' "$2" > "$t" && sync "$t" && mv -f "$t" "$1"; then return 0; fi
+  rm -f "$t"; return 1
+}
+# Keeps file $1 (backup name $2) as it is now, once per run, so that a rollback can put it back.
+pb_txn_keep() {
+  [ -f "$S/txn/f/$2.path" ] && return 0
+  if [ -e "$1" ]; then pb_copy "$1" "$S/txn/f/$2.file" || return 1; else : > "$S/txn/f/$2.absent" || return 1; fi
+  pb_note "$S/txn/f/$2.path" "$1"
+}
+# Keeps file $1 (backup name $2) as it was before the first deploy, once per host.
+pb_orig_keep() {
+  [ -f "$S/orig/$2.path" ] && return 0
+  if [ -e "$1" ]; then pb_copy "$1" "$S/orig/$2.file" || return 1; else : > "$S/orig/$2.absent" || return 1; fi
+  pb_note "$S/orig/$2.path" "$1"
+}
+# Installs a file: path, backup name, mode, owner:group, sha256 of the decoded content, then
+# optional sed expressions for run-time values; the base64 content comes on standard input.
+pb_put() {
+  local p b m og sum d t t2
+  p=$1; b=$2; m=$3; og=$4; sum=$5; shift 5
+  d=$(dirname "$p")
+  mkdir -p "$d" && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  if ! base64 -d > "$t" || [ "$(sha256sum < "$t" | cut -c1-64)" != "$sum" ]; then rm -f "$t"; return 1; fi
+  if [ $# -gt 0 ]; then
+    t2=$(mktemp "$d/.pulumi-backlog.XXXXXX") || { rm -f "$t"; return 1; }
+    if ! sed "$@" "$t" > "$t2"; then rm -f "$t" "$t2"; return 1; fi
+    mv -f "$t2" "$t" || { rm -f "$t" "$t2"; return 1; }
+  fi
+  if ! chmod "$m" "$t" || ! chown "$og" "$t"; then rm -f "$t"; return 1; fi
+  if [ -f "$p" ] && cmp -s "$t" "$p"; then
+    rm -f "$t"
+    # Same content: the mode and owner still follow the plan.
+    if [ "$(stat -c '%a %U:%G' "$p")" != "\${m#0} $og" ]; then
+      pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && chmod "$m" "$p" && chown "$og" "$p" || return 1
+      PB_CHANGED="$PB_CHANGED $b"
+    fi
+    return 0
+  fi
+  if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
+    if [ -e "$p" ]; then chcon --reference="$p" "$t" 2>/dev/null; else restorecon "$t" 2>/dev/null; fi
+  fi
+  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
+  PB_CHANGED="$PB_CHANGED $b"
+}
+# Gives back the original of path $1 (backup name $2): through the transaction when one is open.
+pb_give_back() {
+  if [ ! -f "$S/orig/$2.path" ]; then return 0; fi
+  if [ -d "$S/txn" ]; then pb_txn_keep "$1" "$2" || return 1; fi
+  if [ -f "$S/orig/$2.absent" ]; then rm -f "$1"; else pb_copy "$S/orig/$2.file" "$1"; fi
+}
+pb_cgroup() {
+  local cg
+  cg=$(systemctl show -P ControlGroup "$1" 2>/dev/null)
+  [ -n "$cg" ] || return 1
+  if [ -d "/sys/fs/cgroup/unified$cg" ]; then echo "/sys/fs/cgroup/unified$cg"; elif [ -d "/sys/fs/cgroup$cg" ] && [ -f "/sys/fs/cgroup/cgroup.controllers" ]; then echo "/sys/fs/cgroup$cg"; else echo "/sys/fs/cgroup/systemd$cg"; fi
+}
+# listen() again on sockets of a unit: unit, then inode=backlog pairs. Prints why it cannot.
+pb_relisten() {
+  local unit cg
+  unit=$1; shift
+  cg=$(pb_cgroup "$unit") || { echo "no cgroup for $unit"; return 2; }
+  if command -v perl >/dev/null 2>&1; then
+    timeout -k 5 "$ST" perl -e "$PB_RELISTEN_PL" "$cg" "$@"
+  elif command -v python3 >/dev/null 2>&1; then
+    timeout -k 5 "$ST" python3 -c "$PB_RELISTEN_PY" "$cg" "$@"
+  else
+    echo "neither perl nor python3 on the host"; return 2
+  fi
+}
+# The socket inodes of processes in the managed units' cgroups, one a line.
+pb_unit_inodes() {
+  local u cg pid fd l
+  for u in "$@"; do
+    cg=$(pb_cgroup "$u") || continue
+    find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | while read -r pid; do
+    for fd in /proc/"$pid"/fd/*; do l=$(readlink "$fd" 2>/dev/null) || continue; case $l in socket:?*?) l=\${l#socket:?}; echo "\${l%?}";; esac; done
+  done
+}
+# Fails unless every listening socket on TCP port $1 is held by the units named after it.
+pb_port_free() {
+  local port inodes own i holder fd pid
+  port=$1; shift
+  inodes=$(ss -H -l -n -t -e "sport = :$port" 2>/dev/null | sed -n 's/.* ino:\([0-9]*\).*/\1/p')
+  [ -n "$inodes" ] || return 0
+  own=$(pb_unit_inodes "$@")
+  for i in $inodes; do
+    echo "$own" | grep -qx "$i" && continue
+    holder=""
+    for fd in /proc/[0-9]*/fd/*; do
+      [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$i]" ] || continue
+      pid=\${fd#/proc/}; pid=\${pid%%/*}
+      holder="pid $pid ($(tr -cd '[:alnum:]._ -' < /proc/"$pid"/comm 2>/dev/null))"; break
+    done
+    echo "TCP port $port is already held by another process: \${holder:-socket $i}"
+    return 1
+  done
+}
+# Puts back everything the open transaction recorded: files, kernel values, sockets, services.
+pb_rollback() {
+  local rb pf p n k key s unit pairs u
+  [ -d "$S/txn" ] || return 0
+  # A journal directory without its open mark is a commit that did not finish removing it.
+  if [ ! -e "$S/txn/open" ]; then rm -rf "$S/txn"; return 0; fi
+  rb=0
+  for pf in "$S"/txn/f/*.path; do
+    [ -f "$pf" ] || continue
+    p=$(cat "$pf"); n=\${pf%.path}
+    if [ -f "$n.absent" ]; then rm -f "$p" || rb=1; elif [ -f "$n.file" ]; then pb_copy "$n.file" "$p" || rb=1; fi
+  done
+  for k in "$S"/txn/k/*; do
+    [ -f "$k" ] || continue
+    key=\${k##*/}
+    cat "$k" > "/proc/sys/$(printf '%s' "$key" | tr . /)" || rb=1
+  done
+  for s in "$S"/txn/s/*; do
+    [ -f "$s" ] || continue
+    read -r unit pairs < "$s"
+    pb_relisten "$unit" $pairs >/dev/null 2>&1 || rb=1
+  done
+  for u in "$S"/txn/u/*; do
+    [ -f "$u" ] || continue
+    unit=\${u##*/}
+    systemctl reset-failed "$unit" >/dev/null 2>&1
+    timeout -k 5 "$ST" systemctl restart "$unit" >/dev/null 2>&1 || rb=1
+  done
+  if [ "$rb" = 0 ]; then rm -rf "$S/txn"; return 0; fi
+  return 1
+}
+# Stops at a failed step: everything put back, the step and its output reported, exit code $1.
+pb_fail() {
+  local c s
+  c=$1; s=$2; shift 2
+  if pb_rollback; then pb_at "rolledback"; else pb_at "rollback-incomplete"; fi
+  pb_at "failed $s"
+  [ $# -eq 0 ] || printf '%s\n' "$@"
+  exit "$c"
+}
+pb_interrupted() {
+  trap '' HUP PIPE TERM INT
+  exec >/dev/null 2>&1
+  pb_rollback
+  exit 17
+}
+`;
+
+/** Shell that sets the script's fixed variables and loads the library. */
+function header(stateDir: string, owner: string, opts: ScriptOptions): string[] {
+    if (!/^[0-9a-f]{16,64}$/.test(opts.token)) throw new Error("report token must be 16-64 lowercase hex digits");
+    return [
+        `T=${quote(opts.token)}`,
+        `S=${quote(stateDir)}`,
+        `OWNER=${quote(checkOwner(owner))}`,
+        `R=${quote(opts.runDir ?? RUN_DIR)}`,
+        `ST=${checkNumber(opts.stepTimeoutSeconds ?? 90, "stepTimeoutSeconds", 3600)}`,
+        `LOCKWAIT=${checkNumber(opts.lockWaitSeconds ?? 120, "lockWaitSeconds", 3600)}`,
+        `PB_RELISTEN_PL=${quote(RELISTEN_PERL)}`,
+        `PB_RELISTEN_PY=${quote(RELISTEN_PYTHON)}`,
+        LIBRARY.replace(/\\\$\{/g, "${"),
+    ];
+}
+
+/**
+ * Lines that bring an earlier run cut short back to where it started (an open journal), and move
+ * a state directory of the 0.1 layout (`<state>/<owner>/`) into place. Run under the lock.
+ */
+function recoverLines(legacyName?: string): string[] {
+    const legacy = legacyName && OWNER_PATTERN.test(legacyName) && !["orig", "txn", "owners"].includes(legacyName) ? quote(legacyName) : "";
+    return [
+        "pb_step recover",
+        ...(legacy ? [`L="$S/"${legacy}; if [ ! -d "$S/orig" ] && [ -d "$L/orig" ]; then mv "$L/orig" "$S/orig" && for f in "$L"/applied.* "$L"/own.*; do [ -f "$f" ] && mv "$f" "$S/"; done; rm -rf "$L/prev"; rmdir "$L" 2>/dev/null; fi`] : []),
+        `if [ -e "$S/txn/open" ]; then if pb_rollback; then pb_at "recovered"; else pb_at "failed recover"; echo "an earlier run on this host was cut short and could not be rolled back; see $S/txn"; exit 16; fi; elif [ -d "$S/txn" ]; then rm -rf "$S/txn"; fi`,
+    ];
+}
+
+/** Lines that print the current state: kernel values, managed files, sysctl.d, sockets, units, state. */
+function observeLines(spec: ProbeSpec): string[] {
     const lines: string[] = [];
-    const edits: string[] = [];
+    // While an earlier run's journal is open, the values it will give back are what count.
+    for (const key of spec.sysctlKeys) {
+        const p = quote(procPath(key));
+        const kept = `"$S/txn/k/"${quote(key)}`;
+        lines.push(`pb_at ${quote("sysctl " + key)}; if [ -e "$S/txn/open" ] && [ -f ${kept} ]; then cat ${kept}; elif [ -r ${p} ]; then cat ${p}; else echo '!missing'; fi`);
+    }
+    for (const path of spec.paths) {
+        const b = backupName(path);
+        lines.push(`pb_at ${quote("file " + path)}; f=${quote(path)}; ` +
+            `if [ -e "$S/txn/open" ] && [ -f "$S/txn/f/${b}.path" ]; then if [ -f "$S/txn/f/${b}.absent" ]; then f=; else f="$S/txn/f/${b}.file"; fi; fi; ` +
+            `if [ -n "$f" ] && [ -f "$f" ]; then sha256sum < "$f" | cut -c1-64; if [ "$(wc -c < "$f")" -le 65536 ]; then base64 -w0 < "$f"; echo; fi; else echo '!absent'; fi`);
+    }
+    const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
+    if (keyPattern) {
+        const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
+        lines.push(`pb_at sysctl.d; for f in ${globs} /etc/sysctl.conf; do [ -f "$f" ] || continue; ` +
+            `grep -H -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null; done`);
+    }
+    // Only the sockets the profile names, selected by ss itself: a socket whose name holds a
+    // newline or a fake row never matches the exact path filter.
+    for (const path of spec.unixPaths) {
+        lines.push(`pb_at ${quote("unix " + path)}; ss -H -l -n -x src ${quote(path)}`);
+    }
+    for (const port of spec.tcpPorts) {
+        lines.push(`pb_at ${quote("tcp " + checkNumber(port, "port", 65535))}; ss -H -l -n -t -e ${quote(`sport = :${port}`)} | sed 's/ cgroup:.*//'`);
+    }
+    lines.push("pb_at container; systemd-detect-virt --container 2>/dev/null || true");
+    for (const unit of spec.units) {
+        lines.push(`pb_at ${quote("unit " + checkUnit(unit))}; v=$(systemctl is-active ${quote(unit)} 2>/dev/null | head -n 1); echo "\${v:-unknown}"`);
+    }
+    lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
+    lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
+    // Files with a kept original (any owner), then each owner's files.
+    lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
+    lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
+    lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
+    lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
+    return lines;
+}
+
+function wrap(lines: string[]): string {
+    // One function, called on the last line: a script cut short in transit defines nothing or is never called.
+    return ["pb_main() {", ...lines, "}", "pb_main", ""].join("\n");
+}
+
+/** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
+export function probeScript(spec: ProbeSpec, opts: ScriptOptions): string {
+    return wrap([...header(spec.stateDir, spec.owner, opts), ...observeLines(spec), "pb_at end"]);
+}
+
+/** The sed expressions (as shell words) that fill a file's run-time values, after checking each variable. */
+function runtimeLines(f: ManagedFile): { checks: string[]; sedArgs: string } {
+    const values = Object.entries(f.runtimeValues ?? {});
+    const checks: string[] = [];
+    const args: string[] = [];
     values.forEach(([placeholder, variable], i) => {
         if (!/^@[A-Z][A-Z0-9_]*@$/.test(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${JSON.stringify(placeholder)} must look like @NAME@ (capitals, digits, _)`);
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) throw new Error(`runtimeValues of ${f.path}: ${JSON.stringify(variable)} is not a shell variable name`);
         if (!f.content.includes(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${placeholder} does not occur in the content`);
-        lines.push(
-            `case \${${variable}-} in *[!0-9]*) rollback; echo ${quote("@@ failed write " + f.path)}; echo ${quote(`${variable} is not a whole number`)}; exit 13;; esac`,
+        checks.push(
+            `case \${${variable}-} in *[!0-9]*) pb_fail 13 ${quote("write " + f.path)} ${quote(`${variable} is not a whole number`)};; esac`,
             `if [ -n "\${${variable}-}" ]; then rv${i}="s/${placeholder}/\${${variable}}/g"; else rv${i}='/${placeholder}/d'; fi`,
         );
-        edits.push(`-e "$rv${i}"`);
+        args.push(`-e "$rv${i}"`);
     });
-    lines.push(`base64 -d <<'PULUMI_BACKLOG_B64' | sed ${edits.join(" ")} > ${tmp}`);
+    return { checks, sedArgs: args.join(" ") };
+}
+
+/** Lines that run a service's action, rolling everything back when it fails. */
+function serviceLines(s: ManagedService, timeout: number): string[] {
+    const unit = quote(checkUnit(s.unit));
+    const lines: string[] = [];
+    const restart = (why: string) => [
+        `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+        `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("restart " + s.unit)} "$out" "$st"; fi`,
+        `  pb_at ${quote("did " + s.unit + " restart")} ${why}`,
+    ];
+    const pairs = (s.relisten ?? []).map((r) => `${checkNumber(r.inode, "inode", Number.MAX_SAFE_INTEGER)}=${checkNumber(r.backlog, "backlog")}`).join(" ");
+    const olds = (s.relisten ?? []).map((r) => `${r.inode}=${checkNumber(r.oldBacklog, "oldBacklog")}`).join(" ");
+    const relisten = (after: string) => [
+        // What the sockets had, so that a rollback can listen() again with the old backlog.
+        `  pb_note "$S/txn/s/"${unit} ${quote(`${s.unit} ${olds}`)} || pb_fail 13 ${quote("journal " + s.unit)}`,
+        `  if out=$(pb_relisten ${unit} ${pairs} 2>&1); then pb_at ${quote("did " + s.unit + " " + after)}; printf '%s\\n' "$out"; else`,
+        `    pb_at ${quote("fallback " + s.unit)}; printf '%s\\n' "$out"`,
+        ...restart("'(fallback)'").map((l) => "  " + l),
+        "  fi",
+    ];
+    lines.push(`pb_step ${quote("service " + s.unit)}`);
+    if (s.action === "restart") {
+        lines.push("if :; then", ...restart(""), "fi");
+    } else if (s.action === "reload") {
+        lines.push(
+            `: > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+            `if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
+            `pb_at ${quote("did " + s.unit + " reload")}`,
+        );
+        if (pairs) lines.push("if :; then", ...relisten("relisten"), "fi");
+    } else if (s.action === "relisten" && pairs) {
+        lines.push("if :; then", ...relisten("relisten"), "fi");
+    }
     return lines;
 }
 
 /**
- * Script that applies a plan in one SSH session, in this order:
- * 1. keep the originals (first deploy only): each managed file (or the fact it was absent) and each kernel value;
- * 2. write each file next to its target and rename it into place (the previous version is kept for rollback);
- * 3. test each service's whole configuration; on failure put every file back, touch no service, exit 10;
- * 4. `sysctl -p` the drop-in (exit 11 on failure, files rolled back);
- * 5. restart or reload the services that need it (exit 12 on failure);
- * 6. print what the kernel and the sockets have now, for verification.
+ * Script that applies a plan in one SSH session, as one transaction:
+ * 1. take the host's lock; roll back an earlier run that was cut short;
+ * 2. check that no port the new configuration listens on is held by a foreign process;
+ * 3. open the journal; keep each original once (first deploy) and each current file and value (for rollback);
+ * 4. write each file (temp, checked, flushed, renamed); give back retired files; record the owner's files;
+ * 5. test each service's whole configuration (exit 10);
+ * 6. `sysctl -p` the drop-in (exit 11);
+ * 7. per service: relisten, reload or restart (exit 12, with a fallback from relisten to restart);
+ * 8. close the journal, then print what the host has now, for verification.
+ * Any failure from step 3 on puts back everything the journal recorded.
  */
-export function applyScript(plan: ApplyPlan): string {
-    const state = quote(plan.stateDir);
-    const lines = [...PRELUDE,
-        `state=${state}`,
-        `mkdir -p "$state/orig" "$state/prev" && chmod 700 "$state"`,
-        "rm -f \"$state\"/prev/*",
-        "changed=''",
-        "rollback() {",
-        "  for b in \"$state\"/prev/*.path; do [ -f \"$b\" ] || continue; p=$(cat \"$b\"); n=${b%.path};",
-        "    if [ -f \"$n.absent\" ]; then rm -f \"$p\"; else mv -f \"$n.file\" \"$p\"; fi; done",
-        "}",
+export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
+    const timeout = opts.stepTimeoutSeconds ?? 90;
+    const lines = [...header(plan.stateDir, plan.owner, opts),
+        "pb_step lock", "pb_lock", ...recoverLines(plan.legacyName),
+        "trap pb_interrupted HUP PIPE TERM INT",
+        `PB_GEN=$(cat "$S/generation" 2>/dev/null) || PB_GEN=0; case $PB_GEN in ''|*[!0-9]*) PB_GEN=0;; esac`,
+        ...(plan.generation !== undefined ? [`if [ "$PB_GEN" != ${checkNumber(plan.generation, "generation", Number.MAX_SAFE_INTEGER)} ]; then pb_at "failed changed"; echo "another run changed this host after this run's probe (state generation $PB_GEN, probed ${plan.generation}); nothing was done: run pulumi up again"; exit 19; fi`] : []),
+        "pb_step ports",
     ];
+    const units = plan.services.map((s) => quote(checkUnit(s.unit))).join(" ");
+    for (const s of plan.services) {
+        for (const port of s.ports ?? []) {
+            lines.push(`if ! out=$(pb_port_free ${checkNumber(port, "port", 65535)} ${units}); then pb_at ${quote("failed port " + port)}; printf '%s\\n' "$out"; exit 15; fi`);
+        }
+    }
+    lines.push(
+        "pb_step journal",
+        `mkdir -p "$S/orig" "$S/owners" && chmod 700 "$S" || { pb_at "failed state"; echo "cannot create $S"; exit 13; }`,
+        `mkdir -p "$S/txn/f" "$S/txn/k" "$S/txn/u" "$S/txn/s" && pb_note "$S/txn/open" "$OWNER" || pb_fail 13 journal "cannot write the journal in $S/txn"`,
+        "PB_CHANGED=''",
+    );
     for (const key of plan.sysctlKeys) {
         const name = quote("sysctl." + key);
-        lines.push(`[ -f "$state/orig/"${name} ] || { cat ${quote(procPath(key))} > "$state/orig/"${name}.tmp && mv "$state/orig/"${name}.tmp "$state/orig/"${name}; }`);
+        lines.push(`[ -f "$S/orig/"${name} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/orig/"${name} "$v"; } || pb_fail 13 ${quote("keep " + key)}`);
     }
     for (const f of plan.files) {
-        const p = quote(f.path);
         const b = backupName(f.path);
-        const tmp = quote(f.path + ".pulumi-backlog.new");
+        const { checks, sedArgs } = runtimeLines(f);
+        if (!/^[0-7]{3,4}$/.test(f.mode)) throw new Error(`mode of ${f.path} ${JSON.stringify(f.mode)}: must be octal permission bits`);
         lines.push(
-            `# ${f.path.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
-            // Original, once: the file itself (mode and owner kept) or a marker that there was none.
-            `if [ ! -f "$state/orig/${b}.path" ]; then`,
-            `  if [ -f ${p} ]; then cp -p ${p} "$state/orig/${b}.file"; else : > "$state/orig/${b}.absent"; fi`,
-            `  printf '%s' ${p} > "$state/orig/${b}.path"`,
-            "fi",
-            `mkdir -p "$(dirname ${p})"`,
-            ...decodeLines(f, tmp),
+            `pb_step ${quote("write " + b)}`,
+            ...checks,
+            `pb_put ${quote(f.path)} ${b} ${quote(f.mode)} ${quote(f.owner + ":" + f.group)} ${contentHash(f.content)}${sedArgs ? " " + sedArgs : ""} <<'PULUMI_BACKLOG_B64' || pb_fail 13 ${quote("write " + f.path)} "could not write the file (disk full, or read-only?)"`,
             Buffer.from(f.content, "utf8").toString("base64").replace(/(.{76})/g, "$1\n").replace(/\n$/, ""),
             "PULUMI_BACKLOG_B64",
-            `chmod ${quote(f.mode)} ${tmp} && chown ${quote(f.owner + ":" + f.group)} ${tmp} || { rm -f ${tmp}; rollback; echo ${quote("@@ failed write " + f.path)}; exit 13; }`,
-            `if [ -f ${p} ] && cmp -s ${tmp} ${p}; then rm -f ${tmp}; else`,
-            `  printf '%s' ${p} > "$state/prev/${b}.path"`,
-            `  if [ -f ${p} ]; then cp -p ${p} "$state/prev/${b}.file"; else : > "$state/prev/${b}.absent"; fi`,
-            `  mv -f ${tmp} ${p}; changed="$changed ${b}"`,
-            "fi",
         );
     }
     for (const path of plan.retired ?? []) {
-        const p = quote(path);
-        const b = backupName(path);
-        lines.push(
-            `# retired: ${path.replace(/[^A-Za-z0-9_./-]/g, "?")}`,
-            `if [ -f "$state/orig/${b}.path" ]; then`,
-            `  printf '%s' ${p} > "$state/prev/${b}.path"`,
-            `  if [ -f ${p} ]; then cp -p ${p} "$state/prev/${b}.file"; else : > "$state/prev/${b}.absent"; fi`,
-            `  if [ -f "$state/orig/${b}.absent" ]; then rm -f ${p}; else cp -p "$state/orig/${b}.file" ${p}; fi`,
-            "fi",
-        );
+        lines.push(`pb_give_back ${quote(path)} ${backupName(path)} || pb_fail 13 ${quote("give back " + path)}`);
     }
+    const ownerList = plan.files.map((f) => f.path).join("\n");
+    lines.push(
+        `pb_txn_keep "$S/owners/$OWNER" owner && pb_note "$S/owners/$OWNER" ${quote(ownerList)} || pb_fail 13 "owner" "cannot record this deployment's files"`,
+        "pb_step test",
+    );
     for (const s of plan.services) {
-        lines.push(
-            `if ! out=$(${s.test.map(quote).join(" ")} 2>&1); then rollback; echo ${quote("@@ failed test " + s.unit)}; printf '%s\\n' "$out"; exit 10; fi`,
-        );
+        lines.push(`if ! out=$(timeout -k 5 ${timeout} ${s.test.map(quote).join(" ")} 2>&1); then pb_fail 10 ${quote("test " + s.unit)} "$out"; fi`);
     }
     if (plan.sysctlFile) {
-        lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then rollback; echo '@@ failed sysctl'; printf '%s\\n' "$out"; exit 11; fi`);
+        lines.push("pb_step sysctl");
+        for (const key of plan.sysctlKeys) {
+            lines.push(`[ -f "$S/txn/k/"${quote(key)} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/txn/k/"${quote(key)} "$v"; } || pb_fail 13 ${quote("keep " + key)}`);
+        }
+        lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then pb_fail 11 sysctl "$out"; fi`);
         // What this deploy set: a later value that differs was set by someone else (see converge.ts).
         for (const key of plan.sysctlKeys) {
-            lines.push(`cat ${quote(procPath(key))} > "$state/"${quote("applied." + key)}`);
+            const applied = `"$S/"${quote("applied." + key)}`;
+            lines.push(`pb_txn_keep ${applied} ${quote("applied." + key)} && v=$(cat ${quote(procPath(key))}) && pb_note ${applied} "$v" || pb_fail 13 ${quote("record " + key)}`);
             const own = plan.hostOwn?.[key];
             if (own !== undefined) {
-                lines.push(`echo ${quote(String(Math.trunc(own)))} > "$state/"${quote("own." + key)}`);
+                const file = `"$S/"${quote("own." + key)}`;
+                lines.push(`pb_txn_keep ${file} ${quote("own." + key)} && pb_note ${file} ${quote(String(Math.trunc(own)))} || pb_fail 13 ${quote("record " + key)}`);
             }
         }
     }
-    for (const s of plan.services) {
-        if (s.action === "none") continue;
-        lines.push(
-            `if ! out=$(${serviceAction(s.action, s.unit)} 2>&1); then echo ${quote(`@@ failed ${s.action} ${s.unit}`)}; printf '%s\\n' "$out"; ` +
-            `systemctl status --no-pager ${quote(s.unit)} 2>&1 | tail -n 20; exit 12; fi`,
-        );
-    }
-    lines.push("rm -f \"$state\"/prev/*");
-    for (const path of plan.retired ?? []) {
-        lines.push(`rm -f "$state/orig/${backupName(path)}".*`);
-    }
-    lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.files.map((f) => f.path), units: plan.services.map((s) => s.unit) }));
-    lines.push("echo '@@ end'", "");
-    return lines.join("\n");
+    for (const s of plan.services) lines.push(...serviceLines(s, timeout));
+    lines.push(
+        "pb_step commit",
+        `pb_note "$S/generation" "$((PB_GEN + 1))" || pb_fail 13 commit "cannot write $S/generation"`,
+        `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
+        "trap - HUP PIPE TERM INT",
+        "pb_at changed $PB_CHANGED",
+        ...observeLines({
+            stateDir: plan.stateDir, owner: plan.owner, sysctlKeys: plan.sysctlKeys, paths: plan.files.map((f) => f.path),
+            units: plan.services.map((s) => s.unit), ...plan.sockets,
+        }),
+        "pb_at end",
+    );
+    return wrap(lines);
+}
+
+/** What a restore gives back. */
+export interface RestorePlan {
+    stateDir: string;
+    /** See {@link ApplyPlan.legacyName}. */
+    legacyName?: string;
+    owner: string;
+    /** The files this owner managed (used when the host has no owner record, from the 0.1 layout). */
+    paths: string[];
+    sysctlKeys: string[];
+    services: Pick<ManagedService, "unit">[];
 }
 
 /**
- * Script that gives the host back: each managed file restored from its original (or removed when
- * there was none), each kernel value set back, each service restarted so its sockets listen again
- * with the old values; then it prints the state for verification and removes the state directory.
+ * Script that gives the host back. This owner's entry goes; each file no other owner still manages
+ * is restored from its original (or removed when there was none); when no owner is left, each
+ * kernel value is set back too, the services restart so their sockets listen with the old values,
+ * and the state directory goes, but only once every step succeeded (exit 18 keeps it).
  */
-export function restoreScript(plan: Pick<ApplyPlan, "stateDir" | "sysctlKeys" | "services"> & { paths: string[] }): string {
-    const lines = [...PRELUDE, `state=${quote(plan.stateDir)}`, "rc=0"];
-    for (const path of plan.paths) {
-        const b = backupName(path);
-        const p = quote(path);
-        lines.push(
-            `if [ -f "$state/orig/${b}.absent" ]; then rm -f ${p};`,
-            `elif [ -f "$state/orig/${b}.file" ]; then cp -p "$state/orig/${b}.file" ${p}.pulumi-backlog.new && mv -f ${p}.pulumi-backlog.new ${p};`,
-            `else echo ${quote("@@ warning no original kept for " + path)}; fi`,
-        );
-    }
+export function restoreScript(plan: RestorePlan, opts: ScriptOptions): string {
+    const timeout = opts.stepTimeoutSeconds ?? 90;
+    const lines = [...header(plan.stateDir, plan.owner, opts), "pb_step lock", "pb_lock", ...recoverLines(plan.legacyName), "trap '' HUP PIPE", "rc=0"];
+    const fallback = plan.paths.join("\n");
+    lines.push(
+        "pb_step restore",
+        `if [ -f "$S/owners/$OWNER" ]; then mine=$(cat "$S/owners/$OWNER"); elif [ -d "$S/owners" ] && [ -n "$(ls -A "$S/owners")" ]; then mine=''; else mine=${quote(fallback)}; fi`,
+        `others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
+        "restored=''",
+        "while IFS= read -r p; do",
+        `  [ -n "$p" ] || continue`,
+        `  printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
+        `  b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
+        `  if [ -f "$S/orig/$b.absent" ]; then rm -f "$p" || { rc=18; break; }`,
+        `  elif [ -f "$S/orig/$b.file" ]; then pb_copy "$S/orig/$b.file" "$p" || { rc=18; break; }`,
+        `  else pb_at "warning no original kept for $p"; continue; fi`,
+        "  restored=1",
+        "done <<PB_MINE",
+        "$mine",
+        "PB_MINE",
+        `[ "$rc" = 0 ] || { pb_at "failed restore files"; echo "could not give back every file (disk full?); the originals stay in $S"; }`,
+        `if [ -n "$others" ]; then`,
+        `  pb_at "warning shared with other owners: kernel values left as they are"`,
+        ...plan.services.map((s) => `  if [ -n "$restored" ] && ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`),
+        `  [ "$rc" = 0 ] && rm -f "$S/owners/$OWNER"`,
+        "else",
+    );
     for (const key of plan.sysctlKeys) {
         const name = quote("sysctl." + key);
-        lines.push(`if [ -f "$state/orig/"${name} ]; then cat "$state/orig/"${name} > ${quote(procPath(key))} || rc=11; fi`);
+        lines.push(`  if [ -f "$S/orig/"${name} ]; then cat "$S/orig/"${name} > ${quote(procPath(key))} || { pb_at ${quote("failed restore " + key)}; rc=18; }; fi`);
     }
     for (const s of plan.services) {
-        lines.push(`if ! out=$(${serviceAction("restart", s.unit)} 2>&1); then echo ${quote("@@ failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=12; fi`);
+        lines.push(`  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`);
     }
-    lines.push(...observeLines({ stateDir: plan.stateDir, sysctlKeys: plan.sysctlKeys, paths: plan.paths, units: plan.services.map((s) => s.unit) }));
-    lines.push("echo '@@ end'", `[ "$rc" = 0 ] && rm -rf "$state"`, "exit $rc", "");
-    return lines.join("\n");
-}
-
-/** What a probe, apply or restore printed, parsed. */
-export interface HostReport {
-    /** Kernel values read from /proc/sys (undefined: the key is not exposed on this host). */
-    sysctls: Record<string, number | undefined>;
-    /** sha256 of each managed file, or null when absent. */
-    files: Record<string, string | null>;
-    /** Lines from sysctl.d files that set a managed key: `file:line`. */
-    sysctlSources: string[];
-    /** Raw `ss -H -l -n -t` and `ss -H -l -n -x` output. */
-    ssTcp: string;
-    ssUnix: string;
-    /** `systemctl is-active` per unit. */
-    units: Record<string, string>;
-    /** Kernel values kept from before the first deploy. */
-    before: Record<string, number>;
-    /** Files a deploy has managed on the host (their originals are kept). */
-    managed: string[];
-    /** `systemd-detect-virt --container`: `none` on a machine of its own, else the container type. */
-    container: string;
-    /** Kernel values the last deploy set. */
-    applied: Record<string, number>;
-    /** The host's own values the last deploy assumed. */
-    own: Record<string, number>;
-    /** Set when the script stopped at a step: which step and its output. */
-    failure?: { step: string; output: string };
-    /** Whether the report ended (false: the script died half-way). */
-    complete: boolean;
-}
-
-/** Parses the sections a script printed into a {@link HostReport}. */
-export function parseReport(stdout: string): HostReport {
-    const report: HostReport = { sysctls: {}, files: {}, sysctlSources: [], ssTcp: "", ssUnix: "", units: {}, before: {}, managed: [], applied: {}, own: {}, container: "", complete: false };
-    let section = "";
-    let arg = "";
-    let body: string[] = [];
-    const flush = () => {
-        const text = body.join("\n");
-        if (section === "sysctl") {
-            report.sysctls[arg] = text === "!missing" || text.trim() === "" ? undefined : Number(text.trim());
-        } else if (section === "file") {
-            report.files[arg] = text === "!absent" ? null : text.trim();
-        } else if (section === "sysctl.d") {
-            report.sysctlSources = body.filter((l) => l.trim() !== "");
-        } else if (section === "ss-tcp") {
-            report.ssTcp = text;
-        } else if (section === "ss-unix") {
-            report.ssUnix = text;
-        } else if (section === "unit") {
-            report.units[arg] = text.trim();
-        } else if (section === "before") {
-            for (const line of body) {
-                const m = /^sysctl\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
-                if (m) report.before[m[1]] = Number(m[2]);
-            }
-        } else if (section === "container") {
-            report.container = text.trim();
-        } else if (section === "applied") {
-            for (const line of body) {
-                const m = /^(applied|own)\.([a-z0-9_.]+):(\d+)$/.exec(line.trim());
-                if (m) report[m[1] as "applied" | "own"][m[2]] = Number(m[3]);
-            }
-        } else if (section === "managed") {
-            report.managed = body.filter((l) => l !== "");
-        } else if (section === "failed") {
-            report.failure = { step: arg, output: text };
-        }
-    };
-    for (const line of stdout.split("\n")) {
-        const m = /^@@ (\S+)(?: (.*))?$/.exec(line);
-        if (!m) {
-            body.push(line);
-            continue;
-        }
-        flush();
-        section = m[1];
-        arg = m[2] ?? "";
-        body = [];
-        if (section === "end") report.complete = true;
-    }
-    flush();
-    return report;
-}
-
-/** The kernel values and listening sockets a report shows, as verify.ts `compare` takes them. */
-export function effectiveOf(report: Pick<HostReport, "sysctls" | "ssTcp" | "ssUnix">): EffectiveValues {
-    return { sysctls: report.sysctls, sockets: [...parseSs(report.ssTcp), ...parseSs(report.ssUnix)] };
+    lines.push(`  [ "$rc" = 0 ] && rm -rf "$S"`, "fi");
+    lines.push(...observeLines({ stateDir: plan.stateDir, owner: plan.owner, sysctlKeys: plan.sysctlKeys, paths: plan.paths, units: plan.services.map((s) => s.unit), unixPaths: [], tcpPorts: [] }));
+    lines.push("pb_at end", `exit "$rc"`);
+    return wrap(lines);
 }

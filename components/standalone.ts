@@ -28,7 +28,8 @@
  * @packageDocumentation
  */
 
-import { STATE_DIR, type ServiceNames, managedKeys, serviceNames } from "./converge";
+import { createHash } from "crypto";
+import { STATE_DIR, type ServiceNames, managedKeys, serviceNames, socketsToObserve } from "./converge";
 import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, procPath, serviceAction } from "./plan";
 import {
   type BacklogProfile,
@@ -365,7 +366,8 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   if (typeof stateName !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(stateName) || /^\.\.?$/.test(stateName)) {
     throw new Error(`stateName ${JSON.stringify(stateName)}: must be 1-64 letters, digits, '_', '.' or '-'`);
   }
-  const stateDir = `${STATE_DIR}/${stateName}`;
+  // One state directory per host, shared with the SSH path; this script is one of its owners.
+  const stateDir = STATE_DIR;
   const targets = kernelTargets(profile);
   const keys = managedKeys(profile);
   const files: RenderedFile[] = render(profile, { paths });
@@ -376,8 +378,12 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   const services: ManagedService[] = [];
   if (profile.pools.length > 0) services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: "none" });
   if (profile.listeners.length > 0) services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: "none" });
-  const plan: ApplyPlan = { stateDir, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services };
-  const apply = applyScript(plan);
+  const sockets = socketsToObserve(profile);
+  const plan: ApplyPlan = { stateDir, owner: stateName, legacyName: stateName, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services, sockets };
+  // The apply's report goes to a root-only log and is only shown, never parsed for values: a token
+  // derived from the profile keeps this script's bytes deterministic.
+  const token = createHash("sha256").update(JSON.stringify({ profile: profile.name, stateName, files: managed })).digest("hex").slice(0, 32);
+  const apply = applyScript(plan, { token });
   const checked = rows(profile);
   const width = Math.max("SETTING".length, ...checked.map((r) => r.expected.setting.length));
 
@@ -453,7 +459,7 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     `    ${STANDALONE_EXIT.write}) ${say("FAILED: a file could not be written; every file was put back:")};;`,
     "    *) pb_say \"FAILED: the apply step stopped with exit status $pb_rc:\";;",
     "  esac",
-    "  sed -n '/^@@ failed/,$p' \"$pb_state/apply.log\" | sed 's/^@@ failed /  step: /'",
+    `  sed -n '/^@@${token} failed/,$p' "$pb_state/apply.log" | sed 's/^@@${token} failed /  step: /'`,
     "  exit \"$pb_rc\"",
     "fi",
     "# Which values were kept as the host's own (applyScript recorded every value it set in applied.<key>).",
@@ -477,7 +483,9 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     "  printf '    hint: %s\\n' \"$pb_hint\"",
     "}",
     "pb_check() {",
-    "  pb_sockets=$({ ss -H -l -n -t; ss -H -l -n -x; } 2>/dev/null)",
+    // Only the sockets the profile names, selected by ss itself (a socket name holding a newline
+    // and a fake row never matches an exact path filter).
+    `  pb_sockets=$({ ${[...sockets.tcpPorts.map((p) => `ss -H -l -n -t ${quote(`sport = :${p}`)};`), ...sockets.unixPaths.map((u) => `ss -H -l -n -x src ${quote(u)};`)].join(" ") || ":;"} } 2>/dev/null)`,
     `  pb_sx=$(pb_read ${quote(procPath(SOMAXCONN))}) || pb_sx=''`,
     "  pb_total=0; pb_bad=0; pb_bad_php=0; pb_bad_nginx=0",
     "  [ \"$1\" = print ] && pb_head",

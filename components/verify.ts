@@ -71,6 +71,8 @@ export interface ListeningSocket {
   readonly port: number | null;
   /** Unix socket path (`@name` for abstract sockets), `null` for TCP. */
   readonly path: string | null;
+  /** Socket inode, when the report carries it (`ss -e` for TCP, the Port column for unix). */
+  readonly inode?: number;
 }
 
 // An array, not a Set: this module runs inside the dynamic provider, whose serialized code cannot carry Sets.

@@ -68,15 +68,35 @@ test("a second up without changes reports no changes", async () => {
   expect(result.summary.resourceChanges).toEqual({ same: 1 + 1 + 3 * 2 });
 });
 
-test("a value changed by hand is reported by preview and repaired by up", async () => {
+test("a drifted host: preview says what changes on which host and how; a no-op preview says nothing; up repairs it", async () => {
   const host = lab.hosts[1].name;
-  lab.sh(host, "sysctl -w net.core.somaxconn=1000 >/dev/null");
-  const preview = await stack.preview({ diff: true });
+  const quiet = await stack.preview();
+  expect(quiet.stdout).not.toMatch(/will change:/);
+  lab.sh(host, "sysctl -w net.core.somaxconn=1000 >/dev/null && sed -i 's/^pm.max_children = .*/pm.max_children = 3/' /etc/php/8.2/fpm/pool.d/www.conf");
+  const preview = await stack.preview();
   expect(preview.changeSummary.update).toBe(1);
   expect(preview.stdout).toContain(`backlog-${host}-settings`);
+  // What changes, attached to the host in the preview's diagnostics (pulumi hides them with --diff).
+  const text = preview.stdout;
+  expect(text).toContain(`backlog-${host} will change:`);
+  expect(text).toContain("net.core.somaxconn: 1000 → 8192");
+  expect(text).toMatch(/-pm\.max_children = 3/);
+  expect(text).toMatch(/\+pm\.max_children = \d+/);
+  expect(text).toMatch(/php8\.2-fpm: reload \(/);
+  // Only the drifted host says anything.
+  for (const h of lab.hosts.filter((x) => x.name !== host)) expect(text).not.toContain(`backlog-${h.name} will change:`);
+  // The same as structured data, for CI gates: the component's outputs in preview --json.
+  const { execFileSync } = await import("child_process");
+  const env = { ...process.env, ...(stack.workspace.envVars ?? {}) };
+  const out = JSON.parse(execFileSync("pulumi", ["preview", "--json", "--stack", stack.name, "--non-interactive"], { cwd: stack.workspace.workDir, env, encoding: "utf8", maxBuffer: 64 << 20 }));
+  const step = (out.steps as { urn: string; newState?: { inputs?: { changes?: { settings: { setting: string; current: number; wanted: number }[]; services: { unit: string; action: string }[] } } } }[])
+    .find((st) => st.urn.endsWith(`::backlog-${host}-settings`));
+  const changes = step?.newState?.inputs?.changes;
+  expect(changes?.settings).toEqual(expect.arrayContaining([expect.objectContaining({ setting: "net.core.somaxconn", current: 1000, wanted: 8192 })]));
+  expect(changes?.services).toEqual(expect.arrayContaining([expect.objectContaining({ unit: "php8.2-fpm", action: "reload" })]));
   await stack.up({ onOutput: () => undefined });
   expect(somaxconn(host)).toBe(8192);
-  // php-fpm was restarted: its socket listened again with the full backlog.
+  // The socket listened again with the full backlog (re-listen; php-fpm reloaded for pm.max_children).
   expect(socketBacklog(host, "/run/php/php8.2-fpm.sock")).toBe(8192);
 });
 

@@ -160,7 +160,7 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
 
   test("the serialized provider loads the library from node_modules through the package exports", async () => {
     const deployment = (await stack.exportStack()).deployment as { resources: { type: string; inputs?: Record<string, unknown> }[] };
-    const settings = deployment.resources.filter((r) => r.type === "pulumi-nodejs:dynamic:Resource");
+    const settings = deployment.resources.filter((r) => r.type === "pulumi-nodejs:dynamic/backlog:HostSettings");
     expect(settings).toHaveLength(1);
     const code = String(settings[0].inputs?.__provider);
     // Library modules the provider uses are referenced, not copied: require("pulumi-backlog/internal/<m>.js"),
@@ -234,7 +234,7 @@ describe("Pulumi YAML (examples/yaml) through the TypeScript component provider"
     expect(facade.inputs ?? {}).toEqual({});
     const inner = hosts.find((r) => r.urn.split("::")[2] === "backlog:index:BacklogHost$backlog:index:BacklogHost")!;
     expect(inner.inputs?.profile).toEqual(expect.objectContaining({ name: "yaml-web", backlog: BACKLOG, sysctls: expect.any(Object) }));
-    expect(byType("pulumi-nodejs:dynamic:Resource")).toHaveLength(2);
+    expect(byType("pulumi-nodejs:dynamic/backlog:HostSettings")).toHaveLength(2);
   });
 
   test("without node_modules in the program's directory the dynamic provider cannot start (pulumi/pulumi#5455)", async () => {

@@ -34,7 +34,7 @@ test("BacklogHost is a backlog:index component whose one child is <name>-setting
   await settle();
   expect(registered).toEqual([
     { type: "backlog:index:BacklogHost", name: "web1" },
-    { type: "pulumi-nodejs:dynamic:Resource", name: "web1-settings" },
+    { type: "pulumi-nodejs:dynamic/backlog:HostSettings", name: "web1-settings" },
   ]);
   expect(await new Promise<string>((r) => host.urn.apply(r))).toMatch(/::backlog:index:BacklogHost::web1$/);
 });

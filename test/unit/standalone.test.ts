@@ -9,7 +9,8 @@ import fc from "fast-check";
 import { mkdtempSync, readFileSync } from "fs";
 import { tmpdir, userInfo } from "os";
 import { join } from "path";
-import { type ApplyPlan, applyScript } from "../../components/plan";
+import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken } from "../../components/plan";
+import { parseReport } from "../../components/report";
 import { type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile, kernelTargets } from "../../components/profile";
 import { render, renderSysctlDropIn } from "../../components/render";
 import {
@@ -51,7 +52,9 @@ describe("the script", () => {
     const a = standaloneScript(WEB);
     expect(standaloneScript(WEB)).toBe(a);
     for (const f of render(defineProfile(WEB))) {
-      expect(a).toContain(`# ${f.path}`);
+      // applyScript's pb_put line names the path and the sha256 of the content it writes.
+      expect(a).toContain(`pb_put ${quote(f.path)} `);
+      if (f.kind !== "sysctl") expect(a).toContain(` ${contentHash(f.content)} <<'PULUMI_BACKLOG_B64'`);
       if (f.kind !== "sysctl") {
         // applyScript's here-document: the content base64-encoded in 76-character lines.
         expect(a).toContain(Buffer.from(f.content).toString("base64").slice(0, 76));
@@ -61,8 +64,8 @@ describe("the script", () => {
 
   test("applies through applyScript with the services tested and never restarted by it", () => {
     const script = standaloneScript(INCIDENT);
-    expect(script).toContain("if ! out=$(php-fpm8.2 -t 2>&1); then rollback;");
-    expect(script).toContain("if ! out=$(nginx -t 2>&1); then rollback;");
+    expect(script).toContain("if ! out=$(timeout -k 5 90 php-fpm8.2 -t 2>&1); then pb_fail 10 'test php8.2-fpm'");
+    expect(script).toContain("if ! out=$(timeout -k 5 90 nginx -t 2>&1); then pb_fail 10 'test nginx'");
     expect(script).toContain("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf");
     // Restarts are the script's own decision (a changed file or a differing socket), once per service.
     expect(script.match(/systemctl restart php8\.2-fpm 2>&1\)/g)).toHaveLength(1);
@@ -77,11 +80,27 @@ describe("the script", () => {
       stateName: "al2023",
     });
     expect(script).toContain("systemctl restart php-fpm 2>&1");
-    expect(script).toContain("# /etc/php-fpm.d/www.conf");
-    expect(script).toContain("pb_state=/var/lib/pulumi-backlog/al2023");
+    expect(script).toContain("pb_put /etc/php-fpm.d/www.conf ");
+    // One state directory per host, shared with the SSH path; the state name is this script's owner name there.
+    expect(script).toContain(`pb_state=${STATE_DIR}\n`);
+    expect(script).toContain(`S=${STATE_DIR}\n`);
+    expect(script).toContain("OWNER=al2023\n");
+    expect(script).toContain(`R=${RUN_DIR}\n`);
     expect(() => standaloneScript(INCIDENT, { stateName: "../etc" })).toThrow(/stateName/);
     expect(() => standaloneScript(INCIDENT, { services: { nginxUnit: "nginx; reboot" } })).toThrow(/services.nginxUnit/);
     expect(() => standaloneScript({ ...INCIDENT, backlog: 0 })).toThrow(/backlog/);
+  });
+
+  // COMPONENT BUG (reported to the lead, not fixed here): 0.1's standalone script kept its state in
+  // /var/lib/pulumi-backlog/<stateName>/ (orig/, applied.*, kept.*). standalone.ts now builds its
+  // ApplyPlan on the shared /var/lib/pulumi-backlog without `legacyName: stateName`, so applyScript
+  // never moves that state into place (plan.ts recoverLines emits the move only for a legacyName, as
+  // backlogHost.ts passes one). On an instance set up by 0.1 (its SSM association runs again after the
+  // upgrade) the first new run keeps the files and kernel values 0.1 set as the "originals", and a
+  // later restore gives back 0.1's settings instead of the host's own. `test.failing` until fixed.
+  test("an instance set up by 0.1's standalone script has that state moved into the shared layout", () => {
+    expect(standaloneScript(INCIDENT)).toContain(`L="$S/"standalone; if [ ! -d "$S/orig" ] && [ -d "$L/orig" ]`);
+    expect(standaloneScript(INCIDENT, { stateName: "al2023" })).toContain(`L="$S/"al2023;`);
   });
 
   test("one verification row per expected value, with verify.ts's settings and hints", () => {
@@ -135,19 +154,23 @@ describe("the drop-in with run-time values", () => {
     ), { numRuns: 200 });
   });
 
-  test("plan.ts fills them with sed as it writes the file (run for real with /bin/sh, no root)", () => {
+  test("plan.ts fills them with sed as it writes the file (run for real with /bin/sh under set -u, as the standalone script runs it)", () => {
     const dir = mkdtempSync(join(tmpdir(), "backlog-standalone-"));
     const owner = userInfo().username;
     const group = execFileSync("id", ["-gn"], { encoding: "utf8" }).trim();
     const profile = defineProfile({ name: "p", backlog: 4096 });
     const t = dropInTemplate(profile);
     const path = join(dir, "zz.conf");
+    const token = reportToken();
     const plan: ApplyPlan = {
       stateDir: join(dir, "state"),
+      owner: "standalone",
       files: [{ path, content: t.content, mode: "0644", owner, group, runtimeValues: t.runtimeValues }],
       sysctlKeys: [],
       services: [],
+      sockets: { unixPaths: [], tcpPorts: [] },
     };
+    const script = applyScript(plan, { token, runDir: join(dir, "run") });
     const cases: [Record<string, string>, Record<string, number>][] = [
       [{ pb_want_0: "4096", pb_kept_0: "", pb_want_1: "4096", pb_kept_1: "" }, { [SOMAXCONN]: 128, [TCP_MAX_SYN_BACKLOG]: 256 }],
       [{ pb_want_0: "9000", pb_kept_0: "9000", pb_want_1: "4096", pb_kept_1: "" }, { [SOMAXCONN]: 9000, [TCP_MAX_SYN_BACKLOG]: 1 }],
@@ -155,25 +178,37 @@ describe("the drop-in with run-time values", () => {
     ];
     for (const [vars, own] of cases) {
       const assign = Object.entries(vars).map(([k, v]) => `${k}=${quote(v)}`).join("; ");
-      const r = sh(`${assign}\n${applyScript(plan)}`);
-      expect(r.stdout).not.toContain("@@ failed");
+      const r = sh(`set -u\n${assign}\n(\n${script}\n)`);
+      expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
+      const report = parseReport(r.stdout, token);
+      expect(report.failure).toBeUndefined();
+      expect(report.complete).toBe(true);
       expect(readFileSync(path, "utf8")).toBe(renderSysctlDropIn(profile, { hostBefore: own }));
     }
     // Anything but a whole number stops the write and puts the files back.
-    const r = sh(`pb_want_0='1; reboot'; pb_kept_0=''; pb_want_1=1; pb_kept_1=''\n${applyScript(plan)}`);
+    const before = readFileSync(path, "utf8");
+    const r = sh(`set -u\npb_want_0='1; reboot'; pb_kept_0=''; pb_want_1=1; pb_kept_1=''\n(\n${script}\n)`);
     expect(r.code).toBe(13);
-    expect(r.stdout).toContain(`@@ failed write ${path}`);
+    const report = parseReport(r.stdout, token);
+    expect(report.failure?.step).toBe(`write ${path}`);
+    expect(report.failure?.output).toBe("pb_want_0 is not a whole number");
+    expect(report.rolledBack).toBe(true);
+    expect(readFileSync(path, "utf8")).toBe(before);
   });
 
   test("plan.ts refuses malformed run-time values", () => {
     const base = { path: "/tmp/x.conf", content: "a = @V@\n", mode: "0644", owner: "root", group: "root" };
-    const plan = (runtimeValues: Record<string, string>): ApplyPlan => ({ stateDir: "/tmp/s", files: [{ ...base, runtimeValues }], sysctlKeys: [], services: [] });
-    expect(() => applyScript(plan({ "@V@": "x; rm" }))).toThrow(/not a shell variable name/);
-    expect(() => applyScript(plan({ "V": "x" }))).toThrow(/must look like @NAME@/);
-    expect(() => applyScript(plan({ "@W@": "x" }))).toThrow(/does not occur/);
-    // Without run-time values, the file is written as before.
-    expect(applyScript({ ...plan({}), files: [base] })).toContain("base64 -d > /tmp/x.conf.pulumi-backlog.new <<'PULUMI_BACKLOG_B64'");
+    const plan = (runtimeValues: Record<string, string>): ApplyPlan => ({
+      stateDir: "/tmp/s", owner: "standalone", files: [{ ...base, runtimeValues }], sysctlKeys: [], services: [], sockets: { unixPaths: [], tcpPorts: [] },
+    });
+    const opts = { token: reportToken() };
+    expect(() => applyScript(plan({ "@V@": "x; rm" }), opts)).toThrow(/not a shell variable name/);
+    expect(() => applyScript(plan({ "V": "x" }), opts)).toThrow(/must look like @NAME@/);
+    expect(() => applyScript(plan({ "@W@": "x" }), opts)).toThrow(/does not occur/);
+    // Without run-time values, the file is written byte for byte (no sed expressions on the pb_put line).
+    expect(applyScript({ ...plan({}), files: [base] }, opts))
+      .toContain(`pb_put /tmp/x.conf ${backupName("/tmp/x.conf")} 0644 root:root ${contentHash(base.content)} <<'PULUMI_BACKLOG_B64'`);
   });
 });
 

@@ -68,8 +68,9 @@ describe("BacklogLaunchTemplate", () => {
     expect(lt.userDataBytes).toBe(Buffer.from(userData, "base64").length);
     // The contents that matter, in the script itself.
     expect(text).toContain("net.core.somaxconn");
-    expect(text).toContain("# /etc/php/8.2/fpm/pool.d/www.conf");
-    expect(text).toContain("# /etc/nginx/conf.d/pulumi-backlog.conf");
+    // applyScript names each file on its pb_put line (it no longer writes a "# path" comment).
+    expect(text).toContain("pb_put /etc/php/8.2/fpm/pool.d/www.conf ");
+    expect(text).toContain("pb_put /etc/nginx/conf.d/pulumi-backlog.conf ");
     expect(text).toContain("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf");
     expect(text).toContain('pb_say "OK: all $pb_total settings verified');
     expect(text).toContain('pb_say "MISMATCH: $pb_bad of $pb_total settings differ');
@@ -84,17 +85,22 @@ describe("BacklogLaunchTemplate", () => {
 
   test("records the validated profile in its inputs (for the policy pack), and no user data", async () => {
     const kernelOnly = { name: "kernel", backlog: 4096 };
-    new BacklogLaunchTemplate("recorded", { profile: kernelOnly, compress: false, precedingUserData: "#cloud-config\npackages: [nginx]\n" });
+    // Since the transactional host scripts (lock, journal, rollback, relisten programs), even a
+    // kernel-only profile's script is over EC2's 16384 bytes as text (about 26 KB), so it is
+    // compressed by default and compress: false is refused, naming the sizes.
+    expect(() => new BacklogLaunchTemplate("uncompressed", { profile: kernelOnly, compress: false }))
+      .toThrow(/^user data is \d+ bytes \(\d+ as text\): EC2 takes at most 16384; let it be compressed/);
+    new BacklogLaunchTemplate("recorded", { profile: kernelOnly, precedingUserData: "#cloud-config\npackages: [nginx]\n" });
     await settle();
     const component = byType("backlog:index:BacklogLaunchTemplate", "recorded");
     expect(component.custom).toBe(false);
     expect(component.inputs.profile).toEqual(JSON.parse(JSON.stringify(defineProfile(kernelOnly))));
     expect(component.inputs.stateName).toBe("standalone");
     expect(component.inputs.precedingUserData).toBe(true);
-    expect(component.inputs.userDataCompressed).toBe(false);
+    expect(component.inputs.userDataCompressed).toBe(true);
     expect(JSON.stringify(component.inputs)).not.toContain("PULUMI_BACKLOG_B64");
-    // Uncompressed multipart user data, mine first.
-    const text = Buffer.from(byType("aws:ec2/launchTemplate:LaunchTemplate", "recorded").inputs.userData, "base64").toString();
+    // Multipart user data (compressed), mine first.
+    const text = gunzipSync(Buffer.from(byType("aws:ec2/launchTemplate:LaunchTemplate", "recorded").inputs.userData, "base64")).toString();
     expect(text.indexOf("#cloud-config")).toBeLessThan(text.indexOf("#!/bin/sh"));
   });
 

@@ -1,0 +1,226 @@
+/**
+ * Faults made to happen on lab hosts, real engine (issues #12 and #13): each leaves the services
+ * that were active active, the files all old or all new, the originals intact, and the next
+ * `pulumi up` converges with verification green.
+ */
+import { Stack } from "@pulumi/pulumi/automation";
+import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
+
+jest.setTimeout(600_000);
+
+const POOL = "/etc/php/8.2/fpm/pool.d/app.conf";
+const profile = (backlog: number, extra: Record<string, unknown> = {}, listeners: object[] = [{ listen: 8080, pool: "app" }]) => ({
+  name: "it-faults",
+  backlog,
+  mode: "atLeast",
+  pools: [{ name: "app", listen: "/run/php/app.sock" }],
+  listeners,
+  ...extra,
+});
+
+const lab = new Lab("flt");
+let stack: Stack;
+let remove: () => Promise<void>;
+let host: LabHost;
+const quiet = { onOutput: () => undefined };
+
+beforeAll(async () => {
+  requireLabMachine();
+  lab.up(1);
+  host = lab.hosts[0] as LabHost;
+  ({ stack, remove } = await testStack("faults", { "backlog:inventory": lab.inventory, "backlog:profile": profile(5000) }));
+  await stack.up(quiet);
+});
+
+tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
+
+const sh = (script: string) => lab.sh(host.name, script);
+const active = () => sh("systemctl is-active php8.2-fpm nginx || true").trim().split("\n");
+const poolSum = () => sh(`sha256sum < ${POOL}`).trim();
+const somaxconn = () => Number(sh("cat /proc/sys/net/core/somaxconn").trim());
+const noJournal = () => sh("[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim();
+const setProfile = (p: object) => stack.setConfig("backlog:profile", { value: JSON.stringify(p) });
+const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: Error) => String(e));
+
+async function waitFor(check: () => boolean, what: string, seconds = 60): Promise<void> {
+  for (let i = 0; i < seconds * 5; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test("a port held by another process: the deployment fails naming it before touching anything; nginx stays up", async () => {
+  sh("nohup runuser -u nobody -- perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8081,Listen=>5,ReuseAddr=>1) or die; sleep 300' >/dev/null 2>&1 & sleep 1");
+  const before = sh("sha256sum /etc/nginx/conf.d/*.conf");
+  try {
+    await setProfile(profile(5000, {}, [{ listen: 8080, pool: "app" }, { listen: 8081, pool: "app" }]));
+    const error = await failure(stack.up(quiet));
+    expect(error).toMatch(/TCP port 8081 is already held by another process: pid \d+ \(perl\)/);
+    expect(sh("sha256sum /etc/nginx/conf.d/*.conf")).toBe(before);
+    expect(active()).toEqual(["active", "active"]);
+    expect(sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/")).toBe("200");
+  } finally {
+    sh("pkill -u nobody perl; true");
+  }
+  await setProfile(profile(5000));
+  await stack.up(quiet);
+});
+
+test("a full disk during apply: the write fails, everything is put back, the original stays intact", async () => {
+  const old = poolSum();
+  const orig = sh("cd /var/lib/pulumi-backlog/orig && sha256sum *");
+  // The pool directory on a full 1 MiB tmpfs holding the current files.
+  sh("d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)");
+  try {
+    await setProfile(profile(5000, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 7 } }] }));
+    const error = await failure(stack.up(quiet));
+    expect(error).toMatch(/apply failed at write .*app\.conf \(everything was put back\)/);
+    expect(poolSum()).toBe(old);
+    expect(sh("cd /var/lib/pulumi-backlog/orig && sha256sum *")).toBe(orig);
+    expect(active()).toEqual(["active", "active"]);
+    expect(noJournal()).toBe("none");
+  } finally {
+    sh("d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now");
+  }
+  await stack.up(quiet);
+  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 7/);
+});
+
+test("the script killed mid-apply (power cut): the next up rolls the journal back first, then converges", async () => {
+  const old = poolSum();
+  sh("mkdir -p /run/pulumi-backlog && touch /run/pulumi-backlog/pause.test");
+  await setProfile(profile(5500, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 6 } }] }));
+  const up = failure(stack.up(quiet));
+  try {
+    await waitFor(() => sh("cat /run/pulumi-backlog/paused.test 2>/dev/null || true").trim() !== "", "the apply to reach its test step");
+    expect(poolSum()).not.toBe(old); // the new file is in place, not yet tested or loaded
+    sh("kill -9 $(cat /run/pulumi-backlog/paused.test)");
+  } finally {
+    sh("rm -f /run/pulumi-backlog/pause.test /run/pulumi-backlog/paused.test");
+  }
+  expect(await up).toMatch(/apply failed/);
+  expect(noJournal()).toBe("open");
+  expect(active()).toEqual(["active", "active"]);
+  const next = await stack.up(quiet);
+  expect(next.summary.result).toBe("succeeded");
+  expect(noJournal()).toBe("none");
+  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 6/);
+  expect(somaxconn()).toBe(5500);
+});
+
+test("the connection cut mid-apply: the host rolls back by itself; the next up converges", async () => {
+  const old = poolSum();
+  sh("touch /run/pulumi-backlog/pause.test");
+  await setProfile(profile(5600, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 5 } }] }));
+  const up = failure(stack.up(quiet));
+  try {
+    await waitFor(() => sh("cat /run/pulumi-backlog/paused.test 2>/dev/null || true").trim() !== "", "the apply to reach its test step");
+    // Cut the SSH session (its sshd process), then let the script go on: it finds no one listening.
+    sh("pkill -9 -f '^sshd: root@notty' ; true");
+  } finally {
+    sh("rm -f /run/pulumi-backlog/pause.test");
+  }
+  expect(await up).toMatch(/apply failed|Connection lost|connection/i);
+  await waitFor(() => noJournal() === "none", "the host to roll back");
+  expect(poolSum()).toBe(old);
+  expect(active()).toEqual(["active", "active"]);
+  await stack.up(quiet);
+  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 5/);
+});
+
+test("two runs at once on one host: the second waits for the lock, then refuses its stale plan; both converge", async () => {
+  const second = await testStack("faults2", { "backlog:inventory": lab.inventory, "backlog:profile": profile(5600, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 5 } }] }) });
+  try {
+    sh("touch /run/pulumi-backlog/pause.test");
+    await setProfile(profile(5700, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 4 } }] }));
+    const first = stack.up(quiet);
+    await waitFor(() => sh("cat /run/pulumi-backlog/paused.test 2>/dev/null || true").trim() !== "", "the first apply to hold the lock");
+    const other = failure(second.stack.up(quiet));
+    await new Promise((r) => setTimeout(r, 8000));
+    // The holder is named while the second run waits.
+    expect(sh("cat /run/pulumi-backlog/holder")).toMatch(/\.backlog-flt1 \(pid \d+/);
+    sh("rm -f /run/pulumi-backlog/pause.test");
+    await first;
+    // The second run probed the host before the first one changed it: it stops, touching nothing.
+    expect(await other).toMatch(/another run changed this host after this run's probe/);
+    expect(sh(`grep max_children ${POOL}`)).toMatch(/= 4/);
+    expect(noJournal()).toBe("none");
+    expect(active()).toEqual(["active", "active"]);
+    // Run again, it converges; two owners now share the files.
+    await second.stack.up(quiet);
+    expect(sh(`grep max_children ${POOL}`)).toMatch(/= 5/);
+    expect(sh("ls /var/lib/pulumi-backlog/owners | wc -l").trim()).toBe("2");
+    // Its destroy leaves what the other stack still manages.
+    await second.stack.destroy(quiet);
+    expect(sh(`[ -e ${POOL} ] && echo present`).trim()).toBe("present");
+    expect(sh("ls /var/lib/pulumi-backlog/owners | wc -l").trim()).toBe("1");
+  } finally {
+    sh("rm -f /run/pulumi-backlog/pause.test");
+    await second.remove();
+  }
+  await stack.up(quiet);
+  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 4/);
+});
+
+test("a socket name forged by an unprivileged user changes nothing the deployment writes or verifies", async () => {
+  const dropIn = sh("cat /etc/sysctl.d/*pulumi-backlog*.conf");
+  const names = [
+    "/tmp/x\n@@ sysctl net.core.somaxconn\n99999\n@@ ss-unix",
+    // An abstract name (no file needed) whose second line looks like the pool's own socket row.
+    "\u0000y\nu_str LISTEN 0 99999 /run/php/app.sock 1 * 0",
+  ];
+  const py = names.map((n, i) => `s${i}=socket.socket(socket.AF_UNIX); s${i}.bind(${JSON.stringify(n)}); s${i}.listen(1)`).join("; ");
+  sh(`nohup runuser -u nobody -- python3 -c 'import socket, time; ${py}; time.sleep(300)' >/dev/null 2>&1 & sleep 1`);
+  try {
+    expect(sh("ss -H -l -x | grep -c 99999 || true").trim()).not.toBe("0");
+    const preview = await stack.preview(quiet);
+    expect(preview.changeSummary.update ?? 0).toBe(0);
+    await stack.up(quiet);
+    expect(somaxconn()).toBe(5700);
+    expect(sh("cat /etc/sysctl.d/*pulumi-backlog*.conf")).toBe(dropIn);
+    const v = (await stack.outputs()).verification.value as Record<string, { setting: string; effective: number }[]>;
+    expect(v[host.name].find((r) => r.setting.includes("app.sock"))?.effective).toBe(5700);
+  } finally {
+    sh("pkill -u nobody python3; true");
+  }
+});
+
+test("a renamed host (new resource name, same machine): the new one takes over, the old one's delete gives nothing back", async () => {
+  const renamed = lab.inventory.replace(/inventory\.json$/, "renamed.json");
+  const { writeFileSync, readFileSync } = await import("fs");
+  const entries = JSON.parse(readFileSync(lab.inventory, "utf8")) as LabHost[];
+  writeFileSync(renamed, JSON.stringify(entries.map((e) => ({ ...e, name: `${e.name}-new` }))));
+  await stack.setConfig("backlog:inventory", { value: renamed });
+  await stack.up(quiet);
+  expect(somaxconn()).toBe(5700);
+  expect(sh("ls /var/lib/pulumi-backlog/owners").trim()).toMatch(new RegExp(`\\.backlog-${host.name}-new$`));
+  expect(active()).toEqual(["active", "active"]);
+  await stack.up({ ...quiet, expectNoChanges: true });
+  // Destroy gives back the true originals (kept by the first owner).
+  await stack.destroy(quiet);
+  expect(somaxconn()).toBe(4096);
+  expect(sh(`[ -e ${POOL} ] && echo present || echo absent`).trim()).toBe("absent");
+  expect(sh("[ -e /var/lib/pulumi-backlog ] && echo present || echo absent").trim()).toBe("absent");
+});
+
+test("a full disk during destroy: the restore fails, the state stays; the next destroy gives back the original byte for byte", async () => {
+  const WWW = "/etc/php/8.2/fpm/pool.d/www.conf";
+  const original = sh(`sha256sum < ${WWW}`).trim();
+  await stack.setConfig("backlog:inventory", { value: lab.inventory });
+  await setProfile({ name: "it-faults", backlog: 5000, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }], listeners: [] });
+  await stack.up(quiet);
+  expect(sh(`sha256sum < ${WWW}`).trim()).not.toBe(original);
+  sh("d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)");
+  try {
+    const error = await failure(stack.destroy(quiet));
+    expect(error).toMatch(/restore failed/);
+    expect(sh("ls /var/lib/pulumi-backlog/orig | wc -l").trim()).not.toBe("0");
+    expect(active()).toEqual(["active", "active"]);
+  } finally {
+    sh("d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now");
+  }
+  await stack.destroy(quiet);
+  expect(sh(`sha256sum < ${WWW}`).trim()).toBe(original);
+  expect(sh("[ -e /var/lib/pulumi-backlog ] && echo present || echo absent").trim()).toBe("absent");
+});
