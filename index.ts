@@ -6,6 +6,7 @@
  *   backlog:hosts      hosts: [{ name, host, port?, user?, sudo?, hostKey, privateKeyPath, proxy? }]; or
  *   backlog:inventory  a JSON file with such hosts (default .lab/inventory.json, what `npm run lab -- up` writes)
  *   backlog:services   php-fpm/nginx unit and binary names (default Debian 12)
+ *   backlog:onGone     "forget" (default) or "fail": a host that left the inventory and cannot be reached
  *   backlog:rollout    { maxParallel?: number | "N%", maxFailedHosts?: number } (default: all hosts at once
  *                      when no service needs more than a relisten, else 25 % of the hosts at a time; stop
  *                      after the first batch with a failed host)
@@ -23,6 +24,8 @@ interface Endpoint {
   user?: string;
   hostKey: string;
   privateKeyPath: string;
+  /** Seconds one SSH call may take (connection and script together). Default 300. */
+  scriptTimeoutSeconds?: number;
 }
 
 interface HostEntry extends Endpoint {
@@ -36,6 +39,10 @@ interface HostEntry extends Endpoint {
 const config = new pulumi.Config("backlog");
 const profile = config.requireObject<ProfileInput>("profile");
 const services = config.getObject<Partial<ServiceNames>>("services");
+const onGone = config.get("onGone");
+if (onGone !== undefined && onGone !== "forget" && onGone !== "fail") {
+  throw new Error(`backlog:onGone ${JSON.stringify(onGone)}: must be "forget" or "fail"`);
+}
 // Checked here too, so that a mistake names the configuration key.
 const rolloutPolicy = toRollout(config.getObject<unknown>("rollout"), "backlog:rollout");
 
@@ -60,7 +67,13 @@ function endpoint(e: Endpoint, where: string) {
       throw new Error(`backlog ${where}.${field}: required (a non-empty string)`);
     }
   }
-  return { host: e.host, port: e.port, user: e.user, hostKey: e.hostKey, privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")) };
+  if (e.scriptTimeoutSeconds !== undefined && (!Number.isInteger(e.scriptTimeoutSeconds) || e.scriptTimeoutSeconds < 10 || e.scriptTimeoutSeconds > 3600)) {
+    throw new Error(`backlog ${where}.scriptTimeoutSeconds ${JSON.stringify(e.scriptTimeoutSeconds)}: must be a whole number of seconds from 10 to 3600`);
+  }
+  return {
+    host: e.host, port: e.port, user: e.user, hostKey: e.hostKey, privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")),
+    ...(e.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: e.scriptTimeoutSeconds } : {}),
+  };
 }
 
 const hosts: FleetHost[] = readHosts().map((h, i) => {
@@ -80,6 +93,7 @@ const fleet = new BacklogFleet("backlog", {
   profile,
   services,
   rollout: { maxParallel: rolloutPolicy.maxParallel, maxFailedHosts: rolloutPolicy.maxFailedHosts },
+  ...(onGone !== undefined ? { onGone } : {}),
 });
 
 /** Per host and setting: expected, effective, ok. */
@@ -90,3 +104,13 @@ export const inSync = fleet.inSync;
 export const actions = fleet.actions;
 /** The rollout: host names, batch after batch. */
 export const rollout = fleet.rollout;
+const byHost = <T>(pick: (h: (typeof fleet.hosts)[string]) => pulumi.Output<T>) =>
+  pulumi.all(Object.fromEntries(Object.entries(fleet.hosts).map(([n, h]) => [n, pick(h)])));
+/**
+ * Per host: what this run changes (at preview) or changed (after up): values `current → wanted`,
+ * files with a unified diff, files given back, and the action per service with its reason. Empty
+ * lists for a host that needed nothing.
+ */
+export const changes = byHost((h) => h.changes);
+/** Per host and unit: what the last apply really did (`restart (fallback: …)` when a relisten could not work). */
+export const applied = byHost((h) => h.applied);

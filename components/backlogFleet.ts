@@ -106,6 +106,7 @@ export class BacklogFleet extends pulumi.ComponentResource {
                 profile,
                 paths: args.paths,
                 services: args.services,
+                ...(args.onGone !== undefined ? { onGone: args.onGone } : {}),
             }, {
                 parent: this,
                 dependsOn: allConstructed.apply(() => later.plan!.apply((p): pulumi.Input<pulumi.Resource[]> => {

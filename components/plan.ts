@@ -139,6 +139,13 @@ export interface ApplyPlan {
      */
     retired?: string[];
     /**
+     * Decide the retired files on the host instead (the standalone script, which has no probe
+     * before it): every file this owner managed last time that is not in {@link files} and that no
+     * other owner manages goes back to its original. Names of the retired files are printed
+     * (`@@<token> retired <path>`) and each changes its service's need (see the standalone script).
+     */
+    retireStale?: boolean;
+    /**
      * The host's own value of each kernel key this deploy assumed (see converge.ts `hostOwnValues`),
      * kept on the host so that the next deploy still knows a value raised by hand was the host's.
      */
@@ -535,6 +542,15 @@ function header(stateDir: string, owner: string, opts: ScriptOptions): string[] 
 }
 
 /**
+ * The fixed lines every script starts with (variables and the shell library: `pb_at`, `pb_lock`,
+ * `pb_relisten`, `pb_cgroup`, `pb_rollback`, …), for a script that composes its own steps around
+ * {@link applyScript} (the standalone script).
+ */
+export function scriptLibrary(stateDir: string, owner: string, opts: ScriptOptions): string[] {
+    return header(stateDir, owner, opts);
+}
+
+/**
  * Lines that bring an earlier run cut short back to where it started (an open journal), and move
  * a state directory of the 0.1 layout (`<state>/<owner>/`) into place. Run under the lock.
  */
@@ -704,6 +720,22 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
     }
     for (const path of plan.retired ?? []) {
         lines.push(`pb_give_back ${quote(path)} ${backupName(path)} || pb_fail 13 ${quote("give back " + path)}`);
+    }
+    if (plan.retireStale) {
+        const current = plan.files.map((f) => f.path).join("\n");
+        lines.push(
+            `if [ -f "$S/owners/$OWNER" ]; then`,
+            `  others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
+            "  while IFS= read -r p; do",
+            `    [ -n "$p" ] || continue`,
+            `    printf '%s\\n' ${quote(current)} | grep -qxF -- "$p" && continue`,
+            `    printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
+            `    b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
+            `    pb_give_back "$p" "$b" || pb_fail 13 "give back $p"`,
+            `    pb_at "retired $p"`,
+            `  done < "$S/owners/$OWNER"`,
+            "fi",
+        );
     }
     const ownerList = plan.files.map((f) => f.path).join("\n");
     lines.push(

@@ -49,6 +49,8 @@ export interface HostReport {
     fallbacks: Record<string, string>;
     /** Warnings the script printed. */
     warnings: string[];
+    /** Files the script gave back because this owner no longer manages them (retireStale). */
+    retired: string[];
     /** Set when the script stopped at a step: which step and its output. */
     failure?: { step: string; output: string };
     /** After a failure: whether everything was put back (`false`: the rollback was incomplete). */
@@ -121,7 +123,7 @@ export function parseReport(stdout: string, token: string): HostReport {
     if (!/^[0-9a-f]{16,64}$/.test(token)) throw reportError("report token must be 16-64 lowercase hex digits");
     const report: HostReport = {
         sysctls: {}, files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {},
-        own: {}, container: "", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], complete: false,
+        own: {}, container: "", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], retired: [], complete: false,
     };
     const marker = `@@${token} `;
     let section: string | undefined;
@@ -252,6 +254,10 @@ export function parseReport(stdout: string, token: string): HostReport {
                 report.fallbacks[arg] = lines().join("\n").slice(0, 2000);
                 break;
             case "changed":
+                break;
+            case "retired":
+                if (!SAFE_PATH.test(arg)) throw reportError(`retired: ${show(arg)} is not a managed path`);
+                report.retired.push(arg);
                 break;
             case "warning":
                 report.warnings.push(arg);

@@ -13,17 +13,18 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ensureHostPackages, ensureRootfs } from "./rootfs.ts";
+import { DEFAULT_SUITE, ensureHostPackages, ensureRootfses, services } from "./rootfs.ts";
 import {
-  type Proc, alive, canConnect, childrenOf, descendantsOf, freePort, identify, lockFile, log,
+  type Proc, alive, announce, canConnect, childrenOf, descendantsOf, freePort, identify, lockFile, log,
   mountsUnder, run, runAsync, signal, sleep, spawnDetached, terminate, unmount, waitGone, writeAtomic,
 } from "./util.ts";
 
-const SERVICES = ["ssh", "php8.2-fpm", "nginx"];
 const CONTAINER_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"];
 
 export interface HostState {
   name: string; // PREFIX1..PREFIXN, also the host's hostname
+  suite?: string; // Debian suite (bullseye, bookworm, trixie); absent in a state.json from before suites: bookworm
+  rootfs?: string; // the cached root fs of that suite: the overlay's lower dir
   machine: string; // nspawn machine name: name + a hash of the lab dir, unique across labs
   dir: string; // <labdir>/hosts/<name>
   port: number; // SSH port on 127.0.0.1 (0 until the bridge listens)
@@ -33,10 +34,10 @@ export interface HostState {
   nspawn?: Proc; // the systemd-nspawn process
   leader?: Proc; // the container's init (child of nspawn): its namespaces are the host's
   bridge?: Proc; // the socat listener
+  booted?: number; // when its systemd-nspawn was started (ms since the epoch)
 }
 
 interface LabState {
-  rootfs: string;
   hosts: HostState[];
 }
 
@@ -47,6 +48,7 @@ export interface InventoryEntry {
   user: string;
   privateKeyPath: string;
   hostKey: string;
+  suite: string; // Debian suite of the host: bullseye (11), bookworm (12) or trixie (13)
 }
 
 /** `$BACKLOG_LAB_DIR`, or `.lab` at the repo root (two levels above this file). */
@@ -120,12 +122,14 @@ function ensureInotifyInstances(count: number): void {
   }, 0);
   const needed = inUse + count * INOTIFY_PER_HOST + 32;
   if (current < needed) {
+    announce(`sysctl fs.inotify.max_user_instances=${needed} (was ${current}; for ${count} hosts; until reboot)`);
     fs.writeFileSync(file, String(needed));
-    log(`raised fs.inotify.max_user_instances on this machine from ${current} to ${needed} for ${count} hosts (until reboot)`);
   }
 }
 
-export async function up(dir: string, count: number, prefix: string, timeoutMs: number): Promise<void> {
+/** Starts one host per entry of `suites` (PREFIX1 gets suites[0], …), all booting in parallel. */
+export async function up(dir: string, suites: string[], prefix: string, timeoutMs: number): Promise<void> {
+  const count = suites.length;
   if (/[,:]/.test(dir)) throw new Error(`lab dir must not contain "," or ":" (overlay options): ${dir}`);
   const lab = new Lab(dir);
   const release = lab.lock();
@@ -134,15 +138,17 @@ export async function up(dir: string, count: number, prefix: string, timeoutMs: 
     await teardown(lab); // also clears what a crash may have left unrecorded
     ensureHostPackages();
     ensureInotifyInstances(count);
-    const rootfs = await ensureRootfs();
+    const rootfs = await ensureRootfses(suites);
     const clientPub = ensureClientKey(lab);
     const tag = createHash("sha256").update(dir).digest("hex").slice(0, 8);
-    lab.state = { rootfs, hosts: [] };
-    for (let i = 1; i <= count; i++) {
-      const name = `${prefix}${i}`;
+    lab.state = { hosts: [] };
+    suites.forEach((suite, i) => {
+      const name = `${prefix}${i + 1}`;
       const hostDir = path.join(dir, "hosts", name);
-      lab.state.hosts.push({ name, machine: `${name}-${tag}`, dir: hostDir, port: 0, hostKey: "", mounted: false });
-    }
+      lab.state!.hosts.push({
+        name, suite, rootfs: rootfs[suite], machine: `${name}-${tag}`, dir: hostDir, port: 0, hostKey: "", mounted: false,
+      });
+    });
     lab.save();
     const started = Date.now();
     try {
@@ -154,7 +160,8 @@ export async function up(dir: string, count: number, prefix: string, timeoutMs: 
       await teardown(lab);
       throw e;
     }
-    log(`${count} host(s) up in ${((Date.now() - started) / 1000).toFixed(1)} s; inventory: ${lab.file("inventory.json")}`);
+    const bySuite = [...new Set(suites)].map((s) => `${suites.filter((x) => x === s).length} ${s}`).join(", ");
+    log(`${count} host(s) up (${bySuite}) in ${((Date.now() - started) / 1000).toFixed(1)} s; inventory: ${lab.file("inventory.json")}`);
   } finally {
     release();
   }
@@ -219,7 +226,7 @@ export function status(dir: string): number {
       allUp = false;
       state = `down (not running: ${missing.join(", ")})`;
     }
-    console.log(`${h.name.padEnd(12)} 127.0.0.1:${String(h.port).padEnd(6)} ${state}`);
+    console.log(`${h.name.padEnd(12)} ${suiteOf(h).padEnd(9)} 127.0.0.1:${String(h.port).padEnd(6)} ${state}`);
   }
   console.log(`lab dir: ${dir}`);
   return allUp ? 0 : 1;
@@ -246,7 +253,7 @@ function ensureClientKey(lab: Lab): string {
 async function startHost(lab: Lab, h: HostState, clientPub: string): Promise<void> {
   const [upper, work, merged] = ["upper", "work", "merged"].map((d) => path.join(h.dir, d));
   for (const d of [upper, work, merged]) fs.mkdirSync(d, { recursive: true });
-  const options = `lowerdir=${lab.state!.rootfs},upperdir=${upper},workdir=${work}`;
+  const options = `lowerdir=${h.rootfs},upperdir=${upper},workdir=${work}`;
   run("mount", ["-t", "overlay", "overlay", "-o", options, merged]);
   h.mounted = true;
   lab.save();
@@ -274,10 +281,15 @@ async function startContainer(lab: Lab, h: HostState): Promise<void> {
     "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network", "--link-journal=no",
     `--machine=${h.machine}`, `--hostname=${h.name}`, `--directory=${path.join(h.dir, "merged")}`,
     "--setenv=SYSTEMD_COLORS=0", "--console=read-only", "--boot",
+    // nspawn's own seccomp filter refuses pidfd_open/pidfd_getfd (EPERM), which a VM or a machine of
+    // its own allows: the library's live re-listen needs them (issue #11). Allowed here so that the lab
+    // behaves like a real host; the fallback to a restart is tested by taking perl and python3 away.
+    "--system-call-filter=pidfd_open pidfd_getfd",
   ];
   // A shell joins the cgroups, then becomes systemd-nspawn (same PID).
   const joinThenExec = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 1; shift; n=$((n-1)); done; exec "$@"';
   h.leader = undefined;
+  h.booted = Date.now();
   h.nspawn = spawnDetached("sh", ["-c", joinThenExec, "sh", String(h.cgroups.length), ...h.cgroups, ...nspawn], consoleLog);
   lab.save();
   for (const deadline = Date.now() + 30_000; !h.leader; await sleep(100)) {
@@ -336,7 +348,12 @@ function removeCgroups(h: HostState): void {
 /** The container's init: the child of systemd-nspawn once it has exec'd systemd. */
 function findLeader(nspawn: Proc): Proc | undefined {
   for (const pid of childrenOf(nspawn.pid)) {
-    const comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    let comm = "";
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+    } catch {
+      continue; // exited since it was listed
+    }
     if (comm === "systemd" || comm === "init") return identify(pid);
   }
   return undefined;
@@ -365,9 +382,14 @@ async function startBridge(lab: Lab, h: HostState, port: number): Promise<void> 
   throw new Error(`${h.name}: socat could not listen on 127.0.0.1 (see ${path.join(h.dir, "bridge.log")})`);
 }
 
+function suiteOf(h: HostState): string {
+  return h.suite ?? DEFAULT_SUITE;
+}
+
 /** Waits until the host accepts SSH (checked host key) and its services are active. */
 async function waitReady(lab: Lab, h: HostState, deadline: number): Promise<void> {
-  const check = [...lab.sshArgs(h), "systemctl", "is-active", ...SERVICES];
+  const units = services(suiteOf(h));
+  const check = [...lab.sshArgs(h), "systemctl", "is-active", ...units];
   let last = "";
   for (let first = true; first || Date.now() < deadline; first = false) {
     if (!first) await sleep(500);
@@ -375,12 +397,15 @@ async function waitReady(lab: Lab, h: HostState, deadline: number): Promise<void
     const r = await runAsync("ssh", check, 15_000);
     last = r.output.trim();
     // is-active exits 0 when ANY unit is active: every line must say "active".
-    if (r.code === 0 && last.split("\n").filter((l) => l === "active").length === SERVICES.length) return;
+    if (r.code === 0 && last.split("\n").filter((l) => l === "active").length === units.length) {
+      log(`${h.name} (${suiteOf(h)}): ssh and ${units.slice(1).join(", ")} active ${((Date.now() - (h.booted ?? Date.now())) / 1000).toFixed(1)} s after its boot began`);
+      return;
+    }
   }
   const failed = spawnSync("nsenter", nsenterArgs(h, ["systemctl", "--failed", "--no-pager"]), { encoding: "utf8" });
   throw new Error(
-    `${h.name} (127.0.0.1:${h.port}) not ready in time: wanted SSH with its host key and ` +
-      `\`systemctl is-active ${SERVICES.join(" ")}\` all active.\nLast check said:\n${last}\n` +
+    `${h.name} (${suiteOf(h)}, 127.0.0.1:${h.port}) not ready in time: wanted SSH with its host key and ` +
+      `\`systemctl is-active ${units.join(" ")}\` all active.\nLast check said:\n${last}\n` +
       `systemctl --failed:\n${failed.stdout}${failed.stderr}`,
   );
 }
@@ -394,6 +419,7 @@ function writeInventory(lab: Lab): void {
     user: "root",
     privateKeyPath: lab.file("id_ed25519"),
     hostKey: h.hostKey,
+    suite: suiteOf(h),
   }));
   writeAtomic(lab.file("known_hosts"), hosts.map((h) => `[127.0.0.1]:${h.port} ${h.hostKey}\n`).join(""));
   writeAtomic(lab.file("inventory.json"), JSON.stringify(inventory, null, 2) + "\n");

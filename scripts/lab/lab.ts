@@ -4,15 +4,18 @@
  */
 import { parseArgs } from "node:util";
 import { down, exec, labDir, restart, status, up } from "./hosts.ts";
-import { ensureHostPackages, ensureRootfs } from "./rootfs.ts";
+import { DEFAULT_SUITE, RELEASES, ensureHostPackages, ensureRootfses, release } from "./rootfs.ts";
 
 const USAGE = `usage: npm run lab -- <command>
 
-  up [--hosts N] [--prefix NAME] [--timeout SECONDS]
-      start N hosts (default 3) named NAME1..NAMEN (default "lab"); returns when
-      each accepts SSH and has ssh, php8.2-fpm and nginx active (default 90 s)
-  prepare                      install the machine's packages and build the cached root fs
-                               (what the first \`up\` would do), then return
+  up [--hosts N] [--suite SUITE | --suites SUITE,SUITE,...] [--prefix NAME] [--timeout SECONDS]
+      start N hosts (default 3) of Debian SUITE (default ${DEFAULT_SUITE}), or one host per
+      entry of --suites (in that order; repeats allowed), named NAME1..NAMEN (default "lab");
+      returns when each accepts SSH and has ssh, php<ver>-fpm and nginx active (default 90 s)
+  prepare [--suite SUITE | --suites SUITE,...]
+                               install the machine's packages and build the cached root fs of
+                               each suite (what the first \`up\` would do), then return
+  suites                       list the Debian suites the lab can boot
   down                         stop and remove everything the lab started
   status                       list the hosts and whether they are up (exit 1 if not all)
   exec NAME -- CMD [ARG...]    run a command as root inside a host
@@ -21,7 +24,10 @@ const USAGE = `usage: npm run lab -- <command>
 environment:
   BACKLOG_LAB_DIR    lab dir (state, inventory.json, known_hosts, keys); default <repo>/.lab
   BACKLOG_CACHE_DIR  where the root fs is cached; default /var/cache/pulumi-backlog
-  BACKLOG_LAB_MIRROR Debian mirror for debootstrap; default: the one apt uses here`;
+  BACKLOG_LAB_MIRROR Debian mirror for debootstrap; default: the one apt uses here
+  BACKLOG_LAB_MIRROR_<SUITE>  the same for one suite (e.g. BACKLOG_LAB_MIRROR_BULLSEYE)
+
+suites: ${Object.values(RELEASES).map((r) => `${r.suite} (Debian ${r.version}, php${r.php}-fpm)`).join(", ")}`;
 
 function fail(message: string): never {
   process.stderr.write(`lab: ${message}\n`);
@@ -52,19 +58,45 @@ async function main(argv: string[]): Promise<number> {
     hosts: { type: "string" },
     prefix: { type: "string" },
     timeout: { type: "string" },
+    suite: { type: "string" },
+    suites: { type: "string" },
   } as const;
+  /** The suite of each host: --suites as given, or --hosts N (default `hosts`) times --suite. */
+  const suitesOf = (values: { hosts?: string; suite?: string; suites?: string }, hosts: number): string[] => {
+    if (values.suite !== undefined && values.suites !== undefined) fail("give --suite or --suites, not both");
+    const list = values.suites !== undefined
+      ? values.suites.split(",").map((x) => x.trim())
+      : Array<string>(positiveInt(values.hosts, hosts, "--hosts")).fill(values.suite ?? DEFAULT_SUITE);
+    if (values.suites !== undefined && values.hosts !== undefined && Number(values.hosts) !== list.length) {
+      fail(`--hosts ${values.hosts} does not match the ${list.length} entries of --suites (one host per entry)`);
+    }
+    for (const s of list) {
+      try {
+        release(s);
+      } catch (e) {
+        fail((e as Error).message);
+      }
+    }
+    return list;
+  };
   switch (command) {
     case "up": {
       const { values } = parseArgs({ args: rest, options });
       const prefix = values.prefix ?? "lab";
       if (!/^[a-z][a-z0-9-]{0,30}$/.test(prefix)) fail(`--prefix must match [a-z][a-z0-9-]*, not "${prefix}"`);
-      const hosts = positiveInt(values.hosts, 3, "--hosts");
-      await up(dir, hosts, prefix, positiveInt(values.timeout, 90, "--timeout") * 1000);
+      await up(dir, suitesOf(values, 3), prefix, positiveInt(values.timeout, 90, "--timeout") * 1000);
       return 0;
     }
-    case "prepare":
+    case "prepare": {
+      const { values } = parseArgs({ args: rest, options: { suite: options.suite, suites: options.suites } });
       ensureHostPackages();
-      console.log(`lab: root fs ready at ${await ensureRootfs()}`);
+      for (const [suite, dir] of Object.entries(await ensureRootfses(suitesOf(values, 1)))) {
+        console.log(`lab: ${suite} root fs ready at ${dir}`);
+      }
+      return 0;
+    }
+    case "suites":
+      for (const r of Object.values(RELEASES)) console.log(`${r.suite}\tDebian ${r.version}\tphp${r.php}-fpm${r.suite === DEFAULT_SUITE ? "\t(default)" : ""}`);
       return 0;
     case "down":
       await down(dir);

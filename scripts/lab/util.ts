@@ -11,6 +11,14 @@ export function log(message: string): void {
   process.stderr.write(`lab: ${message}\n`);
 }
 
+/**
+ * Says, before it happens, that the lab changes something on this machine itself (a package, a
+ * sysctl, the root fs cache): one line per change, all listed in scripts/lab/README.md.
+ */
+export function announce(change: string): void {
+  process.stderr.write(`lab: changing this machine: ${change}\n`);
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Runs a command to completion and returns its stdout; throws with its output on failure. */
@@ -146,6 +154,32 @@ export function lockFile(path: string, what: string): Lock {
   if (!tryLock("-n")) {
     log(`waiting for ${what} (lock ${path})`);
     if (!tryLock("-x")) throw new Error(`could not lock ${path}`);
+  }
+  return { fd, release: () => fs.closeSync(fd) };
+}
+
+/**
+ * Like lockFile, but waits without blocking the event loop (so builds running meanwhile in this
+ * process keep printing progress), saying every 30 s that it still waits.
+ */
+export async function lockFileAsync(path: string, what: string): Promise<Lock> {
+  const fd = fs.openSync(path, "a");
+  const flock = (...flags: string[]) =>
+    new Promise<boolean>((resolve) => {
+      const child = spawn("flock", [...flags, "3"], { stdio: ["ignore", "ignore", "inherit", fd] });
+      child.on("error", () => resolve(false));
+      child.on("close", (code) => resolve(code === 0));
+    });
+  if (!(await flock("-n"))) {
+    const since = Date.now();
+    log(`waiting for ${what} (lock ${path})`);
+    const timer = setInterval(() => log(`still waiting for ${what}: ${Math.round((Date.now() - since) / 1000)} s`), 30_000);
+    const locked = await flock("-x");
+    clearInterval(timer);
+    if (!locked) {
+      fs.closeSync(fd);
+      throw new Error(`could not lock ${path}`);
+    }
   }
   return { fd, release: () => fs.closeSync(fd) };
 }

@@ -186,6 +186,32 @@ test("a socket name forged by an unprivileged user changes nothing the deploymen
   }
 });
 
+test("a hung service restart: stopped at the step's time limit, everything put back, php-fpm active on the old files", async () => {
+  const { readFileSync, writeFileSync } = await import("fs");
+  const limited = lab.inventory.replace(/inventory\.json$/, "limited.json");
+  writeFileSync(limited, JSON.stringify((JSON.parse(readFileSync(lab.inventory, "utf8")) as LabHost[]).map((e) => ({ ...e, scriptTimeoutSeconds: 45 }))));
+  // php-fpm's next start hangs (once): the deploy's restart never finishes by itself.
+  sh("mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/hung-once ]; then touch /run/hung-once; exec sleep 1000; fi'\" 'TimeoutStartSec=infinity' > /etc/systemd/system/php8.2-fpm.service.d/hang.conf && rm -f /run/hung-once && systemctl daemon-reload");
+  const old = poolSum();
+  try {
+    await stack.setConfig("backlog:inventory", { value: limited });
+    // listen.mode changes: only a restart applies it.
+    await setProfile(profile(5700, { pools: [{ name: "app", listen: "/run/php/app.sock", listenMode: "0666", pm: { style: "static", maxChildren: 4 } }] }));
+    const started = Date.now();
+    const error = await failure(stack.up(quiet));
+    expect(error).toMatch(/apply failed at restart php8\.2-fpm \(everything was put back\)/);
+    expect(Date.now() - started).toBeLessThan(120_000);
+    expect(poolSum()).toBe(old);
+    expect(active()).toEqual(["active", "active"]);
+    expect(noJournal()).toBe("none");
+  } finally {
+    sh("rm -rf /etc/systemd/system/php8.2-fpm.service.d /run/hung-once && systemctl daemon-reload");
+  }
+  await stack.up(quiet);
+  expect(sh(`grep listen.mode ${POOL}`)).toMatch(/0666/);
+  await stack.setConfig("backlog:inventory", { value: lab.inventory });
+});
+
 test("a renamed host (new resource name, same machine): the new one takes over, the old one's delete gives nothing back", async () => {
   const renamed = lab.inventory.replace(/inventory\.json$/, "renamed.json");
   const { writeFileSync, readFileSync } = await import("fs");

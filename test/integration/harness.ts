@@ -19,6 +19,16 @@ export interface LabHost {
   user: string;
   privateKeyPath: string;
   hostKey: string;
+  /** Debian suite of the host: "bullseye" (11), "bookworm" (12, the default) or "trixie" (13). */
+  suite: string;
+}
+
+/** Which hosts `Lab.up` starts: `suite` for all of them (default bookworm), or one host per entry of `suites`. */
+export interface LabUpOptions {
+  suite?: string;
+  suites?: string[];
+  /** Seconds each host may take to boot (the lab's default: 90). */
+  timeout?: number;
 }
 
 /** A lab of its own (own directory and name prefix), so tests never share hosts. */
@@ -33,11 +43,11 @@ export class Lab {
   }
 
   /** Runs the lab CLI; throws with its output when it fails. */
-  cli(args: string[], allowFailure = false): { code: number; stdout: string; stderr: string } {
+  cli(args: string[], allowFailure = false, timeoutMs = 600_000): { code: number; stdout: string; stderr: string } {
     const r = spawnSync(process.execPath, [join(repo, "scripts/lab/lab.ts"), ...args], {
       env: { ...process.env, BACKLOG_LAB_DIR: this.dir },
       encoding: "utf8",
-      timeout: 600_000,
+      timeout: timeoutMs,
     });
     const result = { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
     if (!allowFailure && result.code !== 0) {
@@ -46,8 +56,17 @@ export class Lab {
     return result;
   }
 
-  up(count: number): LabHost[] {
-    this.cli(["up", "--hosts", String(count), "--prefix", this.prefix]);
+  /**
+   * Starts `count` hosts; with `options.suites`, one host per entry in that order (count must be its
+   * length). A root fs not built yet is built first (minutes, once per suite; see scripts/lab/README.md).
+   */
+  up(count: number, options: LabUpOptions = {}): LabHost[] {
+    const args = ["up", "--hosts", String(count), "--prefix", this.prefix];
+    if (options.suite) args.push("--suite", options.suite);
+    if (options.suites) args.push("--suites", options.suites.join(","));
+    if (options.timeout) args.push("--timeout", String(options.timeout));
+    // Another suite's root fs may have to be built first: minutes each (they build in parallel).
+    this.cli(args, false, options.suite || options.suites ? 1_800_000 : 600_000);
     this.hosts = JSON.parse(readFileSync(this.inventory, "utf8")) as LabHost[];
     return this.hosts;
   }
@@ -55,6 +74,24 @@ export class Lab {
   /** Runs a shell command inside a host and returns its stdout (throws on failure). */
   sh(host: string, script: string): string {
     return this.cli(["exec", host, "--", "sh", "-c", script]).stdout;
+  }
+
+  /**
+   * Runs a shell command on a host over SSH (the inventory's key, the pinned host key) and returns
+   * its stdout (throws on failure). Unlike `sh` (nsenter from this machine), the command runs in a
+   * login session like a real one, under the container's seccomp filter too.
+   */
+  ssh(host: string, script: string): string {
+    const h = this.hosts.find((x) => x.name === host);
+    if (!h) throw new Error(`no host "${host}" in ${this.inventory}`);
+    const r = spawnSync("ssh", [
+      "-F", "none", "-i", h.privateKeyPath, "-o", "IdentitiesOnly=yes", "-p", String(h.port),
+      "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${join(this.dir, "known_hosts")}`,
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+      `${h.user}@${h.host}`, script,
+    ], { encoding: "utf8", timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`ssh ${host} ${JSON.stringify(script)} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
+    return r.stdout;
   }
 
   down(): void {

@@ -32,6 +32,7 @@ function ssh(port: number, keyPath: string, knownHosts: string, command: string)
 
 test("each host accepts ssh with the inventory's key and its pinned host key", () => {
   expect(lab.hosts).toHaveLength(3);
+  expect(lab.hosts.map((h) => h.suite)).toEqual(["bookworm", "bookworm", "bookworm"]); // the default suite
   for (const h of lab.hosts) {
     const r = ssh(h.port, h.privateKeyPath, join(lab.dir, "known_hosts"), "hostname");
     expect(r.stderr).toBe("");

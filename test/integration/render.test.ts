@@ -3,7 +3,7 @@
  * `sysctl -p` (values read back from /proc/sys), pools by `php-fpm8.2 -t`, nginx by `nginx -t`.
  */
 import { BacklogProfile, ProfileInput, defineProfile, render } from "../../components";
-import { applyScript } from "../../components/plan";
+import { applyScript, reportToken } from "../../components/plan";
 import { quote } from "../../components/shell";
 import { EXACT, KERNEL_ONLY, WEB } from "../unit/fixtures";
 import { Lab, requireLabMachine } from "./harness";
@@ -47,9 +47,9 @@ test.each<[string, ProfileInput]>([
 
 test("six applies in a row that restart php-fpm leave it running: systemd's start limit does not refuse a deploy", () => {
   const script = applyScript({
-    stateDir: "/var/lib/pulumi-backlog/start-limit", files: [], sysctlKeys: [],
-    services: [{ unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "restart" }],
-  });
+    stateDir: "/var/lib/pulumi-backlog", owner: "start-limit", files: [], sysctlKeys: [],
+    services: [{ unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "restart" }], sockets: { unixPaths: [], tcpPorts: [] },
+  }, { token: reportToken() });
   // Without the reset, the fifth restart within 10 s fails with start-limit-hit and php-fpm stays down.
   const out = lab.sh(host, `for i in 1 2 3 4 5 6; do sh -s <<'PLAN' >/dev/null || echo "apply $i failed"\n${script}\nPLAN\ndone; systemctl is-active php8.2-fpm`);
   expect(out.trim()).toBe("active");

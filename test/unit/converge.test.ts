@@ -39,7 +39,7 @@ function report(over: Partial<HostReport> = {}): HostReport {
   return {
     sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
     files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
-    container: "none", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], complete: true,
+    container: "none", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], retired: [], complete: true,
     ...over,
   };
 }

@@ -113,7 +113,7 @@ test("create without a probe fails with the probe's failure, before any connecti
 describe("failureMessage", () => {
   const r = (over: Partial<HostReport>): HostReport => ({
     sysctls: {}, files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
-    container: "none", journalOpen: false, generation: 0, recovered: false, steps: ["lock", "journal", "test"], did: [], fallbacks: {}, warnings: [],
+    container: "none", journalOpen: false, generation: 0, recovered: false, steps: ["lock", "journal", "test"], did: [], fallbacks: {}, warnings: [], retired: [],
     complete: false, ...over,
   });
   const result = { code: 10, stdout: "", stderr: "" };

@@ -172,6 +172,7 @@ function expectedOf(g: Genuine): HostReport {
     container: g.container,
     applied: Object.fromEntries(g.applied),
     own: Object.fromEntries(g.own),
+    retired: [],
     journalOpen: g.journal,
     generation: g.generation,
     recovered: g.recovered,
