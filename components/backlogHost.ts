@@ -2,6 +2,7 @@
  * BacklogHost: one Linux host whose listen-backlog settings follow one profile.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { basename } from "path";
 import { HostChanges, HostDecision, ServiceNames, decide, formatChanges, managedKeys, serviceNames, socketsToObserve } from "./converge";
 import { STATE_DIR, ServiceAction, checkOwner, probeScript, reportToken } from "./plan";
 import { parseReport } from "./report";
@@ -162,6 +163,7 @@ export class BacklogHost extends pulumi.ComponentResource {
         const props = hostProps(name, args);
         super("backlog:index:BacklogHost", name, props, opts);
         const { profile, services } = props;
+        const discover = profile.pools.length > 0 && (args.services?.phpFpmUnit === undefined || args.paths?.phpFpmPoolDir === undefined);
 
         const connection = pulumi.secret(pulumi.output(args.connection) as pulumi.Output<SshConnection>);
         // Every hop that skips the host key check is named, whatever the shape of the input.
@@ -181,8 +183,10 @@ export class BacklogHost extends pulumi.ComponentResource {
             ...socketsToObserve(profile),
             sysctlKeys: managedKeys(profile),
             // Where the files go does not depend on the host; only the kernel values in them do.
-            paths: render(profile, { paths: args.paths }).map((f) => f.path),
-            units: [...(profile.pools.length ? [services.phpFpmUnit] : []), ...(profile.listeners.length ? [services.nginxUnit] : [])],
+            // php-fpm is found on the host unless both its unit and its pool directory are given.
+            paths: render(profile, { paths: args.paths }).filter((f) => !discover || f.kind !== "php-fpm-pool").map((f) => f.path),
+            units: [...(profile.pools.length && !discover ? [services.phpFpmUnit] : []), ...(profile.listeners.length ? [services.nginxUnit] : [])],
+            ...(discover ? { discoverPhp: { poolFiles: render(profile, { paths: args.paths }).filter((f) => f.kind === "php-fpm-pool").map((f) => basename(f.path)) } } : {}),
         };
         // The probe reads only; its result holds no secret, so it is unwrapped from the connection's secrecy.
         // A host that cannot be probed (unreachable, wrong host key, a key it does not expose) does not stop
@@ -196,7 +200,7 @@ export class BacklogHost extends pulumi.ComponentResource {
                 if (result.code !== 0 || !report.complete) {
                     throw new Error(`probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
                 }
-                return decide(profile, report, { paths: args.paths, services, owner, legacyName });
+                return decide(profile, report, { paths: args.paths, services: args.services, owner, legacyName });
             } catch (err) {
                 const failure = (err as Error).message;
                 pulumi.log.warn(`${name}: ${failure}`, this);

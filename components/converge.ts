@@ -172,6 +172,51 @@ export interface DecideOptions {
   legacyName?: string;
 }
 
+/** The php-fpm a host runs: unit, binary and pool directory. */
+export interface PhpFpm {
+  unit: string;
+  binary: string;
+  poolDir: string;
+}
+
+/** Binary and pool directory of a php-fpm unit name (Debian `php8.2-fpm`, or `php-fpm` as on RHEL). */
+export function phpFpmOf(unit: string): PhpFpm | undefined {
+  if (unit === "php-fpm") return { unit, binary: "php-fpm", poolDir: "/etc/php-fpm.d" };
+  const m = /^php(\d+\.\d+)-fpm$/.exec(unit);
+  return m ? { unit, binary: `php-fpm${m[1]}`, poolDir: `/etc/php/${m[1]}/fpm/pool.d` } : undefined;
+}
+
+/**
+ * The php-fpm to manage, when the host was asked (`report.phpUnits`): the options win field by
+ * field; otherwise the one php-fpm unit found. None found with pools in the profile, or several
+ * found without `services.phpFpmUnit`, is an error naming what was found. Undefined when nothing
+ * was discovered (the options or the Debian 12 defaults apply as they are).
+ *
+ * @throws Error naming the units found and the option to set.
+ */
+export function resolvePhp(profile: BacklogProfile, report: Pick<HostReport, "phpUnits">, options: Pick<DecideOptions, "services" | "paths">): PhpFpm | undefined {
+  if (report.phpUnits === undefined || profile.pools.length === 0) return undefined;
+  const found = Object.entries(report.phpUnits);
+  const named = options.services?.phpFpmUnit;
+  let unit: string;
+  if (named !== undefined) {
+    unit = named;
+  } else if (found.length === 1) {
+    unit = (found[0] as [string, string])[0];
+  } else if (found.length === 0) {
+    throw new Error("no php-fpm on this host (no php*-fpm.service unit): install php-fpm, or name it with services.phpFpmUnit and paths.phpFpmPoolDir");
+  } else {
+    throw new Error(`several php-fpm versions on this host: ${found.map(([u, st]) => `${u} (${st})`).join(", ")}; name the one this profile is for with services.phpFpmUnit`);
+  }
+  const derived = phpFpmOf(unit);
+  const binary = options.services?.phpFpmBinary ?? derived?.binary;
+  const poolDir = options.paths?.phpFpmPoolDir ?? derived?.poolDir;
+  if (binary === undefined || poolDir === undefined) {
+    throw new Error(`php-fpm unit ${unit}: its binary and pool directory cannot be derived from the name; set services.phpFpmBinary and paths.phpFpmPoolDir`);
+  }
+  return { unit, binary, poolDir };
+}
+
 /** How disruptive each action is, for picking the strongest one a service needs. */
 const ACTION_RANK: Record<ServiceAction, number> = { none: 0, relisten: 1, reload: 2, restart: 3 };
 
@@ -255,8 +300,9 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   for (const k of keys) before[k] = report.before[k] ?? report.sysctls[k];
   const own = hostOwnValues(keys, report);
 
-  const paths = resolvePaths(options.paths);
-  const names = serviceNames(options.services);
+  const php = resolvePhp(profile, report, options);
+  const paths = resolvePaths({ ...options.paths, ...(php ? { phpFpmPoolDir: php.poolDir } : {}) });
+  const names = serviceNames({ ...options.services, ...(php ? { phpFpmUnit: php.unit, phpFpmBinary: php.binary } : {}) });
   const files: RenderedFile[] = render(profile, { paths, hostBefore: own });
   const expected = expectedValues(profile, own);
   const current = compare(expected, effectiveOf(report));
@@ -308,7 +354,7 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   });
   const unitOf = { "php-fpm": names.phpFpmUnit, nginx: names.nginxUnit };
   for (const service of ["php-fpm", "nginx"] as const) {
-    const state = report.units[unitOf[service]];
+    const state = report.units[unitOf[service]] ?? report.phpUnits?.[unitOf[service]];
     if (state !== undefined && state !== "active" && state !== "reloading") {
       needs[service].push({ action: "restart", reason: `${unitOf[service]} is ${state}` });
     }

@@ -186,6 +186,12 @@ export interface ProbeSpec {
     unixPaths: string[];
     /** TCP ports whose listening sockets are reported. */
     tcpPorts: number[];
+    /**
+     * Find the host's php-fpm: its units (`php*-fpm.service`) with their state, and for each the
+     * pool files named here (basenames, e.g. `app.conf`) in that version's pool directory
+     * (`/etc/php/<version>/fpm/pool.d`, or `/etc/php-fpm.d` for a unit named `php-fpm`).
+     */
+    discoverPhp?: { poolFiles: string[] };
 }
 
 /** Owner names: a resource name's safe form (no `/`, not `.` or `..`, not a state entry's name). */
@@ -423,6 +429,14 @@ pb_put() {
   pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
   PB_CHANGED="$PB_CHANGED $b"
 }
+# Prints the report section of file $1 (what a rollback would give back while a journal is open).
+pb_file() {
+  local f b
+  f=$1; b=$(printf '%s' "$1" | sha256sum | cut -c1-16)
+  pb_at "file $1"
+  if [ -e "$S/txn/open" ] && [ -f "$S/txn/f/$b.path" ]; then if [ -f "$S/txn/f/$b.absent" ]; then f=; else f="$S/txn/f/$b.file"; fi; fi
+  if [ -n "$f" ] && [ -f "$f" ]; then sha256sum < "$f" | cut -c1-64; if [ "$(wc -c < "$f")" -le 65536 ]; then base64 -w0 < "$f"; echo; fi; else echo '!absent'; fi
+}
 # Gives back the original of path $1 (backup name $2): through the transaction when one is open.
 pb_give_back() {
   if [ ! -f "$S/orig/$2.path" ]; then return 0; fi
@@ -572,11 +586,19 @@ function observeLines(spec: ProbeSpec): string[] {
         const kept = `"$S/txn/k/"${quote(key)}`;
         lines.push(`pb_at ${quote("sysctl " + key)}; if [ -e "$S/txn/open" ] && [ -f ${kept} ]; then cat ${kept}; elif [ -r ${p} ]; then cat ${p}; else echo '!missing'; fi`);
     }
-    for (const path of spec.paths) {
-        const b = backupName(path);
-        lines.push(`pb_at ${quote("file " + path)}; f=${quote(path)}; ` +
-            `if [ -e "$S/txn/open" ] && [ -f "$S/txn/f/${b}.path" ]; then if [ -f "$S/txn/f/${b}.absent" ]; then f=; else f="$S/txn/f/${b}.file"; fi; fi; ` +
-            `if [ -n "$f" ] && [ -f "$f" ]; then sha256sum < "$f" | cut -c1-64; if [ "$(wc -c < "$f")" -le 65536 ]; then base64 -w0 < "$f"; echo; fi; else echo '!absent'; fi`);
+    for (const path of spec.paths) lines.push(`pb_file ${quote(path)}`);
+    if (spec.discoverPhp) {
+        for (const f of spec.discoverPhp.poolFiles) {
+            if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*\.conf$/.test(f)) throw new Error(`pool file ${JSON.stringify(f)}: must be a file name ending in .conf`);
+        }
+        lines.push(
+            `pb_units=$(for f in /etc/systemd/system/php*-fpm.service /run/systemd/system/php*-fpm.service /usr/lib/systemd/system/php*-fpm.service /lib/systemd/system/php*-fpm.service; do [ -f "$f" ] && basename "$f" .service; done | grep -E '^php([0-9]+\\.[0-9]+)?-fpm$' | sort -u)`,
+            `pb_at php-units; for u in $pb_units; do v=$(systemctl is-active "$u" 2>/dev/null | head -n 1); echo "$u \${v:-unknown}"; done`,
+            "for u in $pb_units; do",
+            `  case $u in php-fpm) d=/etc/php-fpm.d;; *) v=\${u#php}; d=/etc/php/\${v%-fpm}/fpm/pool.d;; esac`,
+            ...spec.discoverPhp.poolFiles.map((f) => `  pb_file "$d/"${quote(f)}`),
+            "done",
+        );
     }
     const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
     if (keyPattern) {

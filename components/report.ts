@@ -51,6 +51,8 @@ export interface HostReport {
     warnings: string[];
     /** Files the script gave back because this owner no longer manages them (retireStale). */
     retired: string[];
+    /** php-fpm units found on the host (`php8.2-fpm`, `php-fpm`) and their state, when asked to discover them. */
+    phpUnits?: Record<string, string>;
     /** Set when the script stopped at a step: which step and its output. */
     failure?: { step: string; output: string };
     /** After a failure: whether everything was put back (`false`: the rollback was incomplete). */
@@ -227,6 +229,16 @@ export function parseReport(stdout: string, token: string): HostReport {
                 const v = one(what);
                 if (v !== "open" && v !== "none") throw reportError(`journal: ${show(v)}`);
                 report.journalOpen = v === "open";
+                break;
+            }
+            case "php-units": {
+                const units: Record<string, string> = {};
+                for (const l of lines()) {
+                    const m = /^(php(?:\d+\.\d+)?-fpm) (\S+)$/.exec(l);
+                    if (!m || !UNIT_STATES.includes(m[2] as string)) throw reportError(`php-units: ${show(l)} is not a php-fpm unit and its state`);
+                    units[m[1] as string] = m[2] as string;
+                }
+                report.phpUnits = units;
                 break;
             }
             case "generation":

@@ -17,15 +17,32 @@ if (!/^[1-9]\d*$/.test(values.hosts)) {
   process.exit(2);
 }
 
+let hostsUp = false; // from here on a failure leaves lab hosts up
+/** Runs one step under a "== what" heading; its stderr (progress of long steps) always reaches the terminal. */
 function run(what: string, cmd: string, args: string[], capture = false): string {
   console.log(`\n== ${what}`);
   const r = spawnSync(cmd, args, { cwd: repo, stdio: capture ? ["ignore", "pipe", "inherit"] : "inherit", encoding: "utf8" });
   if (r.status !== 0) {
-    console.error(`demo: ${what} failed (exit ${r.status ?? r.signal}). Lab hosts are left up for a look; 'npm run lab -- down' removes them.`);
+    const hosts = hostsUp ? " Lab hosts are left up for a look; 'npm run lab -- down' removes them." : "";
+    console.error(`demo: ${what.replace(/ \(.*/, "")} failed (exit ${r.status ?? r.signal}).${hosts}`);
     process.exit(1);
   }
   return capture ? r.stdout : "";
 }
+
+// Prerequisites first: a missing one is reported now, with its fix, not as a stack trace minutes later.
+console.log("== checking prerequisites (npm run doctor)");
+if (spawnSync(process.execPath, ["scripts/doctor.ts"], { cwd: repo, stdio: "inherit" }).status !== 0) {
+  console.error("demo: stopped before starting anything; fix what is marked FAIL above, then run `npm run demo` again.");
+  process.exit(1);
+}
+// The Pulumi toolchain before any host starts, in the open: the first run builds it from Go modules
+// (scripts/toolchain/build.sh, a progress line every 20 s on stderr); every later pulumi call finds it cached.
+run(
+  "Pulumi toolchain (the first run builds it from Go modules: about 10 minutes on 2 cores; cached afterwards)",
+  "bash",
+  ["-c", 'source scripts/env.sh && echo "pulumi $(pulumi version) ($(command -v pulumi))"'],
+);
 
 const pulumi = (...args: string[]) => ["scripts/pulumi.sh", ...args];
 const inventory = join(repo, ".lab", "inventory.json");
@@ -34,16 +51,22 @@ const labRunning = existsSync(inventory) &&
   spawnSync(process.execPath, ["scripts/lab/lab.ts", "status"], { cwd: repo, stdio: "ignore" }).status === 0;
 if (labRunning) {
   console.log(`\n== reusing the ${values.hosts} lab hosts that are already up`);
+  hostsUp = true;
 } else {
-  run(`starting ${values.hosts} lab hosts`, process.execPath, ["scripts/lab/lab.ts", "up", "--hosts", values.hosts]);
+  hostsUp = true;
+  run(
+    `starting ${values.hosts} lab hosts (seconds; the first run also builds the Debian root fs: 2 to 5 minutes)`,
+    process.execPath,
+    ["scripts/lab/lab.ts", "up", "--hosts", values.hosts],
+  );
   // New hosts: whatever the stack recorded about earlier lab hosts is gone with them.
-  const state = spawnSync("bash", pulumi("stack", "ls", "--json"), { cwd: repo, encoding: "utf8" });
+  const state = spawnSync("bash", pulumi("stack", "ls", "--json"), { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
   if (state.status === 0 && (JSON.parse(state.stdout) as { name: string; resourceCount?: number }[]).some((s) => s.name === "lab" && (s.resourceCount ?? 0) > 0)) {
     run("forgetting the stack's earlier lab hosts", "bash", pulumi("stack", "rm", "--force", "--yes", "--preserve-config", "lab"));
   }
 }
 run("selecting stack lab", "bash", pulumi("stack", "select", "--create", "lab", "--non-interactive"));
-run("pulumi up (real engine, real hosts)", "bash", pulumi("up", "--yes", "--non-interactive", "--stack", "lab"));
+run("pulumi up (real engine, real hosts; about 30 s, a line per resource)", "bash", pulumi("up", "--yes", "--non-interactive", "--stack", "lab"));
 const out = JSON.parse(run("reading stack outputs", "bash", pulumi("stack", "output", "--json", "--stack", "lab"), true)) as {
   verification: Record<string, { setting: string; expected: number; effective: number | null; ok: boolean }[]>;
 };

@@ -268,6 +268,7 @@ describe("every section", () => {
       journalOpen: false,
       generation: 7,
       recovered: true,
+      retired: [],
       steps: ["lock", "recover", "write 0123456789abcdef"],
       did: [
         { unit: "php8.2-fpm", action: "relisten", output: "listened socket 4242 of pid 17 with backlog 8192" },
