@@ -6,7 +6,10 @@
  *
  * It is made of the parts the SSH components use, so there is one way to apply and verify:
  * - the files are {@link render}'s, written, tested, loaded and rolled back by {@link applyScript}
- *   (plan.ts), in a subshell whose report goes to a log file;
+ *   (plan.ts), in a subshell whose report goes to a log file; plan.ts's shell library
+ *   (`scriptLibrary`: lock, journal, `pb_relisten`, …) is loaded once at the top and shared by the
+ *   apply and the service actions. Files this script managed last time and the profile no longer
+ *   has (a pool removed) are given back to their originals (`ApplyPlan.retireStale`);
  * - the kernel values follow {@link kernelTargets}: in mode `atLeast` the host's own value is kept
  *   when it is above the profile (the larger value is written into the drop-in, so boot keeps it
  *   too). Which value is the host's own follows `hostOwnValues` of the SSH path (converge.ts): the
@@ -14,12 +17,17 @@
  *   before the first run. One difference: a value the last run kept (recorded in `kept.<key>`)
  *   stays the host's own, so a value raised by hand after the first run is not lowered by the
  *   run after the one that kept it. The drop-in is byte for byte `render(profile, { hostBefore: own })`;
+ * - what each service gets is converge.ts `decide()`'s decision, taken here at run time where the
+ *   SSH path takes it in the program before (see {@link decisionShell}): the service files are
+ *   copied before the apply and each change classified after it as `fileChangeNeed` does, retired
+ *   files, the profile's sockets (`ss`) and the units are checked, and per service the least
+ *   disruptive action runs: relisten (listen() again on the running socket: a backlog or
+ *   somaxconn change loses no request; a restart where it cannot work, with the reason), reload
+ *   (+ relisten) or restart. The apply has committed by then: a failed reload or restart stops
+ *   the script (exit 12) with the files in place, where the SSH path rolls them back too;
  * - verification is {@link expectedValues} and {@link compare}'s: each sysctl equal to the value
  *   applied, each socket's effective backlog (`ss` Send-Q) equal to `min(backlog, somaxconn)`, the
  *   sockets matched as {@link socketMatches} does, and the same hints.
- * What this script decides at run time, where the SSH path decides before: a service is restarted
- * only when one of its files changed or one of its sockets differs from the profile (a php-fpm
- * restart drops requests in flight, and the SSM association runs this every half hour).
  *
  * Output: a few lines of what it did, a table (SETTING, EXPECTED, EFFECTIVE, RESULT, with a hint
  * under each mismatch), then `pulumi-backlog: OK …` or `pulumi-backlog: MISMATCH …`.
@@ -30,7 +38,7 @@
 
 import { createHash } from "crypto";
 import { STATE_DIR, type ServiceNames, managedKeys, serviceNames, socketsToObserve } from "./converge";
-import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, procPath, serviceAction } from "./plan";
+import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, backupName, procPath, scriptLibrary, serviceAction } from "./plan";
 import {
   type BacklogProfile,
   type KernelValues,
@@ -55,10 +63,12 @@ export const STANDALONE_EXIT = Object.freeze({
   configTest: 10,
   /** `sysctl -p` of the drop-in failed: every file was put back. */
   sysctl: 11,
-  /** A service failed to restart (its status is printed). */
+  /** A service failed to restart or reload (its status is printed); the files stay as applied. */
   restart: 12,
   /** A file could not be written: every file was put back. */
   write: 13,
+  /** Another pulumi-backlog run held the host's lock too long (its holder is printed). */
+  locked: 14,
   /** Applied, but the host does not have what the profile says (the table shows what differs). */
   mismatch: 20,
 });
@@ -180,17 +190,21 @@ export function dropInTemplate(profile: BacklogProfile, templateDir?: string): {
 // Verification in shell
 
 /**
- * awk program: reads `ss -H -l -n -t` and `ss -H -l -n -x` output and prints the smallest Send-Q
- * of the listening sockets the selector in the environment names, and `1` when they all have the
- * same one (`missing` when none does). Parsing and matching follow `parseSs` and `socketMatches`
- * in verify.ts line by line; rows parseSs would reject are skipped. Selector: `PB_KIND` (`unix`
- * or `tcp`), `PB_PATH`; `PB_PORT`, `PB_HOST` (empty for every address), `PB_FAMILY`, `PB_DUAL`.
+ * awk program: reads `ss -H -l -n -t [-e]` and `ss -H -l -n -x` output and prints the smallest
+ * Send-Q of the listening sockets the selector in the environment names, and `1` when they all have
+ * the same one (`missing` when none does). Parsing and matching follow `parseSs` and
+ * `socketMatches` in verify.ts line by line; rows parseSs would reject are skipped. Selector:
+ * `PB_KIND` (`unix` or `tcp`), `PB_PATH`; `PB_PORT`, `PB_HOST` (empty for every address),
+ * `PB_FAMILY`, `PB_DUAL`. With `-v list=1` it prints instead one line per matching socket,
+ * `INODE SEND-Q` in input order (`-` for an inode it cannot see: a TCP row read without `-e`),
+ * and nothing when none matches: the decisions need each socket's inode to listen() on it again.
  * POSIX awk only (run here with Debian's mawk); no `'` and no `{{` (SSM reads `{{ … }}` as a
  * parameter).
  */
 export const SOCKET_AWK = `
-function hit(v) {
+function hit(v, ino) {
   v = v + 0
+  if (list != "") { if (ino !~ /^[0-9]+$/) ino = "-"; print ino " " v }
   if (n == 0) { low = v; first = v } else { if (v < low) low = v; if (v != first) same = 0 }
   n++
 }
@@ -217,7 +231,7 @@ BEGIN {
     if (nf - r + 1 < 4) next
     p = $r
     for (i = r + 1; i <= nf - 3; i++) p = p " " $i
-    if (kind == "unix" && p == spath) hit(q)
+    if (kind == "unix" && p == spath) hit(q, $(nf - 2))
     next
   }
   if (kind != "tcp") next
@@ -234,9 +248,12 @@ BEGIN {
   else if (shost == "::") m = (h == "::" || h == "*" || (dual == "1" && h == "0.0.0.0"))
   else if (fam == "ipv4" && substr(h, 1, 7) == "::ffff:") m = (substr(h, 8) == shost)
   else m = (h == shost)
-  if (m) hit(q)
+  if (!m) next
+  ino = ""
+  for (i = r + 2; i <= NF; i++) if ($i ~ /^ino:[0-9]+$/) { ino = substr($i, 5); break }
+  hit(q, ino)
 }
-END { if (n == 0) print "missing"; else print low " " same }
+END { if (list != "") exit; if (n == 0) print "missing"; else print low " " same }
 `;
 
 /** Environment assignments (quoted) that select one socket for {@link SOCKET_AWK}. */
@@ -339,7 +356,7 @@ function rows(profile: BacklogProfile): ScriptRow[] {
       expected: e,
       // min(application backlog, somaxconn applied), as expectedValues computes it for the host's values.
       expectedWord: `"$(pb_min ${backlog} ${want(somaxconnIndex)})"`,
-      effectiveWord: `"$(printf '%s\\n' "$pb_sockets" | ${socketSelectorEnv(e.target.socket)} pb_sock)"`,
+      effectiveWord: `"$(printf '%s\\n' "$pb_socks" | ${socketSelectorEnv(e.target.socket)} pb_sock "$pb_list")"`,
       group: e.target.service === "php-fpm" ? "php" : "nginx",
       hints,
     };
@@ -350,11 +367,215 @@ function say(text: string): string {
   return `pb_say ${quote(text)}`;
 }
 
+// ---------------------------------------------------------------------------------------
+// Decisions in shell: converge.ts's decide(), made on the host at run time
+
+/** The php-fpm lines only a restart applies: converge.ts `RESTART_LINES["php-fpm"]` as a POSIX ERE. */
+export const PHP_FPM_RESTART_LINES_ERE = "^[[:space:]]*listen(\\.owner|\\.group|\\.mode|\\.acl_users|\\.acl_groups)?[[:space:]]*=";
+
+/** What the decision shell of one profile needs, resolved. */
+interface DecisionInputs {
+  profile: BacklogProfile;
+  paths: HostPaths;
+  names: ServiceNames;
+  files: readonly RenderedFile[];
+  checked: readonly ScriptRow[];
+}
+
+function decisionLines(d: DecisionInputs): string[] {
+  const { paths, names, files, checked } = d;
+  const sockets = socketsToObserve(d.profile);
+  const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
+  const svc = (kind: RenderedFile["kind"]) => (kind === "nginx" ? "nginx" : "php");
+  const serviceFiles = files.map((f, i) => ({ f, i })).filter(({ f }) => f.kind !== "sysctl");
+  const width = Math.max("SETTING".length, ...checked.map((r) => r.expected.setting.length));
+  const format = quote(`%-${width}s  %-9s  %-9s  %s\\n`);
+  return [
+    "# Decisions: converge.ts decide() at run time (pulumi-backlog test/unit/decisions.test.ts).",
+    "pb_read() { pb_r=$(cat \"$1\" 2>/dev/null) || return 1; case $pb_r in ''|*[!0-9]*) return 1;; esac; printf '%s' \"$pb_r\"; }",
+    "pb_sysctl() { if pb_r=$(pb_read \"$1\"); then printf '%s 1' \"$pb_r\"; else printf missing; fi; }",
+    "pb_min() { if [ \"$1\" -lt \"$2\" ]; then printf '%s' \"$1\"; else printf '%s' \"$2\"; fi; }",
+    `pb_sock() { awk -v list="\${1-}" ${quote(SOCKET_AWK)}; }`,
+    // Only the sockets the profile names, selected by ss itself (a socket name holding a newline and
+    // a fake row never matches an exact path filter); TCP with -e for the inodes. The probe's order.
+    `pb_ss() { { ${[...sockets.unixPaths.map((u) => `ss -H -l -n -x src ${quote(u)};`), ...sockets.tcpPorts.map((p) => `ss -H -l -n -t -e ${quote(`sport = :${p}`)};`)].join(" ") || ":;"} } 2>/dev/null; }`,
+    // The service files: pb_files FUNCTION DIR calls FUNCTION DIR SERVICE I PATH BACKUP for each.
+    "pb_files() {",
+    ...serviceFiles.map(({ f, i }) => `  "$1" "$2" ${svc(f.kind)} ${i} ${quote(f.path)} ${backupName(f.path)}`),
+    "  return 0",
+    "}",
+    // pb_keep DIR SERVICE I PATH BACKUP: the file as the probe reads it (while an earlier run's journal
+    // is open, the copy its rollback gives back) copied to DIR/I, or DIR/I.absent; neither: unreadable.
+    "pb_keep() {",
+    "  pb_f=$4",
+    "  if [ -e \"$S/txn/open\" ] && [ -f \"$S/txn/f/$5.path\" ]; then",
+    "    if [ -f \"$S/txn/f/$5.absent\" ]; then : > \"$1/$3.absent\"; return 0; fi",
+    "    pb_f=$S/txn/f/$5.file",
+    "  fi",
+    "  if [ -f \"$pb_f\" ]; then cp \"$pb_f\" \"$1/$3\" 2>/dev/null || rm -f \"$1/$3\"; else : > \"$1/$3.absent\"; fi",
+    "}",
+    "pb_save_before() { pb_files pb_keep \"$1\"; }",
+    // pb_need SERVICE ACTION REASON: converge.ts strongest(): the strongest action, its distinct reasons joined.
+    "pb_need() {",
+    "  case $2 in relisten) pb_n=1;; reload) pb_n=2;; *) pb_n=3;; esac",
+    "  if [ \"$1\" = php ]; then pb_b=$pb_rank_php; pb_w=$pb_why_php; else pb_b=$pb_rank_nginx; pb_w=$pb_why_nginx; fi",
+    "  if [ \"$pb_n\" -gt \"$pb_b\" ]; then pb_b=$pb_n; pb_w=$3",
+    "  elif [ \"$pb_n\" = \"$pb_b\" ]; then case \"; $pb_w; \" in *\"; $3; \"*) ;; *) pb_w=\"$pb_w; $3\";; esac",
+    "  fi",
+    "  if [ \"$1\" = php ]; then pb_rank_php=$pb_b; pb_why_php=$pb_w; else pb_rank_nginx=$pb_b; pb_why_nginx=$pb_w; fi",
+    "}",
+    // converge.ts withoutBacklog(): the file without its backlog values.
+    "pb_strip() { if [ \"$1\" = php ]; then sed '/^[[:space:]]*listen\\.backlog[[:space:]]*=/d'; else sed 's/ backlog=[0-9][0-9]*//g'; fi; }",
+    // pb_file_need DIR SERVICE I PATH: converge.ts fileChangeNeed() of the file as it was (DIR/I) and is now (PATH).
+    "pb_file_need() {",
+    "  pb_o=$1/$3",
+    "  if [ -f \"$pb_o.absent\" ]; then",
+    "    [ -f \"$4\" ] || return 0",
+    "    if [ \"$2\" = php ]; then pb_need php restart \"$4 is new: a new pool listens only after a restart\"; else pb_need nginx reload \"$4 is new: nginx loads it on reload\"; fi",
+    "    return 0",
+    "  fi",
+    "  if [ ! -f \"$pb_o\" ]; then",
+    "    if [ \"$2\" = php ]; then pb_need php restart \"$4 may have changed (not compared)\"; else pb_need nginx reload \"$4 may have changed (not compared)\"; fi",
+    "    return 0",
+    "  fi",
+    "  cmp -s \"$pb_o\" \"$4\" && return 0",
+    "  pb_strip \"$2\" < \"$pb_o\" > \"$pb_o.a\"; pb_strip \"$2\" < \"$4\" > \"$pb_o.b\"",
+    "  if cmp -s \"$pb_o.a\" \"$pb_o.b\"; then pb_need \"$2\" relisten \"$4: only the backlog changes\"; return 0; fi",
+    "  if [ \"$2\" = php ]; then",
+    `    pb_x=${quote(PHP_FPM_RESTART_LINES_ERE)}; grep -E "$pb_x" < "$pb_o" > "$pb_o.a"; grep -E "$pb_x" < "$4" > "$pb_o.b"`,
+    "    if ! cmp -s \"$pb_o.a\" \"$pb_o.b\"; then pb_need php restart \"$4: the listen address or socket owner/group/mode changes\"; return 0; fi",
+    "  fi",
+    "  pb_need \"$2\" reload \"$4: settings other than the listen socket change\"",
+    "}",
+    // pb_sock_need SERVICE EXPECTED SETTING LIST (`INODE SEND-Q` lines of the matching sockets): none:
+    // restart; a Send-Q that differs: listen() again on that socket with the expected backlog.
+    "pb_sock_need() {",
+    "  if [ -z \"$4\" ]; then pb_need \"$1\" restart \"$3: no listening socket\"; return 0; fi",
+    "  pb_qs=''; pb_differs=''",
+    "  while read -r pb_ino pb_q; do",
+    "    pb_qs=\"${pb_qs:+$pb_qs/}$pb_q\"",
+    "    [ \"$pb_q\" != \"$2\" ] || continue",
+    "    pb_differs=1",
+    "    [ \"$pb_ino\" != - ] || continue",
+    "    if [ \"$1\" = php ]; then pb_pairs_php=\"$pb_pairs_php $pb_ino=$2\"; else pb_pairs_nginx=\"$pb_pairs_nginx $pb_ino=$2\"; fi",
+    "  done <<PB_SOCKETS",
+    "$4",
+    "PB_SOCKETS",
+    "  [ -z \"$pb_differs\" ] || pb_need \"$1\" relisten \"$3: $pb_qs \u2192 $2\"",
+    "}",
+    "pb_unit_need() {",
+    "  pb_v=$(systemctl is-active \"$2\" 2>/dev/null | head -n 1)",
+    "  case ${pb_v:-unknown} in active|reloading) ;; *) pb_need \"$1\" restart \"$2 is ${pb_v:-unknown}\";; esac",
+    "}",
+    // One row per expected value (verify.ts's expectedValues), shared by the decision (pb_list=1: each
+    // socket row's sockets to pb_sock_need) and the verification (pb_list='': the table row, compare()'s result and hint).
+    // pb_row GROUP SETTING EXPECTED "VALUE SAME"|missing|LIST HINT_MISSING HINT_LOW HINT_TRUNC_BEFORE HINT_TRUNC_AFTER HINT_HIGH
+    "pb_row() {",
+    "  if [ -n \"$pb_list\" ]; then [ \"$1\" = sysctl ] || pb_sock_need \"$1\" \"$3\" \"$2\" \"$4\"; return 0; fi",
+    "  pb_total=$((pb_total + 1)); pb_eff=${4% *}; pb_same=${4#* }",
+    "  if [ \"$4\" = missing ]; then pb_eff=missing; pb_same=1; fi",
+    "  if [ \"$pb_eff\" != missing ] && [ \"$pb_same\" = 1 ] && [ \"$pb_eff\" -eq \"$3\" ]; then",
+    `    printf ${format} "$2" "$3" "$pb_eff" ok; return 0`,
+    "  fi",
+    "  pb_bad=$((pb_bad + 1))",
+    "  if [ \"$pb_eff\" = missing ]; then pb_hint=$5",
+    "  elif [ \"$pb_eff\" -lt \"$3\" ] && [ -n \"$7\" ] && [ -n \"$pb_sx\" ] && [ \"$pb_sx\" -lt \"$3\" ]; then pb_hint=\"$7$pb_sx$8\"",
+    "  elif [ \"$pb_eff\" -lt \"$3\" ]; then pb_hint=$6",
+    "  else pb_hint=$9; fi",
+    `  printf ${format} "$2" "$3" "$pb_eff" MISMATCH`,
+    "  printf '    hint: %s\\n' \"$pb_hint\"",
+    "}",
+    "pb_rows() {",
+    ...checked.map((r) => `  pb_row ${r.group} ${quote(r.expected.setting)} ${r.expectedWord} ${r.effectiveWord} ` +
+      `${quote(r.hints.missing)} ${quote(r.hints.low)} ${quote(r.hints.truncated?.[0] ?? "")} ${quote(r.hints.truncated?.[1] ?? "")} ${quote(r.hints.high)}`),
+    "  return 0",
+    "}",
+    `pb_head() { printf ${format} SETTING EXPECTED EFFECTIVE RESULT; }`,
+    // pb_decide BEFORE_DIR APPLY_LOG: sets pb_act_SERVICE, pb_why_SERVICE, pb_pairs_SERVICE (inode=backlog) and pb_retired.
+    "pb_decide() {",
+    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''",
+    "  pb_files pb_file_need \"$1\"",
+    // Files this owner managed last time and the profile no longer has: the apply gave them back (ApplyPlan.retireStale).
+    "  pb_retired=$(sed -n \"s/^@@$T retired //p\" \"$2\" 2>/dev/null | sort)",
+    "  while IFS= read -r pb_p; do",
+    `    case $pb_p in ${quote(poolDir)}*) pb_need php restart "$pb_p goes: its pool stops listening on restart";; esac`,
+    `    [ "$pb_p" != ${quote(paths.nginxConf)} ] || pb_need nginx reload "$pb_p goes back to its original"`,
+    "  done <<PB_RETIRED",
+    "$pb_retired",
+    "PB_RETIRED",
+    "  pb_socks=$(pb_ss); pb_list=1; pb_rows",
+    ...(d.profile.pools.length > 0 ? [`  pb_unit_need php ${quote(names.phpFpmUnit)}`] : []),
+    ...(d.profile.listeners.length > 0 ? [`  pb_unit_need nginx ${quote(names.nginxUnit)}`] : []),
+    ...["php", "nginx"].flatMap((sv) => [
+      `  case $pb_rank_${sv} in 1) pb_act_${sv}=relisten;; 2) pb_act_${sv}=reload;; 3) pb_act_${sv}=restart;; *) pb_act_${sv}=none;; esac`,
+      `  case $pb_act_${sv} in relisten|reload) ;; *) pb_pairs_${sv}='';; esac`,
+    ]),
+    "}",
+  ];
+}
+
+/**
+ * The decision part of the standalone script for `profile`, as it appears in it: POSIX sh
+ * functions that take converge.ts `decide()`'s decisions on the host, after the apply (files
+ * written, `sysctl -p` done), where the SSH path takes them in the program before:
+ * - `pb_save_before DIR`, run before the apply: each service file copied to DIR, as the probe would
+ *   read it (an open journal's copy first);
+ * - `pb_decide DIR APPLY_LOG`, run after it: per service (`php`, `nginx`) the strongest need
+ *   (converge.ts `strongest`) of each changed file (`fileChangeNeed`: backlog only: relisten;
+ *   php-fpm listen address, owner, group, mode, ACLs or a new pool: restart; else reload; a new
+ *   nginx file: reload), each retired file (the apply's `retired` lines: a pool: restart, the nginx
+ *   file: reload), each of the profile's sockets (`ss`: none: restart; a Send-Q other than
+ *   min(backlog, somaxconn applied): relisten of that inode) and the unit (not active: restart).
+ *   Results: `pb_act_php`, `pb_why_php` (the reasons, converge.ts's words), `pb_pairs_php`
+ *   (` inode=backlog` pairs for relisten and reload), the same for nginx, and `pb_retired`;
+ * - `pb_rows` with `pb_head`: one `pb_row` per expected value, shared by the decision (`pb_list=1`:
+ *   the socket rows' sockets) and the verification table at the end (`pb_list=''`: compare()'s
+ *   result and hint per row).
+ * Needs `$T` (the apply's report token), `$S` (state directory) and the kernel value variables
+ * ({@link kernelVariables}); runs `ss`, `systemctl is-active`, `awk`, `sed`, `grep`, `cmp`.
+ * test/unit/decisions.test.ts runs it beside `decide()` on the same hosts.
+ */
+export function decisionShell(profileInput: ProfileInput | BacklogProfile, options: Pick<StandaloneOptions, "paths" | "services"> = {}): string {
+  const profile = resolveProfile(profileInput);
+  const paths = resolvePaths(options.paths);
+  return decisionLines({ profile, paths, names: serviceNames(options.services), files: render(profile, { paths }), checked: rows(profile) }).join("\n");
+}
+
+/** Shell that carries out a decision: `pb_service UNIT ACTION REASON PAIRS`, relisten falling back to a restart. */
+function actionLines(): string[] {
+  // plan.ts serviceAction() (the start counter reset first), for the unit in "$1".
+  const generic = (action: "restart" | "reload") => serviceAction(action, "pb-unit").replace(/pb-unit/g, "\"$1\"");
+  return [
+    "pb_restart() {",
+    `  if ! pb_out=$(${generic("restart")} 2>&1); then`,
+    "    pb_say \"FAILED: systemctl restart $1 failed:\"; printf '%s\\n' \"$pb_out\"",
+    `    systemctl status --no-pager "$1" 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
+    "  fi",
+    "}",
+    "pb_service() {",
+    "  [ \"$2\" != none ] || return 0",
+    "  pb_say \"$1: $2 ($3)\"",
+    "  case $2 in",
+    "    restart) pb_restart \"$1\"; return 0;;",
+    `    reload) if ! pb_out=$(${generic("reload")} 2>&1); then`,
+    "        pb_say \"FAILED: systemctl reload $1 failed:\"; printf '%s\\n' \"$pb_out\"",
+    `        systemctl status --no-pager "$1" 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
+    "      fi;;",
+    "  esac",
+    "  [ -n \"$4\" ] || return 0",
+    // plan.ts pb_relisten: listen() again on the unit's own sockets (pidfd_getfd); where it cannot, a restart.
+    "  if pb_out=$(pb_relisten \"$1\" $4 2>&1); then printf '%s\\n' \"$pb_out\" | sed 's/^/  /'; return 0; fi",
+    "  pb_say \"$1: restart (fallback: $(printf '%s\\n' \"$pb_out\" | head -n 1))\"",
+    "  pb_restart \"$1\"",
+    "}",
+  ];
+}
+
 /**
  * The standalone script for `profile`: `#!/bin/sh`, runs as root without a terminal, applies the
- * profile through {@link applyScript}, restarts what must listen again, verifies and prints the
- * table and `pulumi-backlog: OK` or `pulumi-backlog: MISMATCH`. Pure and deterministic: the same
- * profile and options give the same bytes.
+ * profile through {@link applyScript}, then gives each service converge.ts's least disruptive
+ * action (see {@link decisionShell}), verifies and prints the table and `pulumi-backlog: OK` or
+ * `pulumi-backlog: MISMATCH`. Pure and deterministic: the same profile and options give the same bytes.
  *
  * @throws `ProfileError` for an invalid profile or path option; `Error` for a bad state name.
  */
@@ -375,17 +596,25 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   const managed: ManagedFile[] = files.map((f) => f.kind === "sysctl"
     ? { path: f.path, content: dropIn.content, mode: f.mode, owner: f.owner, group: f.group, runtimeValues: dropIn.runtimeValues }
     : { path: f.path, content: f.content, mode: f.mode, owner: f.owner, group: f.group });
+  // The services are tested by the apply and never touched by it: what each needs is decided afterwards.
   const services: ManagedService[] = [];
   if (profile.pools.length > 0) services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: "none" });
   if (profile.listeners.length > 0) services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: "none" });
   const sockets = socketsToObserve(profile);
-  const plan: ApplyPlan = { stateDir, owner: stateName, legacyName: stateName, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services, sockets };
-  // The apply's report goes to a root-only log and is only shown, never parsed for values: a token
-  // derived from the profile keeps this script's bytes deterministic.
+  const plan: ApplyPlan = {
+    stateDir, owner: stateName, legacyName: stateName, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services, sockets,
+    retireStale: true,
+  };
+  // The apply's report goes to a root-only log and is only shown, never parsed for values (but
+  // for the names of retired files): a token derived from the profile keeps this script's bytes deterministic.
   const token = createHash("sha256").update(JSON.stringify({ profile: profile.name, stateName, files: managed })).digest("hex").slice(0, 32);
+  // plan.ts's shell library once, at the top: the apply (a subshell) and the service actions both use it.
+  const library = scriptLibrary(stateDir, stateName, { token });
   const apply = applyScript(plan, { token });
+  const applyHead = "pb_main() {\n" + library.join("\n") + "\n";
+  if (!apply.startsWith(applyHead)) throw new Error("standalone script: applyScript no longer starts with scriptLibrary's lines; update standalone.ts");
+  const applyBody = "pb_main() {\n" + apply.slice(applyHead.length);
   const checked = rows(profile);
-  const width = Math.max("SETTING".length, ...checked.map((r) => r.expected.setting.length));
 
   const L: string[] = [
     "#!/bin/sh",
@@ -394,17 +623,14 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     "# Generated from the profile by pulumi-backlog (components/standalone.ts): do not edit, regenerate.",
     "# Runs as root without a terminal (cloud-init user data, SSM aws:runShellScript, or `sudo sh FILE`).",
     `# Exit: ${STANDALONE_EXIT.ok} verified, ${STANDALONE_EXIT.mismatch} MISMATCH, ${STANDALONE_EXIT.cannotRun} cannot run here, ` +
-      `${STANDALONE_EXIT.configTest}/${STANDALONE_EXIT.sysctl}/${STANDALONE_EXIT.write} apply failed (files put back), ${STANDALONE_EXIT.restart} restart failed.`,
+      `${STANDALONE_EXIT.configTest}/${STANDALONE_EXIT.sysctl}/${STANDALONE_EXIT.write} apply failed (files put back), ${STANDALONE_EXIT.restart} restart or reload failed.`,
     "set -u",
-    "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "umask 022",
+    "# plan.ts's shell library (lock, journal, pb_relisten, pb_cgroup, ...): the apply and the service actions use it.",
+    ...library,
     `pb_state=${quote(stateDir)}`,
     "pb_say() { printf 'pulumi-backlog: %s\\n' \"$*\"; }",
-    "pb_read() { pb_r=$(cat \"$1\" 2>/dev/null) || return 1; case $pb_r in ''|*[!0-9]*) return 1;; esac; printf '%s' \"$pb_r\"; }",
-    "pb_sysctl() { if pb_r=$(pb_read \"$1\"); then printf '%s 1' \"$pb_r\"; else printf missing; fi; }",
-    "pb_min() { if [ \"$1\" -lt \"$2\" ]; then printf '%s' \"$1\"; else printf '%s' \"$2\"; fi; }",
-    "pb_sum() { if [ -f \"$1\" ]; then cksum < \"$1\"; else echo absent; fi; }",
-    `pb_sock() { awk ${quote(SOCKET_AWK)}; }`,
+    ...decisionLines({ profile, paths, names, files, checked }),
+    ...actionLines(),
     "pb_host=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || true)",
     "pb_host=\"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)${pb_host:+ ($pb_host)}\"",
     `pb_say ${quote(`profile "${profile.name}" (mode ${profile.mode}) on `)}"$pb_host"`,
@@ -439,17 +665,19 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   const keptLines = targets.map((t, i) =>
     `if [ -n "$${kernelVariables(i).kept}" ]; then printf '%s\\n' "$${kernelVariables(i).kept}" > "$pb_state/"${quote("kept." + t.key)}; ` +
     `else rm -f "$pb_state/"${quote("kept." + t.key)}; fi`);
-  const serviceFiles = (kind: RenderedFile["kind"]) => files.map((f, i) => ({ f, i })).filter(({ f }) => f.kind === kind);
-  L.push("", "# 2. What the service files look like before, to know afterwards whether a service must listen again.");
-  files.forEach((f, i) => {
-    if (f.kind !== "sysctl") L.push(`pb_sum_${i}=$(pb_sum ${quote(f.path)})`);
-  });
   L.push(
     "",
-    "# 3. Apply: plan.ts's applyScript (keep originals, write, test, sysctl -p; files put back on failure).",
+    "# 2. The service files before the apply (root-only copies), to classify each change afterwards.",
     `mkdir -p "$pb_state" && chmod 700 "$pb_state" || { pb_say "FAILED: cannot create $pb_state"; exit ${STANDALONE_EXIT.cannotRun}; }`,
+    `pb_tmp=$(mktemp -d /run/pulumi-backlog-before.XXXXXX 2>/dev/null || mktemp -d "$pb_state/before.XXXXXX") || { pb_say "FAILED: cannot create a temporary directory"; exit ${STANDALONE_EXIT.cannotRun}; }`,
+    "trap 'rm -rf \"$pb_tmp\"' EXIT",
+    "pb_before=$pb_tmp",
+    "pb_gen0=$(pb_read \"$pb_state/generation\") || pb_gen0=0",
+    "pb_save_before \"$pb_before\"",
+    "",
+    "# 3. Apply: plan.ts's applyScript (transaction: write, give back retired files, test, sysctl -p), no service touched.",
     "(",
-    apply.replace(/\n$/, ""),
+    applyBody.replace(/\n$/, ""),
     ") > \"$pb_state/apply.log\" 2>&1",
     "pb_rc=$?",
     "if [ \"$pb_rc\" != 0 ]; then",
@@ -465,59 +693,27 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     "# Which values were kept as the host's own (applyScript recorded every value it set in applied.<key>).",
     ...keptLines,
     "",
-    "# 4. Verification: one row per expected value (verify.ts's expectedValues and compare).",
-    "pb_head() { printf " + quote(`%-${width}s  %-9s  %-9s  %s\\n`) + " SETTING EXPECTED EFFECTIVE RESULT; }",
-    // pb_row MODE GROUP SETTING EXPECTED "VALUE SAME"|missing HINT_MISSING HINT_LOW HINT_TRUNC_BEFORE HINT_TRUNC_AFTER HINT_HIGH
-    "pb_row() {",
-    "  pb_total=$((pb_total + 1)); pb_eff=${5% *}; pb_same=${5#* }",
-    "  if [ \"$5\" = missing ]; then pb_eff=missing; pb_same=1; fi",
-    "  if [ \"$pb_eff\" != missing ] && [ \"$pb_same\" = 1 ] && [ \"$pb_eff\" -eq \"$4\" ]; then pb_ok=1; else pb_ok=0; fi",
-    "  if [ \"$pb_ok\" = 0 ]; then pb_bad=$((pb_bad + 1)); case $2 in php) pb_bad_php=1;; nginx) pb_bad_nginx=1;; esac; fi",
-    "  [ \"$1\" = print ] || return 0",
-    `  if [ "$pb_ok" = 1 ]; then printf ${quote(`%-${width}s  %-9s  %-9s  %s\\n`)} "$3" "$4" "$pb_eff" ok; return 0; fi`,
-    "  if [ \"$pb_eff\" = missing ]; then pb_hint=$6",
-    "  elif [ \"$pb_eff\" -lt \"$4\" ] && [ -n \"$8\" ] && [ -n \"$pb_sx\" ] && [ \"$pb_sx\" -lt \"$4\" ]; then pb_hint=\"$8$pb_sx$9\"",
-    "  elif [ \"$pb_eff\" -lt \"$4\" ]; then pb_hint=$7",
-    "  else pb_hint=${10}; fi",
-    `  printf ${quote(`%-${width}s  %-9s  %-9s  %s\\n`)} "$3" "$4" "$pb_eff" MISMATCH`,
-    "  printf '    hint: %s\\n' \"$pb_hint\"",
-    "}",
-    "pb_check() {",
-    // Only the sockets the profile names, selected by ss itself (a socket name holding a newline
-    // and a fake row never matches an exact path filter).
-    `  pb_sockets=$({ ${[...sockets.tcpPorts.map((p) => `ss -H -l -n -t ${quote(`sport = :${p}`)};`), ...sockets.unixPaths.map((u) => `ss -H -l -n -x src ${quote(u)};`)].join(" ") || ":;"} } 2>/dev/null)`,
-    `  pb_sx=$(pb_read ${quote(procPath(SOMAXCONN))}) || pb_sx=''`,
-    "  pb_total=0; pb_bad=0; pb_bad_php=0; pb_bad_nginx=0",
-    "  [ \"$1\" = print ] && pb_head",
-  );
-  for (const r of checked) {
-    const h = r.hints;
-    L.push(`  pb_row "$1" ${r.group} ${quote(r.expected.setting)} ${r.expectedWord} ${r.effectiveWord} ` +
-      `${quote(h.missing)} ${quote(h.low)} ${quote(h.truncated?.[0] ?? "")} ${quote(h.truncated?.[1] ?? "")} ${quote(h.high)}`);
-  }
-  L.push("  return 0", "}", "");
-  L.push("# 5. Restart what must listen again: a changed file, or a socket that differs (a reload keeps the old socket).", "pb_check quiet");
-  const restartBlock = (unit: string, kind: RenderedFile["kind"], flag: string) => {
-    const changed = serviceFiles(kind).map(({ f, i }) => `[ "$(pb_sum ${quote(f.path)})" = "$pb_sum_${i}" ]`);
-    L.push(
-      `pb_why=''`,
-      ...(changed.length > 0 ? [`${changed.join(" && ")} || pb_why='its configuration changed'`] : []),
-      `[ -n "$pb_why" ] || [ "$${flag}" = 0 ] || pb_why='a listening socket differs from the profile'`,
-      "if [ -n \"$pb_why\" ]; then",
-      `  pb_say ${quote(`restarting ${unit}: `)}"$pb_why"`,
-      `  if ! pb_out=$(${serviceAction("restart", unit)} 2>&1); then`,
-      `    ${say(`FAILED: systemctl restart ${unit} failed:`)}; printf '%s\\n' "$pb_out"`,
-      `    systemctl status --no-pager ${quote(unit)} 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
-      "  fi",
-      "fi",
-    );
-  };
-  if (profile.pools.length > 0) restartBlock(names.phpFpmUnit, "php-fpm-pool", "pb_bad_php");
-  if (profile.listeners.length > 0) restartBlock(names.nginxUnit, "nginx", "pb_bad_nginx");
-  L.push(
+    "# 4. The host's lock again, to the end; a run that committed in between makes step 2's copies stale.",
+    "exec 9>\"$R/lock\"",
+    `if ! flock -w "$LOCKWAIT" 9; then pb_say "FAILED: another pulumi-backlog run holds the host's lock: $(tr -cd '[:print:]' < "$R/holder" 2>/dev/null)"; exit ${STANDALONE_EXIT.locked}; fi`,
+    "printf '%s (pid %s, since %s)\\n' \"$OWNER\" \"$$\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > \"$R/holder\"",
+    "pb_gen=$(pb_read \"$pb_state/generation\") || pb_gen=0",
+    "if [ \"$pb_gen\" != \"$((pb_gen0 + 1))\" ]; then pb_say \"another run changed this host during this one: every service file counts as changed\"; pb_before=\"$pb_before/stale\"; fi",
     "",
-    "# 6. The table, then OK or MISMATCH.",
-    "pb_check print",
+    "# 5. Per service the least disruptive action (pb_decide), carried out.",
+    "pb_decide \"$pb_before\" \"$pb_state/apply.log\"",
+    "[ -z \"$pb_retired\" ] || printf '%s\\n' \"$pb_retired\" | while IFS= read -r pb_p; do pb_say \"$pb_p: given back as it was before the first deploy\"; done",
+    `pb_service ${quote(names.phpFpmUnit)} "$pb_act_php" "$pb_why_php" "$pb_pairs_php"`,
+    `pb_service ${quote(names.nginxUnit)} "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx"`,
+    "",
+    "# 6. Verification: one row per expected value (verify.ts's expectedValues and compare).",
+    "pb_socks=$(pb_ss); pb_list=''",
+    `pb_sx=$(pb_read ${quote(procPath(SOMAXCONN))}) || pb_sx=''`,
+    "pb_total=0; pb_bad=0",
+    "pb_head",
+    "pb_rows",
+  );
+  L.push(
     "if [ \"$pb_bad\" = 0 ]; then",
     `  pb_say "OK: all $pb_total settings verified (/proc/sys and ss) against profile "${quote(`"${profile.name}"`)}`,
     `  exit ${STANDALONE_EXIT.ok}`,

@@ -4,6 +4,9 @@
  * the SSM agent runs them, and real cloud-init runs the (gzipped, multipart) user data from a
  * NoCloud seed. After each run the test reads /proc/sys and `ss` itself and checks them against the
  * profile with verify.ts (expectedValues, compare): independent of the script's own verification.
+ * What each service gets is converge.ts decide()'s decision taken on the host (test/unit/decisions.test.ts
+ * compares the two paths case by case): here a backlog change keeps the services' processes (relisten),
+ * a pm.* change reloads, and a pool removed from the profile goes back to its original.
  */
 import { createHash } from "crypto";
 import { agentScriptFile, backlogUserData, encodeUserData, ssmDocumentContent } from "../../components/aws";
@@ -19,6 +22,9 @@ const lab = new Lab("aws");
 let host = "";
 /** The host's kernel values before any test touched it (the lab's defaults). */
 let original: Record<string, number> = {};
+/** Debian's own pool file, as the host had it before any test (the first run replaces it). */
+let debianPool = "";
+const POOL_DIR = "/etc/php/8.2/fpm/pool.d";
 
 const ENV = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8";
 
@@ -48,6 +54,7 @@ beforeAll(() => {
   host = lab.hosts[0]!.name;
   const [s, t] = lab.sh(host, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog").trim().split("\n").map(Number);
   original = { [SOMAXCONN]: s!, [TCP_MAX_SYN_BACKLOG]: t! };
+  debianPool = lab.sh(host, `base64 -w0 < ${POOL_DIR}/www.conf`);
 });
 
 afterAll(() => lab.down());
@@ -86,6 +93,19 @@ function mainPid(unit: string): string {
   return lab.sh(host, `systemctl show -p MainPID --value ${unit}`).trim();
 }
 
+/** What a run decided for each service: its first line `UNIT: ACTION (REASONS)` (a fallback comes after it). */
+function actions(out: string): Record<string, string> {
+  const decided: Record<string, string> = {};
+  for (const m of out.matchAll(/^pulumi-backlog: (php8\.2-fpm|nginx|pb-noop): (relisten|reload|restart) \((.*)\)$/gm)) decided[m[1]!] ??= m[2]!;
+  return decided;
+}
+
+/** Send-Q of the listening sockets of a unix path or TCP port, as `ss` shows them now. */
+function sendQ(selector: string): number[] {
+  const out = selector.startsWith("/") ? lab.sh(host, `ss -H -l -n -x src ${quote(selector)}`) : lab.sh(host, `ss -H -l -n -t ${quote(`sport = :${selector}`)}`);
+  return parseSs(out).map((x) => x.backlog);
+}
+
 describe("user data, run the way cloud-init runs it", () => {
   // cloud-init's scripts_user executes each part by path (its #! line picks the shell), as root,
   // without a terminal, in cloud-init's environment.
@@ -94,8 +114,11 @@ describe("user data, run the way cloud-init runs it", () => {
   test("applies the profile, restarts what must listen again, prints the table and OK", () => {
     put(path, backlogUserData(A), "0700");
     const r = run(`${ENV} ${path} < /dev/null`);
-    expect(r.out).toContain("pulumi-backlog: restarting php8.2-fpm: its configuration changed");
-    expect(r.out).toContain("pulumi-backlog: restarting nginx: its configuration changed");
+    // Debian's www.conf becomes the profile's (listen.mode differs: restart); nginx gets a new file
+    // (reload) and a socket on a new port (restart).
+    expect(actions(r.out)).toEqual({ "php8.2-fpm": "restart", nginx: "restart" });
+    expect(r.out).toContain(`pulumi-backlog: php8.2-fpm: restart (${POOL_DIR}/www.conf: the listen address or socket owner/group/mode changes)`);
+    expect(r.out).toContain("pulumi-backlog: nginx: restart (nginx listen 0.0.0.0:8080 backlog: no listening socket)");
     expect(r.out).toMatch(/^SETTING +EXPECTED +EFFECTIVE +RESULT$/m);
     expect(r.out).toMatch(/^net\.core\.somaxconn +8192 +8192 +ok$/m);
     expect(r.out).toMatch(/^php-fpm pool www listen\.backlog \(\/run\/php\/php8\.2-fpm\.sock\) +8192 +8192 +ok$/m);
@@ -116,22 +139,28 @@ describe("user data, run the way cloud-init runs it", () => {
     const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
     const r = run(`${ENV} ${path} < /dev/null`);
     expect(r.code).toBe(0);
-    expect(r.out).not.toContain("restarting");
+    expect(actions(r.out)).toEqual({});
     expect(r.out).toContain("pulumi-backlog: OK");
     expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
   });
 });
 
+/**
+ * Runs the SSM document's commands the way the SSM agent does: it writes runCommand joined with
+ * newlines to <orchestration>/<step>/_script.sh and runs `sh -c <that path> ""` as root, stdout and
+ * stderr to files next to it.
+ */
+const SSM_DIR = "/var/lib/amazon/ssm/i-0lab/document/orchestration/3f2a-it/applyAndVerifyBacklogProfile";
+function ssmRun(input: ProfileInput): { code: number; stdout: string; stderr: string } {
+  const dir = SSM_DIR;
+  const doc = JSON.parse(ssmDocumentContent(input));
+  put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
+  const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' > ${dir}/stdout 2> ${dir}/stderr < /dev/null`);
+  return { code: r.code, stdout: lab.sh(host, `cat ${dir}/stdout`), stderr: lab.sh(host, `cat ${dir}/stderr`) };
+}
+
 describe("SSM document commands, run the way the SSM agent runs them", () => {
-  // The agent writes runCommand joined with newlines to <orchestration>/<step>/_script.sh and runs
-  // `sh -c <that path> ""` as root, stdout and stderr to files next to it.
-  const dir = "/var/lib/amazon/ssm/i-0lab/document/orchestration/3f2a-it/applyAndVerifyBacklogProfile";
-  function ssmRun(input: ProfileInput): { code: number; stdout: string; stderr: string } {
-    const doc = JSON.parse(ssmDocumentContent(input));
-    put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
-    const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' > ${dir}/stdout 2> ${dir}/stderr < /dev/null`);
-    return { code: r.code, stdout: lab.sh(host, `cat ${dir}/stdout`), stderr: lab.sh(host, `cat ${dir}/stderr`) };
-  }
+  const dir = SSM_DIR;
 
   test("a changed profile (a TCP pool, an IPv6 listener) is applied and verified", () => {
     const r = ssmRun(B);
@@ -153,10 +182,10 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
     });
   });
 
-  test("drift is repaired by the next run, restarting only the service whose socket differs", () => {
-    const nginx = mainPid("nginx");
+  test("drift is repaired by the next run: the sockets that differ are listened again in place, nothing restarts", () => {
     // By hand: somaxconn lowered, php-fpm restarted, so its sockets listen with 128.
     lab.sh(host, "sysctl -w net.core.somaxconn=128 >/dev/null && systemctl restart php8.2-fpm");
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
     expect(verifyHost(B, original).filter((x) => !x.ok).map((x) => x.setting)).toEqual([
       "net.core.somaxconn",
       "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)",
@@ -164,9 +193,11 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
     ]);
     const r = ssmRun(B);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("pulumi-backlog: restarting php8.2-fpm: a listening socket differs from the profile");
-    expect(r.stdout).not.toContain("restarting nginx");
-    expect(mainPid("nginx")).toBe(nginx);
+    expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten" });
+    expect(r.stdout).toContain("pulumi-backlog: php8.2-fpm: relisten (php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 128 \u2192 16384; " +
+      "php-fpm pool api listen.backlog (127.0.0.1:9001): 128 \u2192 2048)");
+    expect(r.stdout).toMatch(/^  listened socket \d+ of pid \d+ with backlog 16384$/m);
+    expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
     expect(verifyHost(B, original).filter((x) => !x.ok)).toEqual([]);
   });
 
@@ -186,9 +217,14 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
   test("a value the script raised itself is lowered again when the profile is lowered", () => {
     lab.sh(host, `sysctl -w net.core.somaxconn=${16384} >/dev/null`); // the hand-raised value is gone
     expect(ssmRun(B).code).toBe(0);
-    const lower: ProfileInput = { ...B, name: "lower", backlog: 4096, pools: [B.pools![0]!, { ...B.pools![1]!, backlog: 1024 }] };
+    const lower: ProfileInput = { ...B, backlog: 4096, pools: [B.pools![0]!, { ...B.pools![1]!, backlog: 1024 }] };
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
     const r = ssmRun(lower);
     expect(r.code).toBe(0);
+    // Only backlogs and somaxconn change (the profile keeps its name, which the files' headers carry):
+    // every socket is listened again with its lower value, in place.
+    expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten", nginx: "relisten" });
+    expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
     expect(r.stdout).toMatch(/^net\.core\.somaxconn +4096 +4096 +ok$/m);
     expect(verifyHost(lower, original).filter((x) => !x.ok)).toEqual([]);
   });
@@ -217,13 +253,113 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
     put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
     const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' < /dev/null`);
     expect(r.code).toBe(20);
-    expect(r.out).toContain("pulumi-backlog: restarting pb-noop: ");
+    // The stand-in holds no socket (relisten impossible) and is not active: restart, which changes nothing.
+    expect(actions(r.out)["pb-noop"]).toBe("restart");
+    expect(r.out).toContain("pb-noop is inactive");
     expect(r.out).toMatch(/^php-fpm pool www listen\.backlog \(\/run\/php\/php8\.2-fpm\.sock\) +16384 +128 +MISMATCH$/m);
     expect(r.out).toContain("    hint: stale socket: it listened before somaxconn was raised or before the new backlog was configured; restart php-fpm");
     expect(r.out).toMatch(/pulumi-backlog: MISMATCH: 2 of 6 settings differ from profile "fleet"/);
     // The next run with the real unit repairs it.
     expect(ssmRun(B).code).toBe(0);
     expect(verifyHost(B, original).filter((x) => !x.ok)).toEqual([]);
+  });
+});
+
+describe("decisions on the host: the SSH path's, least disruptive first", () => {
+  // The host has profile B (the SSM tests end with it). The script runs the way the SSM agent runs it.
+  // The same profile name: the files' headers carry it, and another name is a change beyond the backlog (reload).
+  const RAISE: ProfileInput = { ...B, backlog: 20000 };
+
+  test("a backlog-only change (somaxconn raised with it) keeps php-fpm's and nginx's processes and reaches the new backlog", () => {
+    expect(ssmRun(B).code).toBe(0);
+    expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual([16384]);
+    expect(sendQ("8080")).toEqual([16384]);
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
+    const workers = lab.sh(host, "pgrep -d, -f '^php-fpm: pool www'").trim();
+    const r = ssmRun(RAISE);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten", nginx: "relisten" });
+    expect(r.stdout).toContain(`pulumi-backlog: php8.2-fpm: relisten (${POOL_DIR}/www.conf: only the backlog changes; ` +
+      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 16384 \u2192 20000)");
+    expect(r.stdout).toContain("pulumi-backlog: nginx: relisten (/etc/nginx/conf.d/pulumi-backlog.conf: only the backlog changes; " +
+      "nginx listen 0.0.0.0:8080 backlog: 16384 \u2192 20000)");
+    expect(r.stdout).not.toMatch(/fallback/);
+    // The same processes (master and workers), now with the new backlog: listen() ran after sysctl -p.
+    expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
+    expect(lab.sh(host, "pgrep -d, -f '^php-fpm: pool www'").trim()).toBe(workers);
+    expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual([20000]);
+    expect(sendQ("8080")).toEqual([20000]);
+    expect(sendQ("9001")).toEqual([2048]);
+    expect(r.stdout).toContain('pulumi-backlog: OK: all 6 settings verified (/proc/sys and ss) against profile "fleet"');
+    expect(verifyHost(RAISE, original).filter((x) => !x.ok)).toEqual([]);
+  });
+
+  const PM: ProfileInput = { ...RAISE, pools: [{ ...B.pools![0]!, pm: { maxChildren: 9 } }, B.pools![1]!] };
+
+  test("a pm.* change reloads php-fpm and touches nothing else", () => {
+    const pm = PM;
+    const nginx = mainPid("nginx");
+    const r = ssmRun(pm);
+    expect(r.code).toBe(0);
+    expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "reload" });
+    expect(r.stdout).toContain(`pulumi-backlog: php8.2-fpm: reload (${POOL_DIR}/www.conf: settings other than the listen socket change)`);
+    expect(mainPid("nginx")).toBe(nginx);
+    expect(lab.sh(host, "systemctl is-active php8.2-fpm").trim()).toBe("active");
+    expect(verifyHost(pm, original).filter((x) => !x.ok)).toEqual([]);
+  });
+
+  test("where relisten cannot work (neither perl nor python3 on the host) each service restarts instead, saying why", () => {
+    const higher: ProfileInput = { ...PM, backlog: 24000 };
+    const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
+    lab.sh(host, "for f in /usr/bin/perl /usr/bin/python3; do [ -e $f ] && mv $f $f.hidden; done; true");
+    try {
+      const r = ssmRun(higher);
+      expect(r.code).toBe(0);
+      expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten", nginx: "relisten" });
+      expect(r.stdout).toContain("pulumi-backlog: php8.2-fpm: restart (fallback: neither perl nor python3 on the host)");
+      expect(r.stdout).toContain("pulumi-backlog: nginx: restart (fallback: neither perl nor python3 on the host)");
+      expect(mainPid("php8.2-fpm")).not.toBe(pids[0]);
+      expect(mainPid("nginx")).not.toBe(pids[1]);
+      expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual([24000]);
+      expect(sendQ("8080")).toEqual([24000]);
+      expect(verifyHost(higher, original).filter((x) => !x.ok)).toEqual([]);
+    } finally {
+      lab.sh(host, "for f in /usr/bin/perl /usr/bin/python3; do [ -e $f.hidden ] && mv $f.hidden $f; done; true");
+    }
+  });
+
+  test("pools removed from the profile go back to their originals: Debian's www.conf byte for byte, the script's own api.conf removed", () => {
+    const other: ProfileInput = {
+      name: "other", backlog: 8192,
+      pools: [{ name: "other", listen: "/run/php/other.sock" }],
+      listeners: [{ listen: 8080, pool: "other" }],
+    };
+    const nginx = mainPid("nginx");
+    const r = ssmRun(other);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`pulumi-backlog: ${POOL_DIR}/api.conf: given back as it was before the first deploy`);
+    expect(r.stdout).toContain(`pulumi-backlog: ${POOL_DIR}/www.conf: given back as it was before the first deploy`);
+    expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "restart", nginx: "reload" });
+    expect(r.stdout).toContain(`${POOL_DIR}/api.conf goes: its pool stops listening on restart; ${POOL_DIR}/www.conf goes: its pool stops listening on restart`);
+    expect(lab.sh(host, `base64 -w0 < ${POOL_DIR}/www.conf`)).toBe(debianPool);
+    expect(run(`test -e ${POOL_DIR}/api.conf`).code).toBe(1);
+    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone").trim().split("\n").sort())
+      .toEqual(render(defineProfile(other)).map((f) => f.path).sort());
+    // Debian's pool listens again (its own backlog), the api pool's port is closed, the new pool and
+    // nginx (reloaded: same master, the [::]:8081 listener gone) have the profile's values.
+    expect(sendQ("/run/php/php8.2-fpm.sock")).toHaveLength(1);
+    expect(sendQ("9001")).toEqual([]);
+    expect(sendQ("8081")).toEqual([]);
+    expect(mainPid("nginx")).toBe(nginx);
+    expect(r.stdout).toContain('pulumi-backlog: OK: all 4 settings verified (/proc/sys and ss) against profile "other"');
+    expect(verifyHost(other, original).filter((x) => !x.ok)).toEqual([]);
+    // A second run: nothing to give back, nothing to do.
+    const again = ssmRun(other);
+    expect(again.code).toBe(0);
+    expect(actions(again.stdout)).toEqual({});
+    expect(again.stdout).not.toContain("given back");
   });
 });
 

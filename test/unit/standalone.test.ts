@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { mkdtempSync, readFileSync } from "fs";
 import { tmpdir, userInfo } from "os";
 import { join } from "path";
-import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken } from "../../components/plan";
+import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken, scriptLibrary } from "../../components/plan";
 import { parseReport } from "../../components/report";
 import { type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile, kernelTargets } from "../../components/profile";
 import { render, renderSysctlDropIn } from "../../components/render";
@@ -39,13 +39,15 @@ function sh(script: string, env: Record<string, string> = {}): { code: number; s
 }
 
 describe("the script", () => {
-  test.each([["incident", INCIDENT], ["web fixture", WEB], ["kernel only", KERNEL_ONLY], ["exact", EXACT]])("%s: #!/bin/sh, parses as POSIX sh, holds no {{", (_, input) => {
+  test.each([["incident", INCIDENT], ["web fixture", WEB], ["kernel only", KERNEL_ONLY], ["exact", EXACT]])("%s: #!/bin/sh, parses as POSIX sh, holds no {{ (dash and bash --posix)", (_, input) => {
     const script = standaloneScript(input as ProfileInput);
     expect(script.startsWith("#!/bin/sh\n")).toBe(true);
     expect(script).not.toContain("{{");
-    const r = sh(`sh -n <<'EOF_SCRIPT'\n${script}\nEOF_SCRIPT`);
-    expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
+    for (const shell of ["sh", "bash --posix"]) {
+      const r = sh(`${shell} -n <<'EOF_SCRIPT'\n${script}\nEOF_SCRIPT`);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+    }
   });
 
   test("is deterministic and carries every rendered file", () => {
@@ -62,15 +64,31 @@ describe("the script", () => {
     }
   });
 
-  test("applies through applyScript with the services tested and never restarted by it", () => {
+  test("applies through applyScript with the services tested and never touched by it; retired files decided on the host", () => {
     const script = standaloneScript(INCIDENT);
     expect(script).toContain("if ! out=$(timeout -k 5 90 php-fpm8.2 -t 2>&1); then pb_fail 10 'test php8.2-fpm'");
     expect(script).toContain("if ! out=$(timeout -k 5 90 nginx -t 2>&1); then pb_fail 10 'test nginx'");
     expect(script).toContain("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf");
-    // Restarts are the script's own decision (a changed file or a differing socket), once per service.
-    expect(script.match(/systemctl restart php8\.2-fpm 2>&1\)/g)).toHaveLength(1);
-    expect(script.match(/systemctl restart nginx 2>&1\)/g)).toHaveLength(1);
-    expect(script).not.toMatch(/systemctl reload/);
+    // ApplyPlan.retireStale: the files this owner managed last time and the profile no longer has go back.
+    expect(script).toContain(`pb_at "retired $p"`);
+    // The apply (the subshell) restarts and reloads nothing; the script's own actions do, once each.
+    const apply = script.slice(script.indexOf("\n(\npb_main() {\n"), script.indexOf(") > \"$pb_state/apply.log\" 2>&1"));
+    expect(apply.length).toBeGreaterThan(1000);
+    expect(apply).not.toMatch(/systemctl (restart|reload)/);
+    expect(apply).not.toContain("pb_relisten ");
+    expect(script.match(/systemctl restart "\$1" 2>&1\)/g)).toHaveLength(1);
+    expect(script.match(/systemctl reload "\$1" 2>&1\)/g)).toHaveLength(1);
+    expect(script).toContain(`pb_service php8.2-fpm "$pb_act_php" "$pb_why_php" "$pb_pairs_php"`);
+    expect(script).toContain(`pb_service nginx "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx"`);
+  });
+
+  test("plan.ts's shell library is loaded once, before the apply, and the apply is applyScript's without it", () => {
+    const script = standaloneScript(INCIDENT);
+    const library = scriptLibrary(STATE_DIR, "standalone", { token: /^T=([0-9a-f]{32})$/m.exec(script)![1]! }).join("\n");
+    expect(script.split(library)).toHaveLength(2);
+    expect(script.match(/^PB_RELISTEN_PL=/gm)).toHaveLength(1);
+    expect(script.indexOf(library)).toBeLessThan(script.indexOf("pb_decide() {"));
+    expect(script.indexOf("pb_decide() {")).toBeLessThan(script.indexOf("\n(\npb_main() {\n"));
   });
 
   test("options: services, paths and state name reach the script; bad ones are refused", () => {
@@ -79,7 +97,8 @@ describe("the script", () => {
       paths: { phpFpmPoolDir: "/etc/php-fpm.d" },
       stateName: "al2023",
     });
-    expect(script).toContain("systemctl restart php-fpm 2>&1");
+    expect(script).toContain(`pb_service php-fpm "$pb_act_php"`);
+    expect(script).toContain("pb_unit_need php php-fpm\n");
     expect(script).toContain("pb_put /etc/php-fpm.d/www.conf ");
     // One state directory per host, shared with the SSH path; the state name is this script's owner name there.
     expect(script).toContain(`pb_state=${STATE_DIR}\n`);
@@ -106,7 +125,7 @@ describe("the script", () => {
   test("one verification row per expected value, with verify.ts's settings and hints", () => {
     const profile = defineProfile(WEB);
     const script = standaloneScript(profile);
-    const rows = script.split("\n").filter((l) => l.startsWith("  pb_row \"$1\" "));
+    const rows = script.split("\n").filter((l) => l.startsWith("  pb_row "));
     const expected = expectedValues(profile);
     expect(rows).toHaveLength(expected.length);
     expected.forEach((e, i) => expect(rows[i]).toContain(quote(e.setting)));
@@ -278,6 +297,36 @@ describe("the awk socket matcher agrees with verify.ts", () => {
     for (const s of [php, nginx, v6]) expect(viaAwk(output, s)).toBe(viaTs(output, s));
   });
 
+  test("list mode (-v list=1): each matching socket's inode and Send-Q, as the probe's report reads them", () => {
+    const path = "/run/php/php8.2-fpm.sock";
+    const unixOut = `u_str LISTEN 0      4096   ${path} 606842 * 0\nu_str LISTEN 0 511 ${path} 606900 * 0`;
+    const tcpOut = [
+      "LISTEN 0      511          0.0.0.0:8080        0.0.0.0:*    ino:1234 sk:5 cgroup:/system.slice/nginx.service <->",
+      "LISTEN 0      1024            [::]:8080           [::]:*    ino:1240 sk:6 cgroup:/system.slice/nginx.service v6only:1 <->",
+    ].join("\n");
+    const token = reportToken();
+    const report = parseReport(`@@${token} unix ${path}\n${unixOut}\n@@${token} tcp 8080\n${tcpOut}\n@@${token} end\n`, token);
+    const selectors: SocketSelector[] = [
+      { kind: "unix", path },
+      { kind: "tcp", endpoint: { family: "ipv4", host: "0.0.0.0", port: 8080 }, dualStack: false },
+      { kind: "tcp", endpoint: { family: "ipv6", host: "::", port: 8080 }, dualStack: true },
+      { kind: "tcp", endpoint: { family: "any", host: null, port: 8080 }, dualStack: false },
+      { kind: "unix", path: "/run/php/none.sock" },
+    ];
+    const list = (output: string, s: SocketSelector) => {
+      const r = sh(`printf '%s\\n' "$SS" | ${socketSelectorEnv(s)} awk -v list=1 ${quote(SOCKET_AWK)}`, { SS: output });
+      expect(r.stderr).toBe("");
+      return r.stdout.split("\n").filter((l) => l !== "");
+    };
+    for (const s of selectors) {
+      const want = report.sockets.filter((x) => socketMatches(s, x)).map((x) => `${x.inode} ${x.backlog}`);
+      expect(list(`${unixOut}\n${tcpOut}`, s)).toEqual(want);
+    }
+    expect(list(`${unixOut}\n${tcpOut}`, selectors[2]!)).toEqual(["1234 511", "1240 1024"]);
+    // Without -e a TCP row has no inode: "-".
+    expect(list("LISTEN 0 511 0.0.0.0:8080 0.0.0.0:*", selectors[1]!)).toEqual(["- 511"]);
+  });
+
   test("on generated ss output (property)", () => {
     const seen = { missing: 0, one: 0, differing: 0 };
     fc.assert(fc.property(fc.array(fc.oneof(tcpRow, unixRow), { maxLength: 8 }), selector, (lines, s) => {
@@ -289,5 +338,6 @@ describe("the awk socket matcher agrees with verify.ts", () => {
     // The generator reaches every outcome, not only "missing".
     expect(seen.one).toBeGreaterThan(10);
     expect(seen.differing).toBeGreaterThan(0);
-  });
+    // fast-check runs the awk program per case: seconds on a loaded machine.
+  }, 30_000);
 });
