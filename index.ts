@@ -7,6 +7,9 @@
  *   backlog:inventory  a JSON file with such hosts (default .lab/inventory.json, what `npm run lab -- up` writes)
  *   backlog:services   php-fpm/nginx unit and binary names (default Debian 12)
  *   backlog:onGone     "forget" (default) or "fail": a host that left the inventory and cannot be reached
+ *   backlog:conflicts  "report" (default) or "neutralize": a line of another sysctl file that undoes the
+ *                      drop-in is reported (warning, output sysctlConflicts), or also commented out
+ *                      (destroy puts it back); see docs/sysctl.md
  *   backlog:rollout    { maxParallel?: number | "N%", maxFailedHosts?: number } (default: all hosts at once
  *                      when no service needs more than a relisten, else 25 % of the hosts at a time; stop
  *                      after the first batch with a failed host)
@@ -34,6 +37,12 @@ interface HostEntry extends Endpoint {
   sudo?: boolean;
   /** A bastion to hop through. */
   proxy?: Endpoint;
+  /**
+   * Whether the machine is there (default "present"): "stopped" keeps its last deploy and touches
+   * nothing, "gone" forgets it without SSH (what ec2Hosts sets for stopped / terminated instances;
+   * see docs/fleets.md).
+   */
+  presence?: "present" | "stopped" | "gone";
 }
 
 const config = new pulumi.Config("backlog");
@@ -44,6 +53,10 @@ if (onGone !== undefined && onGone !== "forget" && onGone !== "fail") {
   throw new Error(`backlog:onGone ${JSON.stringify(onGone)}: must be "forget" or "fail"`);
 }
 // Checked here too, so that a mistake names the configuration key.
+const conflicts = config.get("conflicts");
+if (conflicts !== undefined && conflicts !== "report" && conflicts !== "neutralize") {
+  throw new Error(`backlog:conflicts ${JSON.stringify(conflicts)}: must be "report" or "neutralize"`);
+}
 const rolloutPolicy = toRollout(config.getObject<unknown>("rollout"), "backlog:rollout");
 
 function readHosts(): HostEntry[] {
@@ -78,8 +91,12 @@ function endpoint(e: Endpoint, where: string) {
 
 const hosts: FleetHost[] = readHosts().map((h, i) => {
   if (typeof h.name !== "string" || h.name === "") throw new Error(`backlog hosts[${i}].name: required (a non-empty string)`);
+  if (h.presence !== undefined && !["present", "stopped", "gone"].includes(h.presence)) {
+    throw new Error(`backlog hosts[${i}].presence ${JSON.stringify(h.presence)} (host ${h.name}): must be "present", "stopped" or "gone"`);
+  }
   return {
     name: h.name,
+    ...(h.presence !== undefined ? { presence: h.presence } : {}),
     connection: {
       ...endpoint(h, `hosts[${i}]`),
       sudo: h.sudo,
@@ -94,16 +111,23 @@ const fleet = new BacklogFleet("backlog", {
   services,
   rollout: { maxParallel: rolloutPolicy.maxParallel, maxFailedHosts: rolloutPolicy.maxFailedHosts },
   ...(onGone !== undefined ? { onGone } : {}),
+  ...(conflicts !== undefined ? { conflicts } : {}),
 });
 
 /** Per host and setting: expected, effective, ok. */
 export const verification = fleet.verification;
-/** Per host: whether it matched the profile before this run (false: drift or a changed profile). */
+/** Per host: whether it matches the profile after this run (true once its apply verified; unknown at preview for a host this run changes). */
 export const inSync = fleet.inSync;
+/** Per host: whether it matched the profile when this run probed it, before any change (false: drift or a changed profile). */
+export const inSyncBefore = fleet.inSyncBefore;
+/** Per host: whether this run changes it (at preview), or changed it (after up). */
+export const changed = fleet.changed;
 /** Per host and systemd unit: what this run does to the service (none, relisten, reload, restart). */
 export const actions = fleet.actions;
 /** The rollout: host names, batch after batch. */
 export const rollout = fleet.rollout;
+/** Hosts whose machine is not there: "stopped" (kept as last deployed, not touched) or "gone" (forgotten without SSH). */
+export const absent = fleet.absent;
 const byHost = <T>(pick: (h: (typeof fleet.hosts)[string]) => pulumi.Output<T>) =>
   pulumi.all(Object.fromEntries(Object.entries(fleet.hosts).map(([n, h]) => [n, pick(h)])));
 /**
@@ -112,5 +136,11 @@ const byHost = <T>(pick: (h: (typeof fleet.hosts)[string]) => pulumi.Output<T>) 
  * lists for a host that needed nothing.
  */
 export const changes = byHost((h) => h.changes);
+/**
+ * Per host: each line of another sysctl file that undoes the drop-in (file, line, key, value, the
+ * tools that let it win: systemd-sysctl, sysctl --system, sysctl -p) and whether this run
+ * neutralized it. Empty lists when none.
+ */
+export const sysctlConflicts = byHost((h) => h.sysctlConflicts);
 /** Per host and unit: what the last apply really did (`restart (fallback: …)` when a relisten could not work). */
 export const applied = byHost((h) => h.applied);

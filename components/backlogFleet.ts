@@ -3,6 +3,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { BacklogHost, BacklogHostArgs, SshConnectionArgs, VerificationRow } from "./backlogHost";
+import type { HostPresence } from "./hostSettings";
+import { conflictMode } from "./converge";
 import { BacklogProfile, toProfile } from "./profile";
 import { RolloutInput, RolloutPlan, RolloutPolicy, ServiceAction, batchIndex, describeRollout, planRollout, stopReason, toRollout } from "./rollout";
 
@@ -17,6 +19,12 @@ export interface FleetHost {
     name: string;
     /** How to reach it (see {@link BacklogHostArgs.connection}). */
     connection: pulumi.Input<SshConnectionArgs>;
+    /**
+     * Whether the machine is there (see {@link BacklogHostArgs.presence}). Default `"present"`.
+     * `ec2Hosts` sets `"stopped"` for a stopped or stopping instance and `"gone"` for a terminated
+     * or shutting-down one; such hosts are not probed, not changed and not in the rollout's batches.
+     */
+    presence?: HostPresence;
 }
 
 /** Arguments of {@link BacklogFleet}: those of {@link BacklogHostArgs} except `connection`, plus the hosts. */
@@ -38,6 +46,7 @@ export interface BacklogFleetArgs extends Omit<BacklogHostArgs, "connection"> {
 /** Validates the profile and the host list before anything is registered. */
 function fleetProfile(args: BacklogFleetArgs): BacklogProfile {
     const profile = toProfile(args.profile);
+    conflictMode(args.conflicts, "conflicts");
     const seen = new Set<string>();
     for (const [i, h] of args.hosts.entries()) {
         if (typeof h.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(h.name)) {
@@ -69,12 +78,21 @@ export class BacklogFleet extends pulumi.ComponentResource {
     public readonly hosts: Record<string, BacklogHost>;
     /** Verification rows by host name. */
     public readonly verification: pulumi.Output<Record<string, VerificationRow[]>>;
-    /** Whether each host matched the profile when this program probed it. */
+    /** Whether each host matches the profile after this run (see {@link BacklogHost.inSync}). */
     public readonly inSync: pulumi.Output<Record<string, boolean>>;
+    /** Whether each host matched the profile when this run probed it, before any change. */
+    public readonly inSyncBefore: pulumi.Output<Record<string, boolean>>;
+    /** Whether this run changes (after `up`: changed) each host. */
+    public readonly changed: pulumi.Output<Record<string, boolean>>;
     /** Per host and systemd unit: what the deployment does to the service (decided from the probe). */
     public readonly actions: pulumi.Output<Record<string, Record<string, ServiceAction>>>;
     /** The rollout: host names, batch after batch (one batch: all at once). */
     public readonly rollout: pulumi.Output<string[][]>;
+    /**
+     * Hosts whose machine is not there, by name: `"stopped"` (kept as last deployed, not touched)
+     * or `"gone"` (forgotten without SSH once it leaves the host list). Empty when all are present.
+     */
+    public readonly absent: pulumi.Output<Record<string, "stopped" | "gone">>;
 
     /**
      * @param name - Logical name; each host's component is named `<name>-<host name>`.
@@ -87,6 +105,8 @@ export class BacklogFleet extends pulumi.ComponentResource {
         const profile = fleetProfile(args);
         const policy = toRollout(args.rollout);
         const names = args.hosts.map((h) => h.name);
+        // The batches hold the hosts that can be deployed; a stopped or gone one changes nothing.
+        const present = args.hosts.filter((h) => (h.presence ?? "present") === "present").map((h) => h.name);
         super("backlog:index:BacklogFleet", name, {
             profile,
             hosts: names,
@@ -107,11 +127,14 @@ export class BacklogFleet extends pulumi.ComponentResource {
                 paths: args.paths,
                 services: args.services,
                 ...(args.onGone !== undefined ? { onGone: args.onGone } : {}),
+                ...(args.conflicts !== undefined ? { conflicts: args.conflicts } : {}),
+                ...(h.presence !== undefined ? { presence: h.presence } : {}),
             }, {
                 parent: this,
                 dependsOn: allConstructed.apply(() => later.plan!.apply((p): pulumi.Input<pulumi.Resource[]> => {
                     const k = batchIndex(p.batches)[h.name];
-                    return k === 0 ? [] : later.gates!(p.batches)[k - 1];
+                    // A stopped or gone host is in no batch: it changes nothing, so it waits for nothing.
+                    return k === undefined || k === 0 ? [] : later.gates!(p.batches)[k - 1];
                 })) as pulumi.Output<pulumi.Resource[]>,
             });
         }
@@ -119,26 +142,34 @@ export class BacklogFleet extends pulumi.ComponentResource {
             pulumi.all(Object.fromEntries(Object.entries(this.hosts).map(([n, host]) => [n, pick(host)]))) as pulumi.Output<Record<string, T>>;
         this.verification = byHost((host) => host.verification);
         this.inSync = byHost((host) => host.inSync);
+        this.inSyncBefore = byHost((host) => host.inSyncBefore);
+        this.changed = byHost((host) => host.changed);
         this.actions = byHost((host) => host.actions);
 
         // With maxParallel set (or one host) the batches do not depend on the actions, so no host
         // waits for the other hosts' probes before its own registration.
-        const fixed = policy.maxParallel !== undefined || names.length <= 1;
+        const fixed = policy.maxParallel !== undefined || present.length <= 1;
         const plan = fixed
-            ? pulumi.output(planRollout(names, {}, policy)) as pulumi.Output<RolloutPlan>
-            : this.actions.apply((a) => planRollout(names, a, policy));
+            ? pulumi.output(planRollout(present, {}, policy)) as pulumi.Output<RolloutPlan>
+            : this.actions.apply((a) => planRollout(present, a, policy));
         later.plan = plan;
         later.gates = memo((batches: string[][]) => rolloutGates(name, this, batches, this.hosts, policy));
         plan.apply((p) => pulumi.log.info(describeRollout(p, policy), this));
         this.rollout = plan.apply((p) => p.batches);
+        this.absent = pulumi.output(Object.fromEntries(args.hosts
+            .filter((h) => h.presence === "stopped" || h.presence === "gone")
+            .map((h) => [h.name, h.presence as "stopped" | "gone"])));
         constructed();
 
         this.registerOutputs({
             profile,
             verification: this.verification,
             inSync: this.inSync,
+            inSyncBefore: this.inSyncBefore,
+            changed: this.changed,
             actions: this.actions,
             rollout: this.rollout,
+            absent: this.absent,
         });
     }
 }

@@ -3,12 +3,14 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { basename } from "path";
-import { HostChanges, HostDecision, ServiceNames, decide, formatChanges, managedKeys, serviceNames, socketsToObserve } from "./converge";
+import { ConflictMode, HostChanges, HostDecision, ServiceNames, conflictMode, decide, formatChanges, managedKeys, serviceNames, socketsToObserve } from "./converge";
 import { STATE_DIR, ServiceAction, checkOwner, probeScript, reportToken } from "./plan";
 import { parseReport } from "./report";
 import { BacklogProfile, ProfileInput, toProfile } from "./profile";
 import { HostPaths, render, resolvePaths } from "./render";
-import { HostSettings, plannedActions } from "./hostSettings";
+import { HOST_PRESENCES, HostPresence, HostSettings, decisionArgs, plannedActions } from "./hostSettings";
+export { HOST_PRESENCES, type HostPresence } from "./hostSettings";
+import { SysctlConflict, formatConflict } from "./sysctlSources";
 import { SshConnection, insecureHops, parseHostKey, runScript, sshTarget } from "./ssh";
 import { ComparisonRow } from "./verify";
 
@@ -61,6 +63,26 @@ export interface BacklogHostArgs {
      * `"fail"` fails the delete (and so every later `up`) until it can be reached.
      */
     onGone?: "forget" | "fail";
+    /**
+     * What to do with a line of another sysctl file (/etc/sysctl.conf, a sysctl.d file in /etc, /run,
+     * /usr/local/lib, /usr/lib or /lib) that sets a managed key to another value and that boot
+     * (systemd-sysctl), `sysctl --system` or `sysctl -p` applies after the drop-in (docs/sysctl.md).
+     * `"report"` (default): a warning per line, the `sysctlConflicts` output, and advisory rows in
+     * `verification`; the file is not touched. `"neutralize"`: the line is also commented out with a
+     * marker (`# pulumi-backlog neutralized …: <line>`) inside the apply's transaction; the file's
+     * original is kept on the host and destroy puts it back byte for byte.
+     */
+    conflicts?: ConflictMode;
+    /**
+     * Whether the machine is there (default `"present"`; a plain value, not an Output: it decides
+     * resource options). `"stopped"`: it exists but cannot answer (a stopped EC2 instance): no SSH,
+     * nothing changed, the state of its last deploy is kept, and a warning says so on every run.
+     * `"gone"`: it will never answer again (a terminated EC2 instance): no SSH, nothing changed, and
+     * its settings resource is registered with `retainOnDelete`, so that when it later leaves the
+     * program the engine drops it from the stack without a delete (without SSH). `ec2Hosts` sets it
+     * from the instance's state; see docs/fleets.md.
+     */
+    presence?: HostPresence;
 }
 
 /** One row of a host's verification output: one setting, what the profile expects and what the host has. */
@@ -76,6 +98,17 @@ export interface VerificationRow {
     effective: number | null;
     /** Whether the effective value satisfies the expected one. */
     ok: boolean;
+    /**
+     * True on a row that is reported but does not fail the deploy: what boot or `sysctl --system`
+     * would leave while a conflicting sysctl line is left in place (`conflicts: "report"`). Absent otherwise.
+     */
+    advisory?: boolean;
+}
+
+/** A line of another sysctl file that undoes the drop-in (output `sysctlConflicts`). */
+export interface SysctlConflictRow extends SysctlConflict {
+    /** `"reported"` (left in place), or `"neutralized"` (commented out by this run's mode `neutralize`). */
+    action: "reported" | "neutralized";
 }
 
 /**
@@ -89,7 +122,11 @@ function hostProps(name: string, args: BacklogHostArgs) {
     if (args.onGone !== undefined && args.onGone !== "forget" && args.onGone !== "fail") {
         throw new Error(`${name}: onGone ${JSON.stringify(args.onGone)}: must be "forget" or "fail"`);
     }
-    checkConnection(name, args.connection);
+    if (args.presence !== undefined && !HOST_PRESENCES.includes(args.presence)) {
+        throw new Error(`${name}: presence ${JSON.stringify(args.presence)}: must be one of ${HOST_PRESENCES.map((p) => `"${p}"`).join(", ")}`);
+    }
+    // No connection is made to a stopped or gone machine: its host key may be unknown by now.
+    if ((args.presence ?? "present") === "present") checkConnection(name, args.connection);
     const services = serviceNames(args.services);
     const view = (c: Omit<SshConnection, "privateKey" | "passphrase" | "proxy">) => ({
         host: c.host,
@@ -128,12 +165,27 @@ function checkConnection(name: string, connection: pulumi.Input<SshConnectionArg
 export class BacklogHost extends pulumi.ComponentResource {
     /** Per setting: expected and effective value after the last deploy, and whether they match. */
     public readonly verification: pulumi.Output<VerificationRow[]>;
-    /** Whether the host matched the profile when this program probed it (false: drift or a new profile). */
+    /**
+     * Whether the host matches the profile after this run: `true` once its apply verified, and for a
+     * host that needed nothing (the last verified state); `false` when a `pulumi refresh` found drift
+     * since. Unknown at preview for a host this run changes. (It used to mean what {@link inSyncBefore}
+     * means, and read `false` right after a deploy that changed the host: see CHANGELOG.md.)
+     */
     public readonly inSync: pulumi.Output<boolean>;
+    /** Whether the host matched the profile when this run probed it, before any change (`false`: drift or a changed profile). */
+    public readonly inSyncBefore: pulumi.Output<boolean>;
+    /** Whether this run changes the host (known at preview: what `changes` lists); after `up`, whether it changed it. */
+    public readonly changed: pulumi.Output<boolean>;
     /** Why the host did not match at probe time (empty when in sync). */
     public readonly reasons: pulumi.Output<string[]>;
     /** Files in the sysctl load order that would override a managed key at boot (should be empty). */
     public readonly bootOverrides: pulumi.Output<string[]>;
+    /**
+     * Every line of another sysctl file that undoes the drop-in, as probed before this run: file
+     * (a link's target), line, key, value, the tools that let it win, and what this run did with it.
+     * Empty when none.
+     */
+    public readonly sysctlConflicts: pulumi.Output<SysctlConflictRow[]>;
     /**
      * Per systemd unit, what this run does to it, decided from the probe (known at preview):
      * `none`, `relisten` (listen() again on the running sockets, no connection lost), `reload` or
@@ -191,42 +243,52 @@ export class BacklogHost extends pulumi.ComponentResource {
         // The probe reads only; its result holds no secret, so it is unwrapped from the connection's secrecy.
         // A host that cannot be probed (unreachable, wrong host key, a key it does not expose) does not stop
         // the program: its settings resource fails with the reason, and the other hosts go on.
-        const outcome: pulumi.Output<HostDecision | { failure: string }> = pulumi.unsecret(connection.apply(async (conn) => {
-            try {
-                const token = reportToken();
-                const result = await runScript(conn, probeScript(spec, { token }));
-                if (result.timedOut) throw new Error(`probe of ${sshTarget(conn)} timed out (connection.scriptTimeoutSeconds)`);
-                const report = parseReport(result.stdout, token);
-                if (result.code !== 0 || !report.complete) {
-                    throw new Error(`probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
+        const presence = args.presence ?? "present";
+        const conflictsMode = conflictMode(args.conflicts, `${name}: conflicts`);
+        const outcome: pulumi.Output<HostDecision | { failure: string } | { absent: "stopped" | "gone" }> = presence !== "present"
+            ? pulumi.output({ absent: presence })
+            : pulumi.unsecret(connection.apply(async (conn) => {
+                try {
+                    const token = reportToken();
+                    const result = await runScript(conn, probeScript(spec, { token }));
+                    if (result.timedOut) throw new Error(`probe of ${sshTarget(conn)} timed out (connection.scriptTimeoutSeconds)`);
+                    const report = parseReport(result.stdout, token);
+                    if (result.code !== 0 || !report.complete) {
+                        throw new Error(`probe failed on ${sshTarget(conn)}: ${result.stderr.trim() || "incomplete output"}`);
+                    }
+                    return decide(profile, report, { paths: args.paths, services: args.services, owner, legacyName, conflicts: conflictsMode });
+                } catch (err) {
+                    const failure = (err as Error).message;
+                    pulumi.log.warn(`${name}: ${failure}`, this);
+                    return { failure };
                 }
-                return decide(profile, report, { paths: args.paths, services: args.services, owner, legacyName });
-            } catch (err) {
-                const failure = (err as Error).message;
-                pulumi.log.warn(`${name}: ${failure}`, this);
-                return { failure };
-            }
-        }));
+            }));
         const decided = <T>(pick: (d: HostDecision) => T, otherwise: T): pulumi.Output<T> =>
-            outcome.apply((o) => ("failure" in o ? otherwise : pick(o)));
+            outcome.apply((o) => ("failure" in o || "absent" in o ? otherwise : pick(o)));
+        const absentReason = presence === "stopped"
+            ? `${name}: the machine is stopped: not probed and not changed (no SSH); the stack keeps what its last deploy recorded, and the next run after it starts again checks it`
+            : `${name}: the machine is gone for good: not probed and not changed (no SSH); once it leaves the inventory it is dropped from the stack without a restore (what the deployment changed stays on its disk)`;
+        if (presence !== "present") pulumi.log.warn(absentReason, this);
 
         const settings = new HostSettings(`${name}-settings`, {
             connection,
             hostName: name,
             target: connection.apply((c) => sshTarget(c)),
-            plan: decided((d) => d.plan, undefined),
+            // The plan, and what this run changes in fields of their own (what preview --diff shows).
+            ...decisionArgs(decided((d): HostDecision | undefined => d, undefined)),
             expected: decided((d) => d.expected, undefined),
             before: decided((d) => d.before as Record<string, number | undefined>, undefined),
             desiredHash: decided((d) => d.desiredHash, undefined),
-            inSync: decided((d) => d.inSync, false),
             probeFailure: outcome.apply((o) => ("failure" in o ? o.failure : undefined)),
             onGone: args.onGone ?? "forget",
-            changes: decided((d) => d.changes, undefined),
-        }, { parent: this });
+            presence,
+        }, { parent: this, ...(presence === "gone" ? { retainOnDelete: true } : {}) });
 
         this.verification = settings.verification.apply((rows: ComparisonRow[]) =>
-            rows.map(({ setting, expected, effective, ok }) => ({ setting, expected, effective, ok })));
-        this.inSync = decided((d) => d.inSync, false);
+            rows.map(({ setting, expected, effective, ok, advisory }) => ({ setting, expected, effective, ok, ...(advisory ? { advisory } : {}) })));
+        this.inSync = settings.inSync.apply((v) => v === true);
+        this.inSyncBefore = decided((d) => d.inSync, false);
+        this.changed = decided((d) => !d.inSync, false);
         this.actions = decided((d) => plannedActions(d.plan), {});
         this.actionReasons = decided((d) => Object.fromEntries(d.plan.services.filter((sv) => sv.reason).map((sv) => [sv.unit, sv.reason as string])), {});
         this.applied = settings.applied.apply((a) => a ?? {});
@@ -236,12 +298,20 @@ export class BacklogHost extends pulumi.ComponentResource {
             const text = formatChanges(c);
             if (text) pulumi.log.info(`${name} will change:\n${text}`, this);
         });
-        this.reasons = outcome.apply((o) => ("failure" in o ? [o.failure] : o.reasons));
+        this.reasons = outcome.apply((o) => ("failure" in o ? [o.failure] : "absent" in o ? [absentReason] : o.reasons));
         const overrides = decided((d) => d.bootOverrides, []);
         this.bootOverrides = overrides.apply((list) => list.map((o) => `${o.key} is set again by ${o.file} (${o.line}), which is read after the drop-in at boot`));
         overrides.apply((list) => {
             for (const o of list) {
                 pulumi.log.warn(`${name}: ${o.key} is set again by ${o.file} (${o.line}), which systemd-sysctl reads after the drop-in: at boot that value wins.`, this);
+            }
+        });
+        this.sysctlConflicts = decided((d) => d.conflicts.map((c): SysctlConflictRow => ({ ...c, action: d.conflictMode === "neutralize" ? "neutralized" : "reported" })), []);
+        this.sysctlConflicts.apply((list) => {
+            for (const c of list) {
+                pulumi.log.warn(`${name}: sysctl conflict: ${formatConflict(c)}. ` + (c.action === "neutralized"
+                    ? "Mode neutralize: this run comments it out (destroy puts it back)."
+                    : "Left in place (conflicts: \"report\"); set conflicts: \"neutralize\" to comment it out, or change the file."), this);
             }
         });
         this.registerOutputs({
@@ -251,8 +321,11 @@ export class BacklogHost extends pulumi.ComponentResource {
             connection: props.connection,
             verification: this.verification,
             inSync: this.inSync,
+            inSyncBefore: this.inSyncBefore,
+            changed: this.changed,
             reasons: this.reasons,
             bootOverrides: this.bootOverrides,
+            sysctlConflicts: this.sysctlConflicts,
             actions: this.actions,
             actionReasons: this.actionReasons,
             applied: this.applied,

@@ -10,7 +10,39 @@ import { ApplyPlan, ManagedService, RelistenSocket, STATE_DIR, ServiceAction, ch
 import { HostReport, effectiveOf } from "./report";
 import { BacklogProfile, KernelValues, SysctlKey, kernelTargets } from "./profile";
 import { HostPaths, RenderedFile, render, resolvePaths } from "./render";
-import { ComparisonRow, ExpectedValue, compare, expectedValues, socketMatches } from "./verify";
+import { ComparisonRow, ExpectedValue, compare, expectedValues, persistedExpectations, phpVersionOfUnit, socketMatches } from "./verify";
+import { SYSCTL_CONF, SYSCTL_SOURCE_DIRS, SysctlConflict, WantedValue, sysctlConflicts, NEUTRALIZED_MARKER } from "./sysctlSources";
+
+/**
+ * What to do with a line of another sysctl file that undoes the drop-in (see
+ * components/sysctlSources.ts): `"report"` warns and lists it (stack output, verification row);
+ * `"neutralize"` also comments it out with a marker (original kept, destroy puts it back).
+ */
+export type ConflictMode = "report" | "neutralize";
+
+/** Every {@link ConflictMode}. */
+export const CONFLICT_MODES: readonly ConflictMode[] = Object.freeze(["report", "neutralize"] as ConflictMode[]);
+
+/**
+ * Checks a conflicts setting; undefined gives `"report"`.
+ *
+ * @param where - what to name in the error (e.g. `web1: conflicts`, `backlog:conflicts`).
+ * @throws Error naming the field, the value and the allowed values.
+ */
+export function conflictMode(value: unknown, where = "conflicts"): ConflictMode {
+  if (value === undefined) return "report";
+  if (typeof value !== "string" || !(CONFLICT_MODES as readonly string[]).includes(value)) {
+    throw new Error(`${where} ${JSON.stringify(value)}: must be "report" or "neutralize"`);
+  }
+  return value as ConflictMode;
+}
+
+/** A sysctl file the library may comment lines out of: a real file among the sysctl sources. */
+export function isSysctlSource(path: string): boolean {
+  if (path === SYSCTL_CONF) return true;
+  const cut = path.lastIndexOf("/");
+  return SYSCTL_SOURCE_DIRS.includes(path.slice(0, cut)) && /^[A-Za-z0-9_.+@-]+\.conf$/.test(path.slice(cut + 1));
+}
 
 /** How services are named and tested on the host's distribution. */
 export interface ServiceNames {
@@ -68,6 +100,10 @@ export interface HostDecision {
   before: KernelValues;
   /** Files in the sysctl load order that would override a managed key at boot. */
   bootOverrides: BootOverride[];
+  /** Lines of other sysctl files that undo the drop-in under some tool (see {@link sysctlConflicts}). */
+  conflicts: SysctlConflict[];
+  /** What this run does with {@link conflicts}. */
+  conflictMode: ConflictMode;
   /** What this run changes on the host, for an operator to approve (empty lists: nothing). */
   changes: HostChanges;
 }
@@ -170,6 +206,8 @@ export interface DecideOptions {
   owner: string;
   /** The state directory name of the 0.1 layout (the resource's name), moved into place once. */
   legacyName?: string;
+  /** What to do with conflicting sysctl lines. Default `"report"`. */
+  conflicts?: ConflictMode;
 }
 
 /** The php-fpm a host runs: unit, binary and pool directory. */
@@ -304,7 +342,15 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const paths = resolvePaths({ ...options.paths, ...(php ? { phpFpmPoolDir: php.poolDir } : {}) });
   const names = serviceNames({ ...options.services, ...(php ? { phpFpmUnit: php.unit, phpFpmBinary: php.binary } : {}) });
   const files: RenderedFile[] = render(profile, { paths, hostBefore: own });
-  const expected = expectedValues(profile, own);
+  const mode = conflictMode(options.conflicts);
+  const kernelExpected = expectedValues(profile, own, phpVersionOfUnit(names.phpFpmUnit));
+  // What the drop-in will set, and the lines of other files that undo it under some tool.
+  const wanted: Record<string, WantedValue> = Object.fromEntries(kernelExpected.flatMap((e) =>
+    e.target.kind === "sysctl" ? [[e.target.key, { value: e.expected, comparison: e.comparison }]] : []));
+  const conflicts = sysctlConflicts({ files: report.sysctlFiles ?? [], lines: report.sysctlLines ?? [] }, paths.sysctlDropIn, wanted);
+  // Verification also checks what boot and sysctl --system would leave; in mode report a conflict
+  // shows there (advisory: it does not fail the deploy), in mode neutralize it must be gone.
+  const expected = [...kernelExpected, ...persistedExpectations(kernelExpected, mode === "report")];
   const current = compare(expected, effectiveOf(report));
 
   const reasons: string[] = [];
@@ -324,14 +370,34 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   // originals; files another owner (another stack, a renamed resource) manages are left to it.
   const mine = report.owners[owner] ?? (Object.keys(report.owners).length === 0 ? report.managed : []);
   const others = new Set(Object.entries(report.owners).filter(([o]) => o !== owner).flatMap(([, list]) => list));
-  const retired = mine.filter((path) => !files.some((f) => f.path === path) && !others.has(path)).sort();
+  // Conflicting lines to comment out (mode neutralize), per real file; a file neutralized by an
+  // earlier deploy stays this owner's (destroy gives it back) while the mode stays neutralize.
+  const neutralize: { path: string; lines: { line: number; text: string }[] }[] = [];
+  if (mode === "neutralize") {
+    for (const c of conflicts) {
+      if (!isSysctlSource(c.file)) {
+        reasons.push(`${c.file}:${c.line} sets ${c.key} = ${c.value} but is not a sysctl file this library edits: change it by hand`);
+        continue;
+      }
+      let entry = neutralize.find((n) => n.path === c.file);
+      if (!entry) neutralize.push(entry = { path: c.file, lines: [] });
+      if (!entry.lines.some((l) => l.line === c.line)) entry.lines.push({ line: c.line, text: c.text });
+      reasons.push(`${c.file}:${c.line} (${c.key} = ${c.value}) undoes the drop-in under ${c.tools.join(", ")}: it is commented out`);
+    }
+    for (const n of neutralize) n.lines.sort((a, b) => a.line - b.line);
+  }
+  const neutralized = mode === "neutralize"
+    ? mine.filter((path) => isSysctlSource(path) && path !== paths.sysctlDropIn && !files.some((f) => f.path === path)).sort()
+    : [];
+  const retired = mine.filter((path) => !files.some((f) => f.path === path) && !others.has(path) && !neutralized.includes(path)).sort();
   const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
   for (const path of retired) {
     reasons.push(`${path} is no longer in the profile: its original comes back`);
     if (path.startsWith(poolDir)) needs["php-fpm"].push({ action: "restart", reason: `${path} goes: its pool stops listening on restart` });
     if (path === paths.nginxConf) needs.nginx.push({ action: "reload", reason: `${path} goes back to its original` });
   }
-  const badRows = current.filter((r) => !r.ok);
+  // Advisory rows (a conflict left in mode report) are shown, not acted on: no apply can fix them.
+  const badRows = current.filter((r, i) => !r.ok && !expected[i]?.advisory);
   for (const r of badRows) {
     reasons.push(`${r.setting}: expected ${r.comparison === "atLeast" ? ">=" : ""}${r.expected}, host has ${r.effective ?? "nothing"}`);
   }
@@ -390,11 +456,13 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
       .filter(([, v]) => v !== undefined)) as Record<string, number>,
     sockets: socketsToObserve(profile),
     generation: report.generation,
+    ...(neutralize.length ? { neutralize } : {}),
+    ...(neutralized.length ? { neutralized } : {}),
     ...(options.legacyName ? { legacyName: options.legacyName } : {}),
   };
-  const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit) }));
+  const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit), ...(mode === "neutralize" ? { mode } : {}) }));
   const changes: HostChanges = {
-    settings: current.filter((r) => !r.ok).map((r) => ({ setting: r.setting, current: r.effective, wanted: r.expected, comparison: r.comparison })),
+    settings: current.filter((r, i) => !r.ok && !expected[i]?.advisory).map((r) => ({ setting: r.setting, current: r.effective, wanted: r.expected, comparison: r.comparison })),
     files: files.filter((f) => report.files[f.path] !== contentHash(f.content)).map((f) => {
       const have = report.files[f.path];
       const host = have ? report.contents[f.path] : "";
@@ -403,7 +471,11 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
         change: have ? "update" as const : "create" as const,
         diff: host === undefined ? "(the file on the host is too large to show)\n" : unifiedDiff(host, f.content, { maxLines: 60 }),
       };
-    }),
+    }).concat(neutralize.map((n) => ({
+      path: n.path,
+      change: "update" as const,
+      diff: n.lines.map((l) => `@@ line ${l.line} @@\n-${l.text}\n+${NEUTRALIZED_MARKER}${l.text}\n`).join(""),
+    }))),
     retired,
     services: services.filter((sv) => sv.action !== "none").map((sv) => ({ unit: sv.unit, action: sv.action, reason: sv.reason ?? "" })),
     recovers: report.journalOpen,
@@ -417,6 +489,8 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     desiredHash,
     before,
     bootOverrides: bootOverrides(report.sysctlSources, paths.sysctlDropIn, keys),
+    conflicts,
+    conflictMode: mode,
     changes,
   };
 }

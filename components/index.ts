@@ -11,7 +11,8 @@
  */
 export * from "./backlogFleet";
 export * from "./backlogHost";
-export { DEBIAN_12_SERVICES, ServiceNames, STATE_DIR, bootOverrides, decide } from "./converge";
+export { CONFLICT_MODES, ConflictMode, DEBIAN_12_SERVICES, ServiceNames, STATE_DIR, bootOverrides, conflictMode, decide } from "./converge";
+export * from "./sysctlSources";
 export * from "./profile";
 export * from "./render";
 export * from "./shell";

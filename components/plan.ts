@@ -115,6 +115,15 @@ export interface ManagedService {
      * listening socket held by a process outside the managed units (the apply stops, exit 15).
      */
     ports?: number[];
+    /**
+     * The action is decided on the host during the apply (the standalone script, which has no probe
+     * before it): names of the shell variables that hold, once {@link ApplyPlan.beforeServices} has
+     * run, the action (`none`, `relisten`, `reload`, `restart`), its reason, the sockets to listen()
+     * again (` inode=backlog` pairs) and their backlogs now (` inode=backlog`, for a rollback);
+     * `announce` names a shell function called as `announce UNIT TEXT` when a relisten falls back to
+     * a restart. {@link action} and {@link relisten} are then ignored. Default: decided in the program.
+     */
+    decidedOnHost?: { action: string; reason: string; pairs: string; olds: string; announce?: string };
 }
 
 /** What one apply run does on one host. */
@@ -146,6 +155,13 @@ export interface ApplyPlan {
      */
     retireStale?: boolean;
     /**
+     * Shell lines run inside the transaction after the files are written, tested and `sysctl -p`
+     * loaded, just before the service steps: where the standalone script decides each service's
+     * action ({@link ManagedService.decidedOnHost}). A failing service step after them still rolls
+     * everything back. Default: none.
+     */
+    beforeServices?: string[];
+    /**
      * The host's own value of each kernel key this deploy assumed (see converge.ts `hostOwnValues`),
      * kept on the host so that the next deploy still knows a value raised by hand was the host's.
      */
@@ -160,7 +176,20 @@ export interface ApplyPlan {
     generation?: number;
     /** State directory name of the 0.1 layout (`<state>/<name>/`), moved into place once. */
     legacyName?: string;
+    /**
+     * Lines of other sysctl files to comment out (mode `conflicts: "neutralize"`), per real file (not
+     * a link): each line number with its text as the probe read it (trimmed; the run stops, exit 19,
+     * when the line differs by then). The line becomes {@link NEUTRALIZED_PREFIX} + the line. The
+     * file's original is kept once, like a managed file's, and the file joins this owner's files, so
+     * destroy puts it back byte for byte; a failed run puts it back too. Default: none.
+     */
+    neutralize?: { path: string; lines: { line: number; text: string }[] }[];
+    /** Files neutralized by an earlier deploy that stay this owner's (so destroy gives them back). Default: none. */
+    neutralized?: string[];
 }
+
+/** What a neutralized sysctl line starts with (components/sysctlSources.ts NEUTRALIZED_MARKER). */
+export const NEUTRALIZED_PREFIX = "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): ";
 
 /** Options every script takes. */
 export interface ScriptOptions {
@@ -363,6 +392,8 @@ pb_pause() {
   echo "$$" > "$R/paused.$1"; n=0
   while [ -e "$R/pause.$1" ] && [ "$n" -lt 3000 ]; do sleep 0.2; n=$((n + 1)); done
   rm -f "$R/paused.$1"
+  # Said again on resuming, so that a connection lost during the pause is noticed at this step.
+  pb_at "step $1"
 }
 pb_step() { PB_STEP=$1; pb_at "step $1"; pb_pause "$1"; }
 pb_lock() {
@@ -426,6 +457,24 @@ pb_put() {
   if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
     if [ -e "$p" ]; then chcon --reference="$p" "$t" 2>/dev/null; else restorecon "$t" 2>/dev/null; fi
   fi
+  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
+  PB_CHANGED="$PB_CHANGED $b"
+}
+# Comments out lines of the sysctl file $1 (backup name $2); then pairs of line number and the
+# line's trimmed text as probed (a line that differs stops it). Keeps the original once.
+pb_neutralize() {
+  local p b d t n x have
+  p=$1; b=$2; shift 2
+  if [ -L "$p" ] || [ ! -f "$p" ]; then echo "$p is not a regular file"; return 1; fi
+  d=$(dirname "$p") && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  cp -p "$p" "$t" || { rm -f "$t"; return 1; }
+  while [ $# -ge 2 ]; do
+    n=$1; x=$2; shift 2
+    have=$(sed -n "\${n}p" "$t" | tr -d '\000-\010\013-\037\177' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
+    if [ "$have" != "$x" ]; then echo "line $n of $p changed since the probe"; rm -f "$t"; return 19; fi
+    if ! awk -v n="$n" -v m="$PB_NEUTRAL" 'NR == n { print m $0; next } { print }' "$t" > "$t.n" || ! cat "$t.n" > "$t"; then rm -f "$t" "$t.n"; return 1; fi
+    rm -f "$t.n"
+  done
   pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
   PB_CHANGED="$PB_CHANGED $b"
 }
@@ -603,8 +652,17 @@ function observeLines(spec: ProbeSpec): string[] {
     const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
     if (keyPattern) {
         const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
-        lines.push(`pb_at sysctl.d; for f in ${globs} /etc/sysctl.conf; do [ -f "$f" ] || continue; ` +
-            `grep -H -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null; done`);
+        // Every sysctl file (names only: a same-named file in an earlier directory masks a later
+        // one, whatever it sets), links with what they resolve to, then the numbered lines that
+        // assign a managed key (components/sysctlSources.ts decides which wins under which tool).
+        // Names outside the safe set are left out; control characters are dropped from lines.
+        const each = `for f in ${globs} /etc/sysctl.conf; do case \${f##*/} in *[!A-Za-z0-9_.+@-]*) continue;; esac; `;
+        lines.push(
+            `pb_at sysctl-files; ${each}if [ -L "$f" ]; then t=$(readlink -f -- "$f"); case $t in ''|*[!A-Za-z0-9_.+@/-]*) t='!unsafe';; esac; printf '%s -> %s\\n' "$f" "$t"; ` +
+            `elif [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done`,
+            `pb_at sysctl-lines; ${each}[ -f "$f" ] || continue; ` +
+            `grep -H -n -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null | tr -d '\\000-\\010\\013-\\037\\177'; done`,
+        );
     }
     // Only the sockets the profile names, selected by ss itself: a socket whose name holds a
     // newline or a fake row never matches the exact path filter.
@@ -665,18 +723,38 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
         `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("restart " + s.unit)} "$out" "$st"; fi`,
         `  pb_at ${quote("did " + s.unit + " restart")} ${why}`,
     ];
-    const pairs = (s.relisten ?? []).map((r) => `${checkNumber(r.inode, "inode", Number.MAX_SAFE_INTEGER)}=${checkNumber(r.backlog, "backlog")}`).join(" ");
-    const olds = (s.relisten ?? []).map((r) => `${r.inode}=${checkNumber(r.oldBacklog, "oldBacklog")}`).join(" ");
+    const host = s.decidedOnHost;
+    if (host) {
+        for (const v of [host.action, host.reason, host.pairs, host.olds, host.announce ?? "pb_at"]) {
+            if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(v)) throw new Error(`decidedOnHost of ${s.unit}: ${JSON.stringify(v)} is not a shell name`);
+        }
+    }
+    const pairs = host ? `$${host.pairs}` : (s.relisten ?? []).map((r) => `${checkNumber(r.inode, "inode", Number.MAX_SAFE_INTEGER)}=${checkNumber(r.backlog, "backlog")}`).join(" ");
+    const olds = host ? `"${s.unit} $${host.olds}"` : quote(`${s.unit} ${(s.relisten ?? []).map((r) => `${r.inode}=${checkNumber(r.oldBacklog, "oldBacklog")}`).join(" ")}`);
     const relisten = (after: string) => [
         // What the sockets had, so that a rollback can listen() again with the old backlog.
-        `  pb_note "$S/txn/s/"${unit} ${quote(`${s.unit} ${olds}`)} || pb_fail 13 ${quote("journal " + s.unit)}`,
+        `  pb_note "$S/txn/s/"${unit} ${olds} || pb_fail 13 ${quote("journal " + s.unit)}`,
         `  if out=$(pb_relisten ${unit} ${pairs} 2>&1); then pb_at ${quote("did " + s.unit + " " + after)}; printf '%s\\n' "$out"; else`,
         `    pb_at ${quote("fallback " + s.unit)}; printf '%s\\n' "$out"`,
+        ...(host?.announce ? [`    ${host.announce} ${unit} "restart (fallback: $(printf '%s\\n' "$out" | head -n 1))"`] : []),
         ...restart("'(fallback)'").map((l) => "  " + l),
         "  fi",
     ];
     lines.push(`pb_step ${quote("service " + s.unit)}`);
-    if (s.action === "restart") {
+    if (host) {
+        const reload = [
+            `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+            `  if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
+            `  pb_at ${quote("did " + s.unit + " reload")}`,
+        ];
+        lines.push(
+            `case $${host.action} in`,
+            "restart)", ...restart(`"$${host.reason}"`), "  ;;",
+            "reload)", ...reload, `  if [ -n "${pairs}" ]; then`, ...relisten("relisten").map((l) => "  " + l), "  fi;;",
+            `relisten) if [ -n "${pairs}" ]; then`, ...relisten("relisten").map((l) => "  " + l), "  fi;;",
+            "esac",
+        );
+    } else if (s.action === "restart") {
         lines.push("if :; then", ...restart(""), "fi");
     } else if (s.action === "reload") {
         lines.push(
@@ -740,6 +818,19 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
             "PULUMI_BACKLOG_B64",
         );
     }
+    for (const n of plan.neutralize ?? []) {
+        if (!/^\/[A-Za-z0-9_.+/-]{1,4095}$/.test(n.path)) throw new Error(`neutralize ${JSON.stringify(n.path)}: not a sysctl file path`);
+        const pairs = n.lines.map((l) => {
+            if (/[\n\r]/.test(l.text)) throw new Error(`neutralize ${n.path}:${l.line}: the line text holds a line break`);
+            return `${checkNumber(l.line, "line", 999999999)} ${quote(l.text)}`;
+        }).join(" ");
+        lines.push(
+            `pb_step ${quote("neutralize " + n.path)}`,
+            `PB_NEUTRAL=${quote(NEUTRALIZED_PREFIX)}`,
+            `out=$(pb_neutralize ${quote(n.path)} ${backupName(n.path)} ${pairs}); rc=$?; if [ "$rc" != 0 ]; then pb_fail $([ "$rc" = 19 ] && echo 19 || echo 13) ${quote("neutralize " + n.path)} "$out"; fi`,
+            `pb_at ${quote("neutralized " + n.path)}`,
+        );
+    }
     for (const path of plan.retired ?? []) {
         lines.push(`pb_give_back ${quote(path)} ${backupName(path)} || pb_fail 13 ${quote("give back " + path)}`);
     }
@@ -759,7 +850,7 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
             "fi",
         );
     }
-    const ownerList = plan.files.map((f) => f.path).join("\n");
+    const ownerList = [...plan.files.map((f) => f.path), ...new Set([...(plan.neutralize ?? []).map((n) => n.path), ...(plan.neutralized ?? [])])].join("\n");
     lines.push(
         `pb_txn_keep "$S/owners/$OWNER" owner && pb_note "$S/owners/$OWNER" ${quote(ownerList)} || pb_fail 13 "owner" "cannot record this deployment's files"`,
         "pb_step test",
@@ -784,6 +875,7 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
             }
         }
     }
+    lines.push(...(plan.beforeServices ?? []));
     for (const s of plan.services) lines.push(...serviceLines(s, timeout));
     lines.push(
         "pb_step commit",

@@ -7,6 +7,7 @@
  */
 import { createHash } from "crypto";
 import { SYSCTL_DIRS } from "./plan";
+import { SYSCTL_TOOLS, type SysctlAssignment, type SysctlFile, parseAssignmentText, winners } from "./sysctlSources";
 import { type EffectiveValues, type ListeningSocket, splitAddress } from "./verify";
 
 /** What a probe, apply or restore printed, parsed and checked. */
@@ -19,6 +20,13 @@ export interface HostReport {
     contents: Record<string, string>;
     /** Lines from sysctl.d files (and /etc/sysctl.conf) that set a managed key: `file:line`. */
     sysctlSources: string[];
+    /**
+     * Every sysctl file the probe found (each `*.conf` of the sysctl.d directories, and
+     * /etc/sysctl.conf), with what a link resolves to. Empty when the script did not look.
+     */
+    sysctlFiles?: SysctlFile[];
+    /** The lines of those files that assign a managed key, with their line numbers (see components/sysctlSources.ts). */
+    sysctlLines?: SysctlAssignment[];
     /** Listening sockets of the paths and ports the profile names (nothing else is read). */
     sockets: ListeningSocket[];
     /** `systemctl is-active` per unit. */
@@ -51,6 +59,8 @@ export interface HostReport {
     warnings: string[];
     /** Files the script gave back because this owner no longer manages them (retireStale). */
     retired: string[];
+    /** Sysctl files this run commented conflicting lines out of (mode neutralize). */
+    neutralized?: string[];
     /** php-fpm units found on the host (`php8.2-fpm`, `php-fpm`) and their state, when asked to discover them. */
     phpUnits?: Record<string, string>;
     /** Set when the script stopped at a step: which step and its output. */
@@ -112,6 +122,9 @@ function tcpRow(line: string, port: number): ListeningSocket {
     };
 }
 
+const SOURCE_PATH = `(?:${SYSCTL_DIRS.map((d) => d.replace(/[./]/g, "\\$&")).join("|")})/[A-Za-z0-9_.+@-]+\\.conf|/etc/sysctl\\.conf`;
+const SOURCE_LISTED = new RegExp(`^(${SOURCE_PATH})(?: -> (/[A-Za-z0-9_.+@/-]{0,4095}|!unsafe))?$`);
+const SOURCE_LINE = new RegExp(`^(${SOURCE_PATH}):(\\d{1,9}):(.*)$`);
 const SOURCE_FILE = new RegExp(`^((?:${SYSCTL_DIRS.map((d) => d.replace(/[./]/g, "\\$&")).join("|")})/[A-Za-z0-9_.+@-]+\\.conf|/etc/sysctl\\.conf):(.*)$`);
 
 /**
@@ -171,6 +184,28 @@ export function parseReport(stdout: string, token: string): HostReport {
                     const m = SOURCE_FILE.exec(l);
                     if (!m) throw reportError(`sysctl.d: not a line of a sysctl file: ${show(l)}`);
                     report.sysctlSources.push(l);
+                }
+                break;
+            case "sysctl-files":
+                for (const l of lines()) {
+                    const m = SOURCE_LISTED.exec(l);
+                    if (!m) throw reportError(`sysctl-files: not a sysctl file: ${show(l)}`);
+                    (report.sysctlFiles ??= []).push(m[2] !== undefined ? { path: m[1] as string, target: m[2] } : { path: m[1] as string });
+                }
+                break;
+            case "sysctl-lines":
+                for (const l of lines()) {
+                    const m = SOURCE_LINE.exec(l);
+                    if (!m) throw reportError(`sysctl-lines: not a numbered line of a sysctl file: ${show(l)}`);
+                    const text = m[3] as string;
+                    // The script drops control characters; a line it printed is at most a few KiB.
+                    if (text.length > 4096 || /[\u0000-\u0008\u000a-\u001f\u007f]/.test(text)) throw reportError(`sysctl-lines: ${show(l)} is not a line of text`);
+                    const a = parseAssignmentText(text);
+                    if (!a) throw reportError(`sysctl-lines: ${show(l)} does not assign a key`);
+                    const line = number(m[2] as string, "sysctl-lines line number", 999999999);
+                    if (line < 1) throw reportError(`sysctl-lines: line number 0 in ${show(l)}`);
+                    (report.sysctlLines ??= []).push({ path: m[1] as string, line, key: a.key, value: a.value, text: text.trim() });
+                    report.sysctlSources.push(`${m[1]}:${text}`);
                 }
                 break;
             case "unix":
@@ -271,6 +306,10 @@ export function parseReport(stdout: string, token: string): HostReport {
                 if (!SAFE_PATH.test(arg)) throw reportError(`retired: ${show(arg)} is not a managed path`);
                 report.retired.push(arg);
                 break;
+            case "neutralized":
+                if (!SAFE_PATH.test(arg)) throw reportError(`neutralized: ${show(arg)} is not a path`);
+                (report.neutralized ??= []).push(arg);
+                break;
             case "warning":
                 report.warnings.push(arg);
                 break;
@@ -304,6 +343,16 @@ export function parseReport(stdout: string, token: string): HostReport {
 }
 
 /** The kernel values and listening sockets a report shows, as verify.ts `compare` takes them. */
-export function effectiveOf(report: Pick<HostReport, "sysctls" | "sockets">): EffectiveValues {
-    return { sysctls: report.sysctls, sockets: report.sockets };
+export function effectiveOf(report: Pick<HostReport, "sysctls" | "sockets"> & Partial<Pick<HostReport, "sysctlFiles" | "sysctlLines">>): EffectiveValues {
+    const keys = Object.keys(report.sysctls);
+    const sources = { files: report.sysctlFiles ?? [], lines: report.sysctlLines ?? [] };
+    const persisted: NonNullable<EffectiveValues["persisted"]> = {};
+    for (const tool of SYSCTL_TOOLS) {
+        const w = winners(sources, tool, keys);
+        persisted[tool] = Object.fromEntries(keys.map((k) => {
+            const a = w[k];
+            return [k, a ? { value: a.value ?? undefined, source: `${a.file}:${a.line}` } : { value: report.sysctls[k] }];
+        }));
+    }
+    return { sysctls: report.sysctls, sockets: report.sockets, persisted };
 }

@@ -331,7 +331,7 @@ export function remoteCommand(script: string, sudo: boolean): string {
  * over, the connection is closed (the host's script then rolls back, see plan.ts) and the result
  * says `timedOut` with what was printed so far.
  */
-export async function runScript(conn: SshConnection, script: string): Promise<ScriptResult> {
+export async function runScript(conn: SshConnection, script: string, options: RunOptions = {}): Promise<ScriptResult> {
     const limit = (conn.scriptTimeoutSeconds ?? 300) * 1000;
     const deadline = Date.now() + limit;
     const attempts = Math.max(1, conn.dialAttempts ?? 5);
@@ -372,6 +372,16 @@ export async function runScript(conn: SshConnection, script: string): Promise<Sc
                     finish(true);
                     close();
                 }, Math.max(1, deadline - Date.now()));
+                // Whoever waited for the result is gone: end the session, so the host rolls back.
+                const abort = () => {
+                    if (done) return;
+                    done = true;
+                    clearTimeout(timer);
+                    close();
+                    reject(sshError(`stopped on ${sshTarget(conn)}: ${(options.signal?.reason as Error | undefined)?.message ?? "aborted"}; the session was closed, so the host puts back what this run changed`));
+                };
+                if (options.signal?.aborted) abort();
+                options.signal?.addEventListener("abort", abort, { once: true });
                 stream.on("data", (d: Buffer) => out.push(d));
                 stream.stderr.on("data", (d: Buffer) => errs.push(d));
                 stream.on("exit", (c: number | null, signal?: string) => {
@@ -384,6 +394,12 @@ export async function runScript(conn: SshConnection, script: string): Promise<Sc
     } finally {
         close();
     }
+}
+
+/** Options of {@link runScript}. */
+export interface RunOptions {
+    /** When it aborts, the session is closed at once and the call fails (default: none). */
+    signal?: AbortSignal;
 }
 
 /** Resolves like `p` unless `deadline` (epoch ms) passes first; a late result is disposed of. */

@@ -19,12 +19,12 @@
  *   run after the one that kept it. The drop-in is byte for byte `render(profile, { hostBefore: own })`;
  * - what each service gets is converge.ts `decide()`'s decision, taken here at run time where the
  *   SSH path takes it in the program before (see {@link decisionShell}): the service files are
- *   copied before the apply and each change classified after it as `fileChangeNeed` does, retired
+ *   copied before the apply and each change classified once they are written (`ApplyPlan.beforeServices`) as `fileChangeNeed` does, retired
  *   files, the profile's sockets (`ss`) and the units are checked, and per service the least
  *   disruptive action runs: relisten (listen() again on the running socket: a backlog or
  *   somaxconn change loses no request; a restart where it cannot work, with the reason), reload
- *   (+ relisten) or restart. The apply has committed by then: a failed reload or restart stops
- *   the script (exit 12) with the files in place, where the SSH path rolls them back too;
+ *   (+ relisten) or restart. All of it runs inside the apply's transaction, as on the SSH path: a
+ *   failed reload or restart puts every file and value back and starts the service again on them (exit 12);
  * - verification is {@link expectedValues} and {@link compare}'s: each sysctl equal to the value
  *   applied, each socket's effective backlog (`ss` Send-Q) equal to `min(backlog, somaxconn)`, the
  *   sockets matched as {@link socketMatches} does, and the same hints.
@@ -38,7 +38,7 @@
 
 import { createHash } from "crypto";
 import { STATE_DIR, type ServiceNames, managedKeys, serviceNames, socketsToObserve } from "./converge";
-import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, backupName, procPath, scriptLibrary, serviceAction } from "./plan";
+import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, backupName, procPath, scriptLibrary } from "./plan";
 import {
   type BacklogProfile,
   type KernelValues,
@@ -63,7 +63,7 @@ export const STANDALONE_EXIT = Object.freeze({
   configTest: 10,
   /** `sysctl -p` of the drop-in failed: every file was put back. */
   sysctl: 11,
-  /** A service failed to restart or reload (its status is printed); the files stay as applied. */
+  /** A service failed to reload or restart (its status is printed): every file was put back and the service started again on the old files. */
   restart: 12,
   /** A file could not be written: every file was put back. */
   write: 13,
@@ -294,6 +294,7 @@ function rowHints(e: ExpectedValue): RowHints {
       high: rowHintsFor(ex, { [key]: x + 1 }, []),
     };
   }
+  if (e.target.kind !== "socket") throw new Error(`standalone script: row ${JSON.stringify(e.setting)} is not a kernel or socket row`);
   const selector = e.target.socket;
   const smaller = x - 1;
   const truncatedText = rowHintsFor(ex, { [SOMAXCONN]: smaller }, [syntheticSocket(selector, smaller)]);
@@ -348,6 +349,7 @@ function rows(profile: BacklogProfile): ScriptRow[] {
       const i = targets.findIndex((t) => t.key === (e.target as { key: SysctlKey }).key);
       return { expected: e, expectedWord: want(i), effectiveWord: `"$(pb_sysctl ${quote(procPath(e.target.key))})"`, group: "sysctl", hints };
     }
+    if (e.target.kind !== "socket") throw new Error(`standalone script: row ${JSON.stringify(e.setting)} is not a kernel or socket row`);
     const backlog = appBacklogs[socketIndex++];
     if (backlog === undefined || Math.min(backlog, profileSomaxconn) !== e.expected) {
       throw new Error(`standalone script: socket row ${JSON.stringify(e.setting)} does not follow expectedValues; update standalone.ts`);
@@ -457,7 +459,7 @@ function decisionLines(d: DecisionInputs): string[] {
     "    [ \"$pb_q\" != \"$2\" ] || continue",
     "    pb_differs=1",
     "    [ \"$pb_ino\" != - ] || continue",
-    "    if [ \"$1\" = php ]; then pb_pairs_php=\"$pb_pairs_php $pb_ino=$2\"; else pb_pairs_nginx=\"$pb_pairs_nginx $pb_ino=$2\"; fi",
+    "    if [ \"$1\" = php ]; then pb_pairs_php=\"$pb_pairs_php $pb_ino=$2\"; pb_olds_php=\"$pb_olds_php $pb_ino=$pb_q\"; else pb_pairs_nginx=\"$pb_pairs_nginx $pb_ino=$2\"; pb_olds_nginx=\"$pb_olds_nginx $pb_ino=$pb_q\"; fi",
     "  done <<PB_SOCKETS",
     "$4",
     "PB_SOCKETS",
@@ -493,7 +495,7 @@ function decisionLines(d: DecisionInputs): string[] {
     `pb_head() { printf ${format} SETTING EXPECTED EFFECTIVE RESULT; }`,
     // pb_decide BEFORE_DIR APPLY_LOG: sets pb_act_SERVICE, pb_why_SERVICE, pb_pairs_SERVICE (inode=backlog) and pb_retired.
     "pb_decide() {",
-    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''",
+    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''",
     "  pb_files pb_file_need \"$1\"",
     // Files this owner managed last time and the profile no longer has: the apply gave them back (ApplyPlan.retireStale).
     "  pb_retired=$(sed -n \"s/^@@$T retired //p\" \"$2\" 2>/dev/null | sort)",
@@ -508,7 +510,7 @@ function decisionLines(d: DecisionInputs): string[] {
     ...(d.profile.listeners.length > 0 ? [`  pb_unit_need nginx ${quote(names.nginxUnit)}`] : []),
     ...["php", "nginx"].flatMap((sv) => [
       `  case $pb_rank_${sv} in 1) pb_act_${sv}=relisten;; 2) pb_act_${sv}=reload;; 3) pb_act_${sv}=restart;; *) pb_act_${sv}=none;; esac`,
-      `  case $pb_act_${sv} in relisten|reload) ;; *) pb_pairs_${sv}='';; esac`,
+      `  case $pb_act_${sv} in relisten|reload) ;; *) pb_pairs_${sv}=''; pb_olds_${sv}='';; esac`,
     ]),
     "}",
   ];
@@ -541,36 +543,6 @@ export function decisionShell(profileInput: ProfileInput | BacklogProfile, optio
   return decisionLines({ profile, paths, names: serviceNames(options.services), files: render(profile, { paths }), checked: rows(profile) }).join("\n");
 }
 
-/** Shell that carries out a decision: `pb_service UNIT ACTION REASON PAIRS`, relisten falling back to a restart. */
-function actionLines(): string[] {
-  // plan.ts serviceAction() (the start counter reset first), for the unit in "$1".
-  const generic = (action: "restart" | "reload") => serviceAction(action, "pb-unit").replace(/pb-unit/g, "\"$1\"");
-  return [
-    "pb_restart() {",
-    `  if ! pb_out=$(${generic("restart")} 2>&1); then`,
-    "    pb_say \"FAILED: systemctl restart $1 failed:\"; printf '%s\\n' \"$pb_out\"",
-    `    systemctl status --no-pager "$1" 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
-    "  fi",
-    "}",
-    "pb_service() {",
-    "  [ \"$2\" != none ] || return 0",
-    "  pb_say \"$1: $2 ($3)\"",
-    "  case $2 in",
-    "    restart) pb_restart \"$1\"; return 0;;",
-    `    reload) if ! pb_out=$(${generic("reload")} 2>&1); then`,
-    "        pb_say \"FAILED: systemctl reload $1 failed:\"; printf '%s\\n' \"$pb_out\"",
-    `        systemctl status --no-pager "$1" 2>&1 | tail -n 20; exit ${STANDALONE_EXIT.restart}`,
-    "      fi;;",
-    "  esac",
-    "  [ -n \"$4\" ] || return 0",
-    // plan.ts pb_relisten: listen() again on the unit's own sockets (pidfd_getfd); where it cannot, a restart.
-    "  if pb_out=$(pb_relisten \"$1\" $4 2>&1); then printf '%s\\n' \"$pb_out\" | sed 's/^/  /'; return 0; fi",
-    "  pb_say \"$1: restart (fallback: $(printf '%s\\n' \"$pb_out\" | head -n 1))\"",
-    "  pb_restart \"$1\"",
-    "}",
-  ];
-}
-
 /**
  * The standalone script for `profile`: `#!/bin/sh`, runs as root without a terminal, applies the
  * profile through {@link applyScript}, then gives each service converge.ts's least disruptive
@@ -596,14 +568,21 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   const managed: ManagedFile[] = files.map((f) => f.kind === "sysctl"
     ? { path: f.path, content: dropIn.content, mode: f.mode, owner: f.owner, group: f.group, runtimeValues: dropIn.runtimeValues }
     : { path: f.path, content: f.content, mode: f.mode, owner: f.owner, group: f.group });
-  // The services are tested by the apply and never touched by it: what each needs is decided afterwards.
+  // What each service needs is decided on the host inside the apply's transaction (pb_decide, after
+  // the files are written and sysctl -p loaded): a failed reload or restart puts everything back.
+  const onHost = (sv: "php" | "nginx") => ({ action: `pb_act_${sv}`, reason: `pb_why_${sv}`, pairs: `pb_pairs_${sv}`, olds: `pb_olds_${sv}`, announce: "pb_tell" });
   const services: ManagedService[] = [];
-  if (profile.pools.length > 0) services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: "none" });
-  if (profile.listeners.length > 0) services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: "none" });
+  if (profile.pools.length > 0) services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: "none", decidedOnHost: onHost("php") });
+  if (profile.listeners.length > 0) services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: "none", decidedOnHost: onHost("nginx") });
+  const beforeServices = [
+    "pb_decide \"$pb_before\" \"$pb_state/apply.log\"",
+    "[ -z \"$pb_retired\" ] || printf '%s\\n' \"$pb_retired\" | while IFS= read -r pb_p; do pb_tell \"$pb_p\" 'given back as it was before the first deploy'; done",
+    ...services.map((sv) => `[ "$${sv.decidedOnHost?.action}" = none ] || pb_tell ${quote(sv.unit)} "$${sv.decidedOnHost?.action} ($${sv.decidedOnHost?.reason})"`),
+  ];
   const sockets = socketsToObserve(profile);
   const plan: ApplyPlan = {
     stateDir, owner: stateName, legacyName: stateName, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services, sockets,
-    retireStale: true,
+    retireStale: true, beforeServices,
   };
   // The apply's report goes to a root-only log and is only shown, never parsed for values (but
   // for the names of retired files): a token derived from the profile keeps this script's bytes deterministic.
@@ -629,8 +608,9 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     ...library,
     `pb_state=${quote(stateDir)}`,
     "pb_say() { printf 'pulumi-backlog: %s\\n' \"$*\"; }",
+    // From inside the apply (whose output goes to its log): a line for the reader, on descriptor 3.
+    "pb_tell() { printf 'pulumi-backlog: %s: %s\\n' \"$1\" \"$2\" >&3; }",
     ...decisionLines({ profile, paths, names, files, checked }),
-    ...actionLines(),
     "pb_host=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || true)",
     "pb_host=\"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)${pb_host:+ ($pb_host)}\"",
     `pb_say ${quote(`profile "${profile.name}" (mode ${profile.mode}) on `)}"$pb_host"`,
@@ -672,10 +652,12 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     `pb_tmp=$(mktemp -d /run/pulumi-backlog-before.XXXXXX 2>/dev/null || mktemp -d "$pb_state/before.XXXXXX") || { pb_say "FAILED: cannot create a temporary directory"; exit ${STANDALONE_EXIT.cannotRun}; }`,
     "trap 'rm -rf \"$pb_tmp\"' EXIT",
     "pb_before=$pb_tmp",
-    "pb_gen0=$(pb_read \"$pb_state/generation\") || pb_gen0=0",
     "pb_save_before \"$pb_before\"",
     "",
-    "# 3. Apply: plan.ts's applyScript (transaction: write, give back retired files, test, sysctl -p), no service touched.",
+    "# 3. Apply: plan.ts's applyScript, one transaction under the host's lock: write, give back retired",
+    "#    files, test, sysctl -p, then per service the least disruptive action (pb_decide), carried out.",
+    "#    Any failed step, a failed reload or restart included, puts everything back.",
+    "exec 3>&1",
     "(",
     applyBody.replace(/\n$/, ""),
     ") > \"$pb_state/apply.log\" 2>&1",
@@ -685,6 +667,7 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     `    ${STANDALONE_EXIT.configTest}) ${say("FAILED: a configuration test failed; every file was put back and no service was touched:")};;`,
     `    ${STANDALONE_EXIT.sysctl}) ${say("FAILED: sysctl -p of the drop-in failed; every file was put back:")};;`,
     `    ${STANDALONE_EXIT.write}) ${say("FAILED: a file could not be written; every file was put back:")};;`,
+    `    ${STANDALONE_EXIT.restart}) ${say("FAILED: a reload or restart failed; every file was put back and the service started again on the old files:")};;`,
     "    *) pb_say \"FAILED: the apply step stopped with exit status $pb_rc:\";;",
     "  esac",
     `  sed -n '/^@@${token} failed/,$p' "$pb_state/apply.log" | sed 's/^@@${token} failed /  step: /'`,
@@ -693,20 +676,10 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     "# Which values were kept as the host's own (applyScript recorded every value it set in applied.<key>).",
     ...keptLines,
     "",
-    "# 4. The host's lock again, to the end; a run that committed in between makes step 2's copies stale.",
-    "exec 9>\"$R/lock\"",
-    `if ! flock -w "$LOCKWAIT" 9; then pb_say "FAILED: another pulumi-backlog run holds the host's lock: $(tr -cd '[:print:]' < "$R/holder" 2>/dev/null)"; exit ${STANDALONE_EXIT.locked}; fi`,
-    "printf '%s (pid %s, since %s)\\n' \"$OWNER\" \"$$\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > \"$R/holder\"",
-    "pb_gen=$(pb_read \"$pb_state/generation\") || pb_gen=0",
-    "if [ \"$pb_gen\" != \"$((pb_gen0 + 1))\" ]; then pb_say \"another run changed this host during this one: every service file counts as changed\"; pb_before=\"$pb_before/stale\"; fi",
+    // What relisten did, from the apply's log.
+    "sed -n 's/^listened socket /  listened socket /p' \"$pb_state/apply.log\"",
     "",
-    "# 5. Per service the least disruptive action (pb_decide), carried out.",
-    "pb_decide \"$pb_before\" \"$pb_state/apply.log\"",
-    "[ -z \"$pb_retired\" ] || printf '%s\\n' \"$pb_retired\" | while IFS= read -r pb_p; do pb_say \"$pb_p: given back as it was before the first deploy\"; done",
-    `pb_service ${quote(names.phpFpmUnit)} "$pb_act_php" "$pb_why_php" "$pb_pairs_php"`,
-    `pb_service ${quote(names.nginxUnit)} "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx"`,
-    "",
-    "# 6. Verification: one row per expected value (verify.ts's expectedValues and compare).",
+    "# 4. Verification: one row per expected value (verify.ts's expectedValues and compare).",
     "pb_socks=$(pb_ss); pb_list=''",
     `pb_sx=$(pb_read ${quote(procPath(SOMAXCONN))}) || pb_sx=''`,
     "pb_total=0; pb_bad=0",

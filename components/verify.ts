@@ -22,6 +22,7 @@ import {
   kernelTargets,
 } from "./profile";
 import { type TcpEndpoint, canonicalIpv6, isDualStack, isIpv4 } from "./validation";
+import type { SysctlTool } from "./sysctlSources";
 
 /** Error for output that does not have the expected shape (never silently skipped). */
 export interface VerifyParseError extends Error {
@@ -208,11 +209,90 @@ export interface ExpectedValue {
   /** Human-readable name, e.g. `net.core.somaxconn`, `php-fpm pool app listen.backlog (/run/php/app.sock)`. */
   readonly setting: string;
   /** A kernel key, or the listening socket whose Send-Q is checked. */
-  readonly target: { readonly kind: "sysctl"; readonly key: SysctlKey } | { readonly kind: "socket"; readonly socket: SocketSelector; readonly service: "php-fpm" | "nginx" };
+  readonly target:
+    | { readonly kind: "sysctl"; readonly key: SysctlKey }
+    | { readonly kind: "socket"; readonly socket: SocketSelector; readonly service: "php-fpm" | "nginx" }
+    /** What a kernel key would be after `tool` loaded the host's sysctl files (see components/sysctlSources.ts). */
+    | { readonly kind: "persisted"; readonly key: SysctlKey; readonly tool: SysctlTool };
   /** The value expected. */
   readonly expected: number;
   /** `"equal"`, or `"atLeast"` (mode atLeast without a known host value: >= expected is fine). */
   readonly comparison: "equal" | "atLeast";
+  /**
+   * Shown, but a mismatch does not fail the deployment nor make the host out of sync (a conflict
+   * left in mode `report`: no apply of this library changes it). Default false.
+   */
+  readonly advisory?: boolean;
+}
+
+/** The tools whose result verification checks besides the running value: boot, and a later `sysctl --system`. */
+export const PERSISTED_TOOLS: readonly SysctlTool[] = Object.freeze(["systemd-sysctl", "sysctl --system"] as SysctlTool[]);
+
+/**
+ * One row per kernel row of `expected` and per {@link PERSISTED_TOOLS} tool: the value the key
+ * would have after that tool loads the host's sysctl files, expected the same as the running value.
+ *
+ * @param advisory - mark the rows advisory (mode `report`).
+ */
+export function persistedExpectations(expected: readonly ExpectedValue[], advisory: boolean): ExpectedValue[] {
+  return PERSISTED_TOOLS.flatMap((tool) => expected.flatMap((e): ExpectedValue[] => e.target.kind !== "sysctl" ? [] : [{
+    setting: `${e.target.key} after ${tool === "systemd-sysctl" ? "boot (systemd-sysctl)" : tool}`,
+    target: { kind: "persisted", key: e.target.key, tool },
+    expected: e.expected,
+    comparison: e.comparison,
+    ...(advisory ? { advisory: true } : {}),
+  }]));
+}
+
+// ---------------------------------------------------------------------------------------
+// php-fpm's own backlog rules, by version (php-src sapi/fpm/fpm/fpm_sockets.h and fpm_conf.c)
+
+/** A PHP version, `major.minor`. */
+export interface PhpVersion {
+  readonly major: number;
+  readonly minor: number;
+}
+
+/**
+ * The PHP version of a php-fpm unit name (`php7.4-fpm` → 7.4), or undefined when the name does
+ * not carry it (`php-fpm`, as on RHEL).
+ */
+export function phpVersionOfUnit(unit: string | undefined): PhpVersion | undefined {
+  const m = /^php(\d+)\.(\d+)-fpm$/.exec(unit ?? "");
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
+}
+
+function atLeast82(v: PhpVersion): boolean {
+  return v.major > 8 || (v.major === 8 && v.minor >= 2);
+}
+
+/**
+ * php-fpm's `FPM_BACKLOG_DEFAULT` on Linux: 511 before PHP 8.2; -1 from 8.2 on (php-src commit
+ * 1e562683, pull request 8410, "listen backlog should default to -1 also on Linux"), which listen()
+ * turns into `net.core.somaxconn`. Undefined version: -1 (the current sources).
+ */
+export function phpFpmDefaultBacklog(version: PhpVersion | undefined): number {
+  return version !== undefined && !atLeast82(version) ? 511 : -1;
+}
+
+/**
+ * The backlog php-fpm passes to listen() for a pool (pure): `listen.backlog` as configured, or
+ * {@link phpFpmDefaultBacklog} when the pool does not set it; then, for `pm = ondemand`, a value
+ * below `FPM_BACKLOG_DEFAULT` is raised to it (fpm_conf.c: "listen.backlog(N) was too low for the
+ * ondemand process manager. I updated it for you to 511"). From 8.2 the floor is -1, so nothing is
+ * raised; before 8.2 an ondemand pool never gets less than 511.
+ *
+ * @param configured - `listen.backlog` in the pool file, undefined when absent.
+ */
+export function phpFpmListenArg(version: PhpVersion | undefined, configured: number | undefined, pm: string): number {
+  const floor = phpFpmDefaultBacklog(version);
+  const arg = configured ?? floor;
+  return pm === "ondemand" && arg < floor ? floor : arg;
+}
+
+/** What `ss` shows as a listening socket's backlog for a listen() argument: a negative one (or one above it) is somaxconn. */
+export function kernelBacklog(listenArg: number, somaxconn: number): number {
+  return listenArg < 0 ? somaxconn : Math.min(listenArg, somaxconn);
 }
 
 /**
@@ -223,8 +303,9 @@ export interface ExpectedValue {
  *   effective backlog `ss` shows as Send-Q.
  *
  * @param hostBefore - the host's kernel values before the first deployment, if known.
+ * @param php - the PHP version of the host's php-fpm (see {@link phpFpmListenArg}); default: unknown, 8.2 or later rules.
  */
-export function expectedValues(profile: BacklogProfile, hostBefore?: KernelValues): ExpectedValue[] {
+export function expectedValues(profile: BacklogProfile, hostBefore?: KernelValues, php?: PhpVersion): ExpectedValue[] {
   const targets = kernelTargets(profile, hostBefore);
   const out: ExpectedValue[] = targets.map((t) => ({
     setting: t.key,
@@ -243,7 +324,8 @@ export function expectedValues(profile: BacklogProfile, hostBefore?: KernelValue
           ? { kind: "unix", path: p.listen.path }
           : { kind: "tcp", endpoint: p.listen.endpoint, dualStack: isDualStack({ program: "php-fpm", endpoint: p.listen.endpoint }) },
       },
-      expected: Math.min(p.backlog, somaxconn),
+      // php-fpm's own rules first (an ondemand pool before PHP 8.2 gets at least 511).
+      expected: kernelBacklog(phpFpmListenArg(php, p.backlog, p.pm.style), somaxconn),
       comparison: "equal",
     });
   }
@@ -270,6 +352,11 @@ export interface EffectiveValues {
   readonly sysctls: KernelValues;
   /** Listening sockets (from {@link parseSs}). */
   readonly sockets: readonly ListeningSocket[];
+  /**
+   * Per tool, each key's value after the tool loaded the host's sysctl files, and the `file:line`
+   * that sets it (none: no file sets the key, the running value stays). Missing: not read.
+   */
+  readonly persisted?: Partial<Record<SysctlTool, Record<string, { value: number | undefined; source?: string }>>>;
 }
 
 /** One compared setting. */
@@ -286,6 +373,8 @@ export interface ComparisonRow {
   readonly ok: boolean;
   /** For a mismatch: the likely cause and the fix. Empty when ok. */
   readonly hint: string;
+  /** Copied from {@link ExpectedValue.advisory}: a mismatch here is reported, not fatal. */
+  readonly advisory?: boolean;
 }
 
 /** `true` when an `ss` socket is the one a selector names. */
@@ -305,7 +394,12 @@ function serviceOf(e: ExpectedValue): string {
   return e.target.kind === "socket" ? e.target.service : "";
 }
 
-function hintFor(e: ExpectedValue, effective: number | null, somaxconnNow: number | undefined): string {
+function hintFor(e: ExpectedValue, effective: number | null, somaxconnNow: number | undefined, source?: string): string {
+  if (e.target.kind === "persisted") {
+    if (effective === null) return `${e.target.key}: the host's sysctl files were not read`;
+    return `${e.target.tool} would set ${effective}${source ? ` from ${source}` : ""}, undoing the drop-in: ` +
+      "set conflicts: \"neutralize\" to comment the line out, or change that file";
+  }
   if (e.target.kind === "sysctl") {
     if (effective === null) return `${e.target.key} could not be read: the key is hidden in a network namespace owned by an unprivileged user namespace, or the read failed`;
     return effective < e.expected
@@ -335,7 +429,12 @@ export function compare(expected: readonly ExpectedValue[], effective: Effective
   return expected.map((e): ComparisonRow => {
     let value: number | null;
     let allEqual = true;
-    if (e.target.kind === "sysctl") {
+    let source: string | undefined;
+    if (e.target.kind === "persisted") {
+      const p = effective.persisted?.[e.target.tool]?.[e.target.key];
+      value = p?.value ?? null;
+      source = p?.source;
+    } else if (e.target.kind === "sysctl") {
       value = effective.sysctls[e.target.key] ?? null;
     } else {
       const selector = e.target.socket;
@@ -350,7 +449,8 @@ export function compare(expected: readonly ExpectedValue[], effective: Effective
       comparison: e.comparison,
       effective: value,
       ok,
-      hint: ok ? "" : hintFor(e, value, somaxconnNow),
+      hint: ok ? "" : hintFor(e, value, somaxconnNow, source),
+      ...(e.advisory ? { advisory: true } : {}),
     };
   });
 }

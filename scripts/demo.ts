@@ -85,7 +85,19 @@ The lab hosts are still running. To look around:
   npm run lab -- status
   npm run lab -- exec lab1 -- ss -lnx            (effective backlog = Send-Q)
   npm run lab -- exec lab1 -- sysctl net.core.somaxconn
-  npm run pulumi -- preview --diff --stack lab   (probes the hosts: shows drift)
+To see a preview an operator can approve, make lab1 drift and preview (read-only; probes every host):
+  npm run lab -- exec lab1 -- sysctl -w net.core.somaxconn=1000
+  npm run lab -- exec lab1 -- sed -i 's/^listen.backlog = .*/listen.backlog = 511/' /etc/php/8.2/fpm/pool.d/www.conf
+  npm run pulumi -- preview --stack lab
+    "backlog-lab1 will change:" lists each setting current → wanted (net.core.somaxconn: 1000 → 8192),
+    a unified diff of each file that differs (-listen.backlog = 511 / +listen.backlog = 8192) and the
+    action per service with its reason (php8.2-fpm: relisten: listen() again, no connection lost).
+    Hosts with nothing to do print nothing; the resource line names the changed fields [diff: ~files,…].
+  npm run pulumi -- preview --diff --stack lab   (the same, field by field: settings, files, services)
+  npm run pulumi -- preview --json --stack lab   (the same for CI gates: steps[].newState.inputs)
+  npm run pulumi -- up --yes --stack lab         (repairs it; stack outputs: changed, changes = the drift
+                                                  it repaired, applied, verification, inSync = after the run)
+  See docs/preview.md for a real preview and every field.
 To see the incident this prevents (502s from a full php-fpm accept queue) and its fix under load:
   npm run bench:incident                         (its own lab host; before/after table, reports/incident.md)
 To tear down:

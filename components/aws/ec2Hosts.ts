@@ -11,7 +11,14 @@
  *   `/pulumi-backlog/host-keys/`), written by you, or by the instance at boot if its IAM role may
  *   `ssm:PutParameter` on that path (user data alone cannot: it needs credentials);
  * - a function of your own.
- * An instance without a key fails the program before any host is touched, naming the instance.
+ * A running instance without a key fails the program before any host is touched, naming the instance.
+ *
+ * Instances that are not running are hosts too, so that the stack follows the fleet without SSH to
+ * machines that cannot answer (see docs/fleets.md, "Fleets that change"): a stopped, stopping or
+ * pending instance is a host with `presence: "stopped"` (kept as last deployed, not touched, a
+ * warning naming it); a terminated or shutting-down one is a host with `presence: "gone"`
+ * (forgotten without SSH). AWS lists a terminated instance for about an hour; one that vanished
+ * from the list before any run saw it terminated falls back to the fleet's `onGone` rule.
  *
  * @packageDocumentation
  */
@@ -20,6 +27,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetHost } from "../backlogFleet";
 import type { SshConnectionArgs } from "../backlogHost";
+import type { HostPresence } from "../hostSettings";
 import { type SshConnection, parseHostKey } from "../ssh";
 
 /** Default prefix of the SSM parameters holding host keys: `/pulumi-backlog/host-keys/<instance-id>`. */
@@ -79,7 +87,7 @@ export interface Ec2HostsArgs {
   region?: string;
   /** Options of the lookups (provider, …). */
   invokeOptions?: pulumi.InvokeOptions;
-  /** Return an empty list when no running instance has the tags, instead of failing. Default false. */
+  /** Return an empty list when no instance (in any state) has the tags, instead of failing. Default false. */
   allowEmpty?: boolean;
 }
 
@@ -87,8 +95,32 @@ export interface Ec2HostsArgs {
 export interface Ec2Host extends FleetHost {
   /** Instance id. */
   instanceId: string;
-  /** The address connected to. */
+  /** The address connected to; for a stopped or gone instance the one it had, `""` when none is known (none is needed). */
   address: string;
+  /** The instance's EC2 state when it was listed: `running`, `pending`, `stopping`, `stopped`, `shutting-down` or `terminated`. */
+  state: string;
+  /** `"present"` for a running instance, `"stopped"` for pending/stopping/stopped, `"gone"` for shutting-down/terminated. */
+  presence: HostPresence;
+}
+
+/** EC2 instance states by what they mean for a host (see {@link ec2Presence}). */
+export const EC2_STATES: Readonly<Record<HostPresence, readonly string[]>> = Object.freeze({
+  present: ["running"],
+  stopped: ["pending", "stopping", "stopped"],
+  gone: ["shutting-down", "terminated"],
+});
+
+/**
+ * What an EC2 instance state means for its host: `running` → `"present"` (deployed);
+ * `pending`, `stopping`, `stopped` → `"stopped"` (cannot answer now, may run again: kept, not
+ * touched); `shutting-down`, `terminated` → `"gone"` (will never answer again: forgotten without SSH).
+ * @throws Error for any other state, naming it.
+ */
+export function ec2Presence(state: string): HostPresence {
+  for (const [presence, states] of Object.entries(EC2_STATES) as [HostPresence, readonly string[]][]) {
+    if (states.includes(state)) return presence;
+  }
+  throw new Error(`ec2Hosts: unknown EC2 instance state ${JSON.stringify(state)}: expected one of ${Object.values(EC2_STATES).flat().join(", ")}`);
 }
 
 /**
@@ -141,10 +173,12 @@ async function lookupKey(source: HostKeySource, instance: Ec2Instance, args: Ec2
 }
 
 /**
- * Finds the running EC2 instances that have every tag in `args.tags` (and are in `vpcId` /
- * `subnetIds` when given) and returns them as `BacklogFleet` hosts, sorted by instance id, each
- * named by its instance id and connecting to its private or public address with its own pinned
- * host key. Await it before building the fleet:
+ * Finds the EC2 instances that have every tag in `args.tags` (and are in `vpcId` / `subnetIds`
+ * when given) and returns them as `BacklogFleet` hosts, sorted by instance id, each named by its
+ * instance id. A running one connects to its private or public address with its own pinned host
+ * key. One that is not running is returned with its {@link Ec2Host.presence} (`"stopped"` or
+ * `"gone"`, see {@link ec2Presence}) and a warning naming the instance and the host; it needs no
+ * key and no address, and no SSH connection is made to it. Await it before building the fleet:
  *
  * ```ts
  * export = async () => {
@@ -155,11 +189,13 @@ async function lookupKey(source: HostKeySource, instance: Ec2Instance, args: Ec2
  * ```
  *
  * Instances are read once per `pulumi up`/`preview`: one started later joins on the next run.
- * The lookup uses `aws.ec2.getInstances` (ids only: its address lists skip instances without an
- * address, so they do not line up with the ids) and then `aws.ec2.getInstance` per id.
+ * The lookup uses `aws.ec2.getInstances` six times, once per state of {@link EC2_STATES} (ids
+ * only: its address lists skip instances without an address, so they do not line up with the
+ * ids), then `aws.ec2.getInstance` per running or stopped id (and per gone id
+ * only with `nameTag`, to read its name).
  *
  * @throws Error naming every instance without a host key, with an invalid one, or without the
- *   address asked for; or when no instance matches (unless `allowEmpty`).
+ *   address asked for; or when no instance matches in any state (unless `allowEmpty`).
  */
 export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
   const tagEntries = Object.entries(args.tags ?? {});
@@ -175,28 +211,70 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
     ...(args.vpcId ? [{ name: "vpc-id", values: [args.vpcId] }] : []),
     ...(args.subnetIds && args.subnetIds.length > 0 ? [{ name: "subnet-id", values: [...args.subnetIds] }] : []),
   ];
-  const found = await aws.ec2.getInstances({
+  // One listing per state: the data source says which ids match, not in which state.
+  const stateOf = new Map<string, { state: string; presence: HostPresence }>();
+  const listings = (Object.entries(EC2_STATES) as [HostPresence, readonly string[]][])
+    .flatMap(([presence, states]) => states.map((state) => ({ presence, state })));
+  const found = await Promise.all(listings.map(({ state }) => aws.ec2.getInstances({
     instanceTags: Object.fromEntries(tagEntries),
-    instanceStateNames: ["running"],
+    instanceStateNames: [state],
     ...(filters.length > 0 ? { filters } : {}),
     ...(args.region ? { region: args.region } : {}),
-  }, args.invokeOptions);
-  const ids = [...new Set(found.ids)].sort();
+  }, args.invokeOptions)));
+  // An instance that changed state between two listings is taken in its first (most present) one.
+  listings.forEach(({ presence, state }, k) => {
+    for (const id of found[k]!.ids) if (!stateOf.has(id)) stateOf.set(id, { state, presence });
+  });
+  const ids = [...stateOf.keys()].sort();
   const where = tagEntries.map(([k, v]) => `${k}=${v}`).join(", ") + (args.vpcId ? ` in ${args.vpcId}` : "") +
     (args.subnetIds?.length ? ` in subnets ${args.subnetIds.join(", ")}` : "");
   if (ids.length === 0) {
     if (args.allowEmpty) return [];
-    throw new Error(`ec2Hosts: no running instance has ${where}; check the tags and the region, or set allowEmpty`);
+    throw new Error(`ec2Hosts: no instance has ${where} (in any state); check the tags and the region, or set allowEmpty`);
   }
-  const instances: Ec2Instance[] = await Promise.all(ids.map(async (id) => {
-    const i = await aws.ec2.getInstance({ instanceId: id, ...(args.region ? { region: args.region } : {}) }, args.invokeOptions);
-    return { instanceId: id, privateIp: i.privateIp ?? "", publicIp: i.publicIp ?? "", subnetId: i.subnetId ?? "", tags: i.tags ?? {} };
+  const unnamed = (id: string): Ec2Instance => ({ instanceId: id, privateIp: "", publicIp: "", subnetId: "", tags: {} });
+  const instances: (Ec2Instance & { state: string; presence: HostPresence })[] = await Promise.all(ids.map(async (id) => {
+    const { presence } = stateOf.get(id)!;
+    const base = { ...unnamed(id), ...stateOf.get(id)! };
+    // A gone instance needs nothing more, but its name when names come from a tag.
+    if (presence === "gone" && args.nameTag === undefined) return base;
+    try {
+      const i = await aws.ec2.getInstance({ instanceId: id, ...(args.region ? { region: args.region } : {}) }, args.invokeOptions);
+      return { ...base, privateIp: i.privateIp ?? "", publicIp: i.publicIp ?? "", subnetId: i.subnetId ?? "", tags: i.tags ?? {} };
+    } catch (err) {
+      if (presence === "present") throw err;
+      // Not running: the instance may be gone from the API by now; what is known is enough.
+      return base;
+    }
   }));
 
   const problems: string[] = [];
   const hosts: Ec2Host[] = [];
   const names = new Set<string>();
-  for (const instance of instances) {
+  // Running instances first: they take their names before a stopped or gone one with the same name.
+  for (const instance of [...instances.filter((i) => i.presence === "present"), ...instances.filter((i) => i.presence !== "present")]) {
+    if (instance.presence !== "present") {
+      const name = args.nameTag === undefined ? instance.instanceId : instance.tags[args.nameTag] ?? "";
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name) || names.has(name)) {
+        pulumi.log.warn(`ec2Hosts: instance ${describe(instance)} is ${instance.state}: left out, its tag ${args.nameTag} ${JSON.stringify(name)} ` +
+          `is missing, invalid or taken by a running instance; a host of that name in the stack follows the fleet's onGone rule`);
+        continue;
+      }
+      names.add(name);
+      pulumi.log.warn(instance.presence === "stopped"
+        ? `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is not probed and not changed (no SSH); the stack keeps its last deploy until it runs again`
+        : `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is forgotten without SSH (what the deployment changed stays on its disk)`);
+      const address = (args.addressKind === "public" ? instance.publicIp : instance.privateIp) || "";
+      // No SSH goes to it: no host key is looked up; the connection only names where it was.
+      const connection: pulumi.Input<SshConnectionArgs> = {
+        host: address || instance.instanceId,
+        port: args.port ?? 22,
+        user: args.user,
+        privateKey: pulumi.secret(args.privateKey),
+      } as pulumi.Input<SshConnectionArgs>;
+      hosts.push({ name, connection, instanceId: instance.instanceId, address, state: instance.state, presence: instance.presence });
+      continue;
+    }
     const address = args.addressKind === "public" ? instance.publicIp : instance.privateIp;
     if (!address) {
       problems.push(`${describe(instance)}: has no ${args.addressKind} IPv4 address${args.addressKind === "public" ? " (use addressKind \"private\" with a proxy)" : ""}`);
@@ -235,11 +313,11 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
       hostKey: key.trim(),
       ...(args.proxy !== undefined ? { proxy: args.proxy as pulumi.Input<SshConnection["proxy"]> } : {}),
     } as pulumi.Input<SshConnectionArgs>;
-    hosts.push({ name, connection, instanceId: instance.instanceId, address });
+    hosts.push({ name, connection, instanceId: instance.instanceId, address, state: instance.state, presence: "present" });
   }
   if (problems.length > 0) {
     throw new Error(`ec2Hosts: ${problems.length} of ${instances.length} instance(s) with ${where} cannot be used; nothing was touched:\n` +
       problems.map((p) => `  - ${p}`).join("\n"));
   }
-  return hosts;
+  return hosts.sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
 }

@@ -19,11 +19,10 @@
  * 130/143/129 when interrupted. Needs root on Linux (lab hosts). Progress goes to stderr, the table
  * to stdout.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { renderBarChart } from "./incident-chart.ts";
 import {
@@ -48,19 +47,12 @@ import {
 } from "./incident-host.ts";
 import { parseCount, parseUniqCounts, parseWrk, sections, sendQ, tcpSendQByPort } from "./incident-parse.ts";
 import { type Phase, chartPanels, renderMarkdown, tableRows, textTable } from "./incident-report.ts";
+import { LabBench, gitDescription, repo, type RunOptions, type RunResult } from "./lab-bench.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const STACK = "bench-incident";
 const HOST = "inc1";
 const stackConfigFile = join(repo, `Pulumi.${STACK}.yaml`);
 const reportsDir = join(repo, "reports");
-const started = performance.now();
-
-const log = (msg: string) => process.stderr.write(`bench:incident: ${msg}\n`);
-
-// A closed stdout/stderr (e.g. `| head`) must not kill the bench before it tears down.
-process.stdout.on("error", () => {});
-process.stderr.on("error", () => {});
 
 const USAGE = `usage: npm run bench:incident   (no arguments; root on Linux)
 
@@ -76,116 +68,12 @@ and tears everything down (also on failure or Ctrl-C).`;
   }
 }
 
-// ------------------------------------------------------------------ child processes
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  env?: NodeJS.ProcessEnv;
-  input?: string;
-  /** Copy the child's output to our stderr as it comes (long steps: lab up, pulumi up). */
-  echo?: boolean;
-  timeoutMs: number;
-  /** Cleanup steps are not interrupted by a signal. */
-  cleanup?: boolean;
-}
-
-/** Children of the main flow (interrupted on a signal); each leads its own process group. */
-const running = new Set<ChildProcess>();
-let stopping: NodeJS.Signals | null = null;
-let cleaningUp = false;
-
-function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, sig); // the group this child leads (detached): only what we started
-  } catch {
-    /* already gone */
-  }
-}
-
-/**
- * Runs a command in its own process group (so a terminal's Ctrl-C reaches us first and we decide
- * what to stop), with a hard time limit.
- */
-function run(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
-  return new Promise((resolveRun) => {
-    const child = spawn(cmd, args, {
-      cwd: repo,
-      env: opts.env ?? process.env,
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
-    if (!opts.cleanup) running.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      stdout += d.toString();
-      if (opts.echo) process.stderr.write(d);
-    });
-    child.stderr!.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      if (opts.echo) process.stderr.write(d);
-    });
-    child.stdin!.on("error", () => {});
-    child.stdin!.end(opts.input ?? "");
-    let killTimer: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      stderr += `\n[bench:incident: timed out after ${opts.timeoutMs / 1000} s; sent SIGTERM]\n`;
-      signalGroup(child, "SIGTERM");
-      killTimer = setTimeout(() => signalGroup(child, "SIGKILL"), 15_000);
-    }, opts.timeoutMs);
-    const finish = (code: number) => {
-      clearTimeout(timer);
-      if (killTimer) clearTimeout(killTimer);
-      running.delete(child);
-      resolveRun({ code, stdout, stderr });
-    };
-    child.on("error", (e) => {
-      stderr += String(e);
-      finish(127);
-    });
-    child.on("close", (code, signal) => finish(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
-  });
-}
-
-function checkStop(): void {
-  if (stopping) throw new Error(`interrupted (${stopping})`);
-}
-
-/** Throws with the output when a step failed (only its tail when the output was already shown). */
-function must(what: string, r: RunResult, echoed = false): RunResult {
-  checkStop();
-  if (r.code !== 0) {
-    const output = `${r.stdout.trim()}\n${r.stderr.trim()}`.trim();
-    const shown = echoed ? `(output above; its last lines:)\n${output.split("\n").slice(-8).join("\n")}` : output;
-    throw new Error(`${what} failed (exit ${r.code}):\n${shown}`.trimEnd());
-  }
-  return r;
-}
-
 // ------------------------------------------------------------------ lab and pulumi
 
-const work = mkdtempSync(join(os.tmpdir(), "backlog-incident-"));
-const labDir = join(work, "lab");
-const stateDir = join(work, "state");
-const pulumiHome = join(work, "pulumi-home");
-mkdirSync(labDir);
-mkdirSync(stateDir);
-mkdirSync(pulumiHome);
-
-const labEnv = { ...process.env, BACKLOG_LAB_DIR: labDir };
-const pulumiEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  PULUMI_BACKEND_URL: `file://${stateDir}`,
-  PULUMI_CONFIG_PASSPHRASE: "bench-only",
-  // Own Pulumi home: the bench never changes the project's selected stack or logs of others.
-  PULUMI_HOME: pulumiHome,
-};
+const bench = new LabBench("bench:incident", STACK, "backlog-incident-");
+const { labDir, stateDir } = bench;
+const log = (msg: string) => bench.log(msg);
+const must = (what: string, r: RunResult, echoed = false) => bench.must(what, r, echoed, 8);
 
 /** The commands as the report shows them (temp paths replaced by $LAB / $STATE). */
 const commands: string[] = [];
@@ -193,7 +81,7 @@ const show = (s: string) => s.split(labDir).join("$LAB").split(stateDir).join("$
 
 function lab(args: string[], opts: Omit<RunOptions, "env"> & { display?: string }): Promise<RunResult> {
   commands.push(show(opts.display ?? `BACKLOG_LAB_DIR=${labDir} npm run lab -- ${args.join(" ")}`));
-  return run(process.execPath, [join(repo, "scripts/lab/lab.ts"), ...args], { ...opts, env: labEnv });
+  return bench.lab(args, opts);
 }
 
 /** `lab exec HOST -- sh -c SCRIPT`. */
@@ -205,11 +93,10 @@ function hostSh(script: string, name: string, timeoutMs = 120_000, input?: strin
   });
 }
 
+/** Pulumi on the bench's stack (`--stack STACK --non-interactive` added). */
 function pulumi(args: string[], opts: Omit<RunOptions, "env"> & { display?: string }): Promise<RunResult> {
-  if (!opts.cleanup) {
-    commands.push(show(opts.display ?? `PULUMI_BACKEND_URL=file://${stateDir} PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- ${args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : shQuote(a))).join(" ")}`));
-  }
-  return run("bash", [join(repo, "scripts/pulumi.sh"), ...args], { ...opts, env: pulumiEnv });
+  commands.push(show(opts.display ?? `PULUMI_BACKEND_URL=file://${stateDir} PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- ${bench.pulumiArgs(args).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : shQuote(a))).join(" ")}`));
+  return bench.pulumi(args, opts);
 }
 
 // ------------------------------------------------------------------ measuring
@@ -251,59 +138,45 @@ interface Outcome {
   deployNotes: string[];
 }
 
-const steps: { name: string; seconds: number }[] = [];
-async function step<T>(name: string, f: () => Promise<T>): Promise<T> {
-  checkStop();
-  log(`== ${name}`);
-  const t = performance.now();
-  try {
-    return await f();
-  } finally {
-    steps.push({ name, seconds: (performance.now() - t) / 1000 });
-  }
-}
-
-let stackCreated = false;
-
-async function bench(): Promise<Outcome> {
+async function runBench(): Promise<Outcome> {
   // Checked first, so a leftover or a concurrent run costs no lab host.
   if (existsSync(stackConfigFile)) {
     throw new Error(`${stackConfigFile} exists: another bench:incident is running, or a killed run left it behind (then delete it)`);
   }
-  await step("lab up (1 host)", async () => {
+  await bench.step("lab up (1 host)", async () => {
     must("lab up", await lab(["up", "--hosts", "1", "--prefix", "inc"], { timeoutMs: 600_000, echo: true }), true);
   });
-  const hostFacts = await step("host facts", async () => {
+  const hostFacts = await bench.step("host facts", async () => {
     const r = must("host facts", await hostSh(factsScript(), "FACTS"));
     const facts: Record<string, string> = {};
     for (const [k, v] of sections(r.stdout)) if (k !== "end") facts[k] = v.trim();
     return facts;
   });
-  await step("untuned baseline (by hand)", async () => {
+  await bench.step("untuned baseline (by hand)", async () => {
     must("baseline setup", await hostSh(baselineScript(), "BASELINE"));
   });
-  const before = await step("load: before", () => loadRun("before"));
+  const before = await bench.step("load: before", () => loadRun("before"));
 
-  await step("remove the baseline nginx server", async () => {
+  await bench.step("remove the baseline nginx server", async () => {
     must("removing the baseline nginx file", await hostSh(removeBaselineNginxScript(), "REMOVE_BASELINE_NGINX"));
   });
-  await step("pulumi stack init + config", async () => {
+  await bench.step("pulumi stack init + config", async () => {
     if (existsSync(stackConfigFile)) throw new Error(`${stackConfigFile} appeared while the bench ran: another bench:incident is running`);
-    stackCreated = true; // from here on, cleanup removes the stack and its config file
-    must("pulumi stack init", await pulumi(["stack", "init", "--stack", STACK, "--non-interactive"], { timeoutMs: 600_000 }));
-    must("pulumi config set inventory", await pulumi(["config", "set", "--stack", STACK, "backlog:inventory", join(labDir, "inventory.json")], { timeoutMs: 120_000 }));
-    must("pulumi config set profile", await pulumi(["config", "set", "--stack", STACK, "backlog:profile", JSON.stringify(AFTER_PROFILE)], { timeoutMs: 120_000 }));
+    bench.stackCreated = true; // from here on, cleanup removes the stack and its config file
+    must("pulumi stack init", await pulumi(["stack", "init"], { timeoutMs: 600_000 }));
+    must("pulumi config set inventory", await pulumi(["config", "set", "backlog:inventory", join(labDir, "inventory.json")], { timeoutMs: 120_000 }));
+    must("pulumi config set profile", await pulumi(["config", "set", "backlog:profile", JSON.stringify(AFTER_PROFILE)], { timeoutMs: 120_000 }));
   });
   const deployNotes: string[] = [];
-  await step("pulumi up (the profile)", async () => {
-    const r = await pulumi(["up", "--yes", "--non-interactive", "--stack", STACK], { timeoutMs: 900_000, echo: true });
+  await bench.step("pulumi up (the profile)", async () => {
+    const r = await pulumi(["up", "--yes"], { timeoutMs: 900_000, echo: true });
     for (const line of (r.stdout + r.stderr).split("\n")) {
       if (/^\s*(warning|error):/i.test(line)) deployNotes.push(line.trim());
     }
     must("pulumi up", r, true);
   });
-  const { verification, verificationOk } = await step("stack outputs", async () => {
-    const r = must("pulumi stack output", await pulumi(["stack", "output", "--json", "--stack", STACK], { timeoutMs: 120_000 }));
+  const { verification, verificationOk } = await bench.step("stack outputs", async () => {
+    const r = must("pulumi stack output", await pulumi(["stack", "output", "--json"], { timeoutMs: 120_000 }));
     const out = JSON.parse(r.stdout) as { verification?: Record<string, { setting: string; expected: number; effective: number | null; ok: boolean }[]> };
     if (!out.verification) return { verification: null, verificationOk: false };
     const rows = [["host", "setting", "expected", "effective", "ok"]];
@@ -316,54 +189,15 @@ async function bench(): Promise<Outcome> {
     }
     return { verification: rows, verificationOk: ok };
   });
-  const after = await step("load: after", () => loadRun("after"));
+  const after = await bench.step("load: after", () => loadRun("after"));
   return { before, after, verification, verificationOk, hostFacts, deployNotes };
 }
 
-async function cleanup(): Promise<void> {
-  cleaningUp = true;
-  const t = performance.now();
-  log("== teardown (lab host, stack, state dir)");
-  const problems: string[] = [];
-  commands.push("# teardown (always, also on failure or a signal)", "BACKLOG_LAB_DIR=$LAB npm run lab -- down");
-  if (stackCreated) commands.push(`PULUMI_BACKEND_URL=file://$STATE PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- stack rm --force --yes --stack ${STACK}`);
-  commands.push("rm -rf $LAB $STATE");
-  const down = await run(process.execPath, [join(repo, "scripts/lab/lab.ts"), "down"], { env: labEnv, timeoutMs: 300_000, cleanup: true });
-  if (down.code !== 0) problems.push(`lab down failed (exit ${down.code}): ${down.stderr.trim()}`);
-  if (stackCreated) {
-    const rm = await pulumi(["stack", "rm", "--force", "--yes", "--stack", STACK], { timeoutMs: 300_000, cleanup: true });
-    // A stack that was never created (init failed) is fine; the config file is removed below.
-    if (rm.code !== 0 && !/no stack named|not found/i.test(rm.stderr)) problems.push(`pulumi stack rm failed (exit ${rm.code}): ${rm.stderr.trim()}`);
-    rmSync(stackConfigFile, { force: true });
-  }
-  if (down.code === 0) rmSync(work, { recursive: true, force: true });
-  else problems.push(`kept ${labDir} for 'BACKLOG_LAB_DIR=${labDir} npm run lab -- down'`);
-  steps.push({ name: "teardown", seconds: (performance.now() - t) / 1000 });
-  for (const p of problems) log(`teardown: ${p}`);
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  if (stopping || cleaningUp) {
-    log(`${sig}: tearing down, please wait`);
-    stopping ??= sig;
-    return;
-  }
-  stopping = sig;
-  log(`${sig}: stopping the current step, then tearing down`);
-  for (const c of running) signalGroup(c, sig === "SIGHUP" ? "SIGTERM" : sig);
-}
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
-process.on("uncaughtException", (e) => {
-  log(`unexpected: ${e.stack ?? e.message}`);
-  if (cleaningUp) return; // cleanup() keeps going; main() exits when it is done
-  void cleanup().finally(() => process.exit(1));
-});
-
-function gitDescription(): string {
-  const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim();
-  const dirty = spawnSync("git", ["status", "--porcelain", "--", "components", "templates", "index.ts"], { cwd: repo, encoding: "utf8" }).stdout
-    .split("\n").filter(Boolean).length;
-  return `commit ${head || "unknown"}${dirty ? ` with ${dirty} uncommitted change(s) under components/, templates/, index.ts (the working tree was used as it is)` : ""}`;
+/** The teardown's commands, for the report (LabBench.cleanup runs them). */
+function noteTeardown(): void {
+  commands.push("# teardown (always, also on failure or a signal)");
+  if (bench.stackCreated) commands.push(`PULUMI_BACKEND_URL=file://$STATE PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- stack rm --force --yes --stack ${STACK}`);
+  commands.push("BACKLOG_LAB_DIR=$LAB npm run lab -- down", "rm -rf $LAB $STATE");
 }
 
 function writeReports(o: Outcome, wallSeconds: number, verdict: { ok: boolean; problems: string[] }): string {
@@ -384,7 +218,7 @@ function writeReports(o: Outcome, wallSeconds: number, verdict: { ok: boolean; p
   const md = renderMarkdown(o.before, o.after, {
     date: new Date().toISOString(),
     wallSeconds,
-    steps,
+    steps: bench.steps,
     machine: { nproc: os.availableParallelism(), cpu: cpu[0]?.model ?? "unknown CPU", memGiB: os.totalmem() / 2 ** 30, kernel: os.release() },
     host: o.hostFacts,
     git: gitDescription(),
@@ -428,26 +262,7 @@ function judge(o: Outcome): { ok: boolean; problems: string[] } {
   return { ok: problems.length === 0, problems };
 }
 
-async function main(): Promise<number> {
-  let outcome: Outcome | null = null;
-  let failure: Error | null = null;
-  try {
-    outcome = await bench();
-  } catch (e) {
-    failure = e as Error;
-  } finally {
-    await cleanup();
-  }
-  const wallSeconds = (performance.now() - started) / 1000;
-  if (stopping) {
-    log(`interrupted by ${stopping}; torn down after ${wallSeconds.toFixed(1)} s`);
-    return 128 + os.constants.signals[stopping];
-  }
-  if (failure || !outcome) {
-    log(`FAILED: ${failure?.message ?? "no result"}`);
-    log(`torn down; ${wallSeconds.toFixed(1)} s`);
-    return 1;
-  }
+bench.main(runBench, (outcome, wallSeconds) => {
   const verdict = judge(outcome);
   const mdPath = writeReports(outcome, wallSeconds, verdict);
   process.stdout.write(`\nThe incident, before and after (${wrkCommand().replace(/^timeout \d+ /, "")}, inside the lab host)\n\n`);
@@ -455,14 +270,6 @@ async function main(): Promise<number> {
   if (outcome.verification) process.stdout.write("pulumi stack output verification:\n" + textTable(outcome.verification) + "\n\n");
   for (const n of outcome.deployNotes) process.stdout.write(`deployment: ${n}\n`);
   process.stdout.write(`${verdict.ok ? "PASS" : "FAIL"}${verdict.ok ? "" : ":\n  " + verdict.problems.join("\n  ")}\n`);
-  process.stdout.write(`report: ${mdPath} (chart: ${join(reportsDir, "incident.svg")})\nwhole bench: ${wallSeconds.toFixed(1)} s (${steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
+  process.stdout.write(`report: ${mdPath} (chart: ${join(reportsDir, "incident.svg")})\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
   return verdict.ok ? 0 : 1;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    log(`unexpected: ${e.stack ?? e.message}`);
-    process.exit(1);
-  },
-);
+}, noteTeardown);

@@ -7,7 +7,8 @@
  *    deployment program (index.ts) on a stack of its own, `bench-rollout-<pid>` (state and Pulumi
  *    home in the temp dir; its Pulumi.<stack>.yaml at the repo root until the teardown): backlog
  *    1024, pool www (static, 8 workers), nginx listener :8080.
- * 2. Starts one load generator per host: Node.js, run by this machine's node inside the host's
+ * 2. Starts one load generator per host (scripts/bench/loadgen.ts, shared with
+ *    test/integration/rollout.test.ts): Node.js, run by this machine's node inside the host's
  *    network namespace only (`nsenter --net`), so it talks to the host's loopback, nothing else.
  *    `--rate` requests/s (default 200; 0: closed loop) over at most 20 keep-alive connections,
  *    GET /fast.php, 5 s timeout per request, 10 ms pause after a socket error (a refused
@@ -17,31 +18,31 @@
  *    rolls it out with `backlog:rollout`, `--max-parallel` when given) and notes when each host's
  *    settings resource started and finished (from the CLI's progress lines). The load lasts
  *    `--duration` seconds (default 35), or until 5 s after `pulumi up` ended when that is later.
- * 4. Per host it prints: the action per service (stack output `actions`), its batch, requests,
+ * 4. After the load: the backlogs of the php-fpm socket and of nginx's :8080 sockets (`ss`) on
+ *    every host, then again after `systemctl restart php8.2-fpm nginx` (the files must keep them).
+ * 5. Per host it prints: the action per service (stack output `actions`), its batch, requests,
  *    failed requests (non-2xx + socket errors), goodput (2xx/s), p50/p99 latency of the 2xx
- *    responses, and the worst second of failures; writes reports/rollout.md with the table and an
- *    ASCII timeline (goodput, failures and the apply window per host, one column per second).
- * 5. Always tears down, also on failure and on Ctrl-C / SIGTERM / SIGHUP: the load generators,
- *    the stack, the lab hosts and the temp dir. It signals only process groups it started.
+ *    responses, the worst second of failures and the backlogs; writes reports/rollout.md with the
+ *    table, this machine's load average and an ASCII timeline (goodput, failures and the apply
+ *    window per host; one column per second, or per few seconds beyond 100 s).
+ * 6. Always tears down (scripts/bench/lab-bench.ts), also on failure and on Ctrl-C / SIGTERM /
+ *    SIGHUP: the load generators, the stack, the lab hosts and the temp dir. It signals only
+ *    process groups it started.
  *
  * Exit status: 0 when the run completed (whatever the numbers), 1 on failure, 128+N on signal N.
  * Needs root on Linux (lab hosts). Progress goes to stderr, the table to stdout.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { checkMaxParallel, type MaxParallel } from "../../components/rollout.ts";
 import { markdownTable, textTable } from "./incident-report.ts";
+import { LabBench, gitDescription, repo } from "./lab-bench.ts";
+import { LOADGEN_SOURCE, type LoadResult, leaderPid, loadCommand, parseLoad, summarize } from "./loadgen.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const reportsDir = join(repo, "reports");
-const started = performance.now();
-const log = (msg: string) => process.stderr.write(`bench:rollout: ${msg}\n`);
-process.stdout.on("error", () => {});
-process.stderr.on("error", () => {});
 
 // ------------------------------------------------------------------ arguments
 
@@ -152,224 +153,17 @@ function profiles(change: Change): { before: object; after: object } {
   return { before: base, after };
 }
 
-/**
- * The load generator (written to the work dir, run with this machine's node inside a host's
- * network namespace). Prints one JSON line at the end.
- */
-const LOADGEN = String.raw`
-import http from "node:http";
-const [port, path, connections, capSeconds, rate] = process.argv.slice(2).map((v, i) => (i === 1 ? v : Number(v)));
-const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-const start = Date.now();
-let end = start + capSeconds * 1000;
-process.on("SIGTERM", () => (end = Math.min(end, Date.now()))); // the bench says when: finish and report
-const perSecond = [];
-const latencies = [];
-const statuses = {};
-const errors = {};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const slot = (t) => (perSecond[Math.floor((t - start) / 1000)] ??= { ok: 0, bad: 0, err: 0 });
-let issued = 0;
-/** Open loop at "rate" requests/s (0: closed loop); after a stall it does not catch up more than 1 s. */
-async function paced() {
-  if (!rate) return;
-  const now = Date.now();
-  if (start + (issued * 1000) / rate < now - 1000) issued = Math.floor(((now - start) * rate) / 1000);
-  const wait = start + (issued++ * 1000) / rate - now;
-  if (wait > 0) await sleep(wait);
-}
-function once() {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const req = http.get({ host: "127.0.0.1", port, path, agent, timeout: 5000 }, (res) => {
-      res.on("data", () => {});
-      res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - t0 }));
-      res.on("error", (e) => resolve({ error: e.code || e.message }));
-    });
-    req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })));
-    req.on("error", (e) => resolve({ error: e.code || e.message }));
-  });
-}
-async function worker() {
-  for (;;) {
-    await paced();
-    if (Date.now() >= end) return;
-    const r = await once();
-    const s = slot(Date.now());
-    if (r.error) {
-      s.err++;
-      errors[r.error] = (errors[r.error] ?? 0) + 1;
-      await sleep(10);
-    } else if (r.status >= 200 && r.status < 300) {
-      s.ok++;
-      latencies.push(r.ms);
-    } else {
-      s.bad++;
-      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-    }
-  }
-}
-await Promise.all(Array.from({ length: connections }, worker));
-latencies.sort((a, b) => a - b);
-const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] : null);
-for (let i = 0; i < perSecond.length; i++) perSecond[i] ??= { ok: 0, bad: 0, err: 0 };
-process.stdout.write(JSON.stringify({ start, end: Date.now(), perSecond, p50: pct(50), p99: pct(99), statuses, errors }) + "\n");
-agent.destroy();
-`;
-
-interface LoadResult {
-  start: number;
-  end: number;
-  perSecond: { ok: number; bad: number; err: number }[];
-  p50: number | null;
-  p99: number | null;
-  statuses: Record<string, number>;
-  errors: Record<string, number>;
-}
-
-// ------------------------------------------------------------------ child processes
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  env?: NodeJS.ProcessEnv;
-  input?: string;
-  /** Copy the child's output to our stderr as it comes. */
-  echo?: boolean;
-  /** Called with each complete line of stdout as it comes. */
-  onLine?: (line: string) => void;
-  timeoutMs: number;
-  /** Cleanup steps are not interrupted by a signal. */
-  cleanup?: boolean;
-  /** Gets the child as soon as it is started. */
-  onSpawn?: (child: ChildProcess) => void;
-}
-
-/** Children of the main flow; each leads its own process group (detached). */
-const running = new Set<ChildProcess>();
-let stopping: NodeJS.Signals | null = null;
-let cleaningUp = false;
-
-function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, sig); // the group this child leads: only what we started
-  } catch {
-    /* already gone */
-  }
-}
-
-function run(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
-  return new Promise((resolveRun) => {
-    const child = spawn(cmd, args, { cwd: repo, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
-    if (!opts.cleanup) running.add(child);
-    opts.onSpawn?.(child);
-    let stdout = "";
-    let stderr = "";
-    let partial = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      const text = d.toString();
-      stdout += text;
-      if (opts.echo) process.stderr.write(d);
-      if (opts.onLine) {
-        partial += text;
-        const lines = partial.split("\n");
-        partial = lines.pop() ?? "";
-        for (const l of lines) opts.onLine(l);
-      }
-    });
-    child.stderr!.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      if (opts.echo) process.stderr.write(d);
-    });
-    child.stdin!.on("error", () => {});
-    child.stdin!.end(opts.input ?? "");
-    let killTimer: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      stderr += `\n[bench:rollout: timed out after ${opts.timeoutMs / 1000} s; sent SIGTERM]\n`;
-      signalGroup(child, "SIGTERM");
-      killTimer = setTimeout(() => signalGroup(child, "SIGKILL"), 15_000);
-    }, opts.timeoutMs);
-    const finish = (code: number) => {
-      clearTimeout(timer);
-      if (killTimer) clearTimeout(killTimer);
-      running.delete(child);
-      if (opts.onLine && partial) opts.onLine(partial);
-      resolveRun({ code, stdout, stderr });
-    };
-    child.on("error", (e) => {
-      stderr += String(e);
-      finish(127);
-    });
-    child.on("close", (code, signal) => finish(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
-  });
-}
-
-function checkStop(): void {
-  if (stopping) throw new Error(`interrupted (${stopping})`);
-}
-
-function must(what: string, r: RunResult, echoed = false): RunResult {
-  checkStop();
-  if (r.code !== 0) {
-    const output = `${r.stdout.trim()}\n${r.stderr.trim()}`.trim();
-    const shown = echoed ? `(output above; its last lines:)\n${output.split("\n").slice(-12).join("\n")}` : output;
-    throw new Error(`${what} failed (exit ${r.code}):\n${shown}`.trimEnd());
-  }
-  return r;
-}
-
-/** Waits `ms`, or less when a signal asks to stop (then throws). */
-async function sleep(ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    checkStop();
-    await new Promise<void>((r) => setTimeout(r, Math.min(200, until - Date.now())));
-  }
-  checkStop();
-}
-
 // ------------------------------------------------------------------ lab and pulumi
 
-const work = mkdtempSync(join(os.tmpdir(), "backlog-rollout-"));
-const labDir = join(work, "lab");
-const stateDir = join(work, "state");
-const pulumiHome = join(work, "pulumi-home");
-const loadgenPath = join(work, "loadgen.mjs");
-for (const d of [labDir, stateDir, pulumiHome]) mkdirSync(d);
-writeFileSync(loadgenPath, LOADGEN);
 const STACK = `bench-rollout-${process.pid}`;
-/** The stack's config file: at the repo root, where Pulumi keeps it (removed by the teardown). */
-const stackConfig = join(repo, `Pulumi.${STACK}.yaml`);
+const bench = new LabBench("bench:rollout", STACK, "backlog-rollout-");
+const log = (msg: string) => bench.log(msg);
+const loadgenPath = join(bench.work, "loadgen.mjs");
+writeFileSync(loadgenPath, LOADGEN_SOURCE);
 const NAMES = Array.from({ length: HOSTS }, (_, i) => `roll${i + 1}`);
-
-const labEnv = { ...process.env, BACKLOG_LAB_DIR: labDir };
-const pulumiEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  PULUMI_BACKEND_URL: `file://${stateDir}`,
-  PULUMI_CONFIG_PASSPHRASE: "bench-only",
-  PULUMI_HOME: pulumiHome, // never touches the project's selected stack or its logs
-};
-
-const lab = (args: string[], opts: Omit<RunOptions, "env">) => run(process.execPath, [join(repo, "scripts/lab/lab.ts"), ...args], { ...opts, env: labEnv });
-const hostSh = (host: string, script: string, timeoutMs = 120_000) => lab(["exec", host, "--", "sh", "-c", script], { timeoutMs });
-/** Pulumi in this project's environment, on the bench's own stack (state and Pulumi home in the temp dir). */
-const pulumi = (args: string[], opts: Omit<RunOptions, "env">) =>
-  run("bash", [join(repo, "scripts/pulumi.sh"), ...args, "--stack", STACK, "--non-interactive"], { ...opts, env: pulumiEnv });
 const configSet = async (key: string, value: string) =>
-  must(`pulumi config set ${key}`, await pulumi(["config", "set", key, value], { timeoutMs: 120_000 }));
+  bench.must(`pulumi config set ${key}`, await bench.pulumi(["config", "set", key, value], { timeoutMs: 120_000 }));
 
-/** The PID of a host's init (its namespaces), from the lab's state file. */
-function leaderPid(host: string): number {
-  const state = JSON.parse(readFileSync(join(labDir, "state.json"), "utf8")) as { hosts: { name: string; leader?: { pid: number } }[] };
-  const pid = state.hosts.find((h) => h.name === host)?.leader?.pid;
-  if (!pid) throw new Error(`no running init for ${host} in ${join(labDir, "state.json")}`);
-  return pid;
-}
 
 // ------------------------------------------------------------------ the run
 
@@ -377,6 +171,14 @@ interface Apply {
   start?: number;
   end?: number;
   failed?: boolean;
+}
+
+/** A host's listening sockets as `ss` shows them (Send-Q of a listener: its backlog). */
+interface Sockets {
+  php: number | null;
+  /** One value per listening socket on the port (one per worker with `reuseport`). */
+  nginx: number[];
+  somaxconn: number | null;
 }
 
 interface Outcome {
@@ -390,46 +192,53 @@ interface Outcome {
   upNotes: string[];
   firstDeploySeconds: number;
   profiles: { before: object; after: object };
+  /** Per host: the sockets after `pulumi up`, and after a later `systemctl restart` of both services. */
+  sockets: Record<string, { afterUp: Sockets; afterRestart: Sockets }>;
+  /** This machine's load average (1, 5, 15 min) when the load started and when it ended. */
+  loadavg: { start: number[]; end: number[] };
 }
 
-const steps: { name: string; seconds: number }[] = [];
-async function step<T>(name: string, f: () => Promise<T>): Promise<T> {
-  checkStop();
-  log(`== ${name}`);
-  const t = performance.now();
-  try {
-    return await f();
-  } finally {
-    steps.push({ name, seconds: (performance.now() - t) / 1000 });
-  }
+/** The backlogs the sockets must have after the change (from the profile after it). */
+function expectedBacklogs(change: Change): { php: number; nginx: number } {
+  return { backlog: { php: 2048, nginx: 2048 }, somaxconn: { php: 1024, nginx: 1024 }, pm: { php: 1024, nginx: 1024 }, listen: { php: 1024, nginx: 2048 } }[change];
 }
 
-let stackCreated = false;
+const SOCKETS_SCRIPT = `set -eu
+printf 'php %s\\n' "$(ss -H -l -n -x src ${PHP_SOCKET} | awk '{print $4}' | head -n 1)"
+printf 'nginx %s\\n' "$(ss -H -l -n -t 'sport = :${PORT}' | awk '{print $3}' | tr '\\n' ' ')"
+printf 'somaxconn %s\\n' "$(cat /proc/sys/net/core/somaxconn)"`;
 
-async function bench(): Promise<Outcome> {
+async function readSockets(host: string): Promise<Sockets> {
+  const out = bench.must(`ss on ${host}`, await bench.hostSh(host, SOCKETS_SCRIPT)).stdout;
+  const field = (k: string) => (new RegExp(`^${k} (.*)$`, "m").exec(out)?.[1] ?? "").trim();
+  const num = (v: string) => (/^\d+$/.test(v) ? Number(v) : null);
+  return { php: num(field("php")), nginx: field("nginx").split(/\s+/).filter(Boolean).map(Number), somaxconn: num(field("somaxconn")) };
+}
+
+async function run(): Promise<Outcome> {
   const { before, after } = profiles(CHANGE);
-  await step(`lab up (${HOSTS} host(s))`, async () => {
-    must("lab up", await lab(["up", "--hosts", String(HOSTS), "--prefix", "roll"], { timeoutMs: 900_000, echo: true }), true);
+  await bench.step(`lab up (${HOSTS} host(s))`, async () => {
+    bench.must("lab up", await bench.lab(["up", "--hosts", String(HOSTS), "--prefix", "roll"], { timeoutMs: 900_000, echo: true }), true);
   });
-  await step("PHP script on every host", async () => {
+  await bench.step("PHP script on every host", async () => {
     const script = `set -eu\nmkdir -p /var/www/html\nprintf '%s' '${PHP_SCRIPT.replace(/'/g, `'\\''`)}' > /var/www/html/fast.php\nchmod 0644 /var/www/html/fast.php`;
-    await Promise.all(NAMES.map(async (h) => must(`writing fast.php on ${h}`, await hostSh(h, script))));
+    await Promise.all(NAMES.map(async (h) => bench.must(`writing fast.php on ${h}`, await bench.hostSh(h, script))));
   });
-  await step("pulumi stack init + config", async () => {
-    stackCreated = true;
-    must("pulumi stack init", await pulumi(["stack", "init"], { timeoutMs: 300_000 }));
-    await configSet("backlog:inventory", join(labDir, "inventory.json"));
+  await bench.step("pulumi stack init + config", async () => {
+    bench.stackCreated = true;
+    bench.must("pulumi stack init", await bench.pulumi(["stack", "init"], { timeoutMs: 300_000 }));
+    await configSet("backlog:inventory", join(bench.labDir, "inventory.json"));
     await configSet("backlog:profile", JSON.stringify(before));
     if (MAX_PARALLEL !== undefined) await configSet("backlog:rollout", JSON.stringify({ maxParallel: MAX_PARALLEL }));
   });
-  const firstDeploySeconds = await step("pulumi up (base profile)", async () => {
+  const firstDeploySeconds = await bench.step("pulumi up (base profile)", async () => {
     const t = performance.now();
-    must("pulumi up (base profile)", await pulumi(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000, echo: true }), true);
+    bench.must("pulumi up (base profile)", await bench.pulumi(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000, echo: true }), true);
     return (performance.now() - t) / 1000;
   });
-  await step("check: every host answers GET /fast.php with 200", async () => {
+  await bench.step("check: every host answers GET /fast.php with 200", async () => {
     await Promise.all(NAMES.map(async (h) => {
-      const r = must(`curl on ${h}`, await hostSh(h, `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${PORT}${PATH}`));
+      const r = bench.must(`curl on ${h}`, await bench.hostSh(h, `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${PORT}${PATH}`));
       if (r.stdout.trim() !== "200") throw new Error(`${h}: GET ${PATH} answered ${r.stdout.trim() || "nothing"}, not 200`);
     }));
   });
@@ -440,16 +249,19 @@ async function bench(): Promise<Outcome> {
   let upStart = 0;
   let upEnd = 0;
   let upCode = 0;
-  const loads = await step(`load on every host (${RATE ? `${RATE} requests/s` : "closed loop"}, ${CONNECTIONS} connections), pulumi up (the change: ${CHANGE}) after ${LEAD_SECONDS} s`, async () => {
+  const loadavg = { start: os.loadavg(), end: [] as number[] };
+  const loads = await bench.step(`load on every host (${RATE ? `${RATE} requests/s` : "closed loop"}, ${CONNECTIONS} connections), pulumi up (the change: ${CHANGE}) after ${LEAD_SECONDS} s`, async () => {
     const children: ChildProcess[] = [];
     const loadStart = Date.now();
-    // nsenter enters the network namespace only and execs node: the child is the generator itself.
-    const gens = NAMES.map((h) => run("nsenter", [`--net=/proc/${leaderPid(h)}/ns/net`, process.execPath, loadgenPath,
-      String(PORT), PATH, String(CONNECTIONS), String(LOAD_CAP_SECONDS), String(RATE)],
-    { timeoutMs: (LOAD_CAP_SECONDS + 60) * 1000, onSpawn: (c) => children.push(c) }));
-    await sleep(LEAD_SECONDS * 1000);
+    loadavg.start = os.loadavg();
+    const gens = NAMES.map((h) => {
+      const { cmd, args } = loadCommand(leaderPid(bench.labDir, h), loadgenPath,
+        { port: PORT, path: PATH, connections: CONNECTIONS, capSeconds: LOAD_CAP_SECONDS, rate: RATE });
+      return bench.run(cmd, args, { timeoutMs: (LOAD_CAP_SECONDS + 60) * 1000, onSpawn: (c) => children.push(c) });
+    });
+    await bench.sleep(LEAD_SECONDS * 1000);
     upStart = Date.now();
-    const up = await pulumi(["up", "--yes", "--skip-preview"], {
+    const up = await bench.pulumi(["up", "--yes", "--skip-preview"], {
       timeoutMs: 900_000,
       echo: true,
       onLine: (line) => {
@@ -465,62 +277,27 @@ async function bench(): Promise<Outcome> {
     });
     upEnd = Date.now();
     upCode = up.code;
-    checkStop();
+    bench.checkStop();
     if (up.code !== 0) log(`pulumi up failed (exit ${up.code}); the load goes on to the end, the report says so`);
-    await sleep(Math.max(loadStart + DURATION * 1000 - Date.now(), upEnd + TAIL_SECONDS * 1000 - Date.now(), 0));
-    for (const c of children) signalGroup(c, "SIGTERM"); // each generator finishes its requests and reports
+    await bench.sleep(Math.max(loadStart + DURATION * 1000 - Date.now(), upEnd + TAIL_SECONDS * 1000 - Date.now(), 0));
+    loadavg.end = os.loadavg();
+    for (const c of children) bench.signalGroup(c, "SIGTERM"); // each generator finishes its requests and reports
     const results = await Promise.all(gens);
-    const out: Record<string, LoadResult> = {};
-    results.forEach((r, i) => {
-      const line = r.stdout.trim().split("\n").pop() ?? "";
-      if (r.code !== 0 || !line.startsWith("{")) throw new Error(`load generator on ${NAMES[i]} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-      out[NAMES[i]] = JSON.parse(line) as LoadResult;
-    });
-    return out;
+    return Object.fromEntries(results.map((r, i) => [NAMES[i], parseLoad(NAMES[i], r.code, r.stdout, r.stderr)])) as Record<string, LoadResult>;
   });
-  const { actions, batches } = await step("stack outputs (actions, rollout)", async () => {
-    const r = must("pulumi stack output", await pulumi(["stack", "output", "--json"], { timeoutMs: 120_000 }));
+  const { actions, batches } = await bench.step("stack outputs (actions, rollout)", async () => {
+    const r = bench.must("pulumi stack output", await bench.pulumi(["stack", "output", "--json"], { timeoutMs: 120_000 }));
     const o = JSON.parse(r.stdout) as { actions?: Record<string, Record<string, string>>; rollout?: string[][] };
     return { actions: o.actions ?? {}, batches: o.rollout ?? [] };
   });
-  return { loads, actions, batches, applies, upStart, upEnd, upCode, upNotes, firstDeploySeconds, profiles: { before, after } };
+  const sockets = await bench.step("ss on every host, then systemctl restart php8.2-fpm nginx and ss again", async () => {
+    const afterUp = await Promise.all(NAMES.map(readSockets));
+    await Promise.all(NAMES.map(async (h) => bench.must(`restart on ${h}`, await bench.hostSh(h, "systemctl restart php8.2-fpm nginx"))));
+    const afterRestart = await Promise.all(NAMES.map(readSockets));
+    return Object.fromEntries(NAMES.map((h, i) => [h, { afterUp: afterUp[i], afterRestart: afterRestart[i] }]));
+  });
+  return { loads, actions, batches, applies, upStart, upEnd, upCode, upNotes, firstDeploySeconds, profiles: { before, after }, sockets, loadavg };
 }
-
-async function cleanup(): Promise<void> {
-  cleaningUp = true;
-  const t = performance.now();
-  log("== teardown (load generators, stack, lab hosts, temp dir)");
-  for (const c of running) signalGroup(c, "SIGTERM");
-  const problems: string[] = [];
-  if (stackCreated) {
-    const rm = await pulumi(["stack", "rm", "--force", "--yes"], { timeoutMs: 300_000, cleanup: true });
-    if (rm.code !== 0 && !/no stack named|not found/i.test(rm.stderr)) problems.push(`pulumi stack rm failed (exit ${rm.code}): ${rm.stderr.trim()}`);
-    rmSync(stackConfig, { force: true });
-  }
-  const down = await run(process.execPath, [join(repo, "scripts/lab/lab.ts"), "down"], { env: labEnv, timeoutMs: 300_000, cleanup: true });
-  if (down.code !== 0) problems.push(`lab down failed (exit ${down.code}): ${down.stderr.trim()}`);
-  if (down.code === 0) rmSync(work, { recursive: true, force: true });
-  else problems.push(`kept ${labDir} for 'BACKLOG_LAB_DIR=${labDir} npm run lab -- down'`);
-  steps.push({ name: "teardown", seconds: (performance.now() - t) / 1000 });
-  for (const p of problems) log(`teardown: ${p}`);
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  if (stopping || cleaningUp) {
-    log(`${sig}: tearing down, please wait`);
-    stopping ??= sig;
-    return;
-  }
-  stopping = sig;
-  log(`${sig}: stopping the current step, then tearing down`);
-  for (const c of running) signalGroup(c, sig === "SIGHUP" ? "SIGTERM" : sig);
-}
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
-process.on("uncaughtException", (e) => {
-  log(`unexpected: ${e.stack ?? e.message}`);
-  if (cleaningUp) return;
-  void cleanup().finally(() => process.exit(1));
-});
 
 // ------------------------------------------------------------------ report
 
@@ -536,6 +313,20 @@ interface HostRow {
   worst: { failures: number; second: number } | null;
   apply: string;
   errors: string;
+  /** php-fpm/nginx backlogs (ss) after the change and after a later restart, and whether they are the profile's. */
+  sockets: string;
+}
+
+const EXPECTED = expectedBacklogs(CHANGE);
+
+function socketsOk(s: Sockets): boolean {
+  return s.php === EXPECTED.php && s.nginx.length > 0 && s.nginx.every((n) => n === EXPECTED.nginx);
+}
+
+function socketsCell(s: { afterUp: Sockets; afterRestart: Sockets } | undefined): string {
+  if (!s) return "n/a";
+  const one = (x: Sockets) => `${x.php ?? "none"}/${[...new Set(x.nginx)].join(",") || "none"}${socketsOk(x) ? "" : " (NOT the profile's)"}`;
+  return `${one(s.afterUp)}; ${one(s.afterRestart)}`;
 }
 
 const fmtMs = (v: number | null) => (v === null ? "n/a" : v < 10 ? v.toFixed(2) : v.toFixed(1));
@@ -544,11 +335,7 @@ const rel = (t: number | undefined, zero: number) => (t === undefined ? "?" : `$
 function hostRows(o: Outcome): HostRow[] {
   return NAMES.map((host) => {
     const l = o.loads[host];
-    const seconds = (l.end - l.start) / 1000;
-    const ok = l.perSecond.reduce((n, s) => n + s.ok, 0);
-    const failedPerSecond = l.perSecond.map((s) => s.bad + s.err);
-    const failed = failedPerSecond.reduce((a, b) => a + b, 0);
-    const worstIdx = failedPerSecond.reduce((best, v, i) => (v > failedPerSecond[best] ? i : best), 0);
+    const { requests, failed, goodput, failedPerSecond, worstSecond } = summarize(l);
     const a = o.applies[host];
     const act = o.actions[host];
     const batch = o.batches.findIndex((b) => b.includes(host));
@@ -556,13 +343,14 @@ function hostRows(o: Outcome): HostRow[] {
       host,
       batch: batch < 0 ? null : batch + 1,
       action: act ? Object.entries(act).map(([u, x]) => `${u} ${x}`).join(", ") || "none" : "n/a",
-      requests: ok + failed,
+      requests,
       failed,
-      goodput: seconds > 0 ? ok / seconds : 0,
+      goodput,
       p50: l.p50,
       p99: l.p99,
       // seconds relative to the start of pulumi up
-      worst: failed === 0 ? null : { failures: failedPerSecond[worstIdx], second: Math.round((l.start + worstIdx * 1000 - o.upStart) / 1000) },
+      worst: worstSecond === null ? null : { failures: failedPerSecond[worstSecond], second: Math.round((l.start + worstSecond * 1000 - o.upStart) / 1000) },
+      sockets: socketsCell(o.sockets[host]),
       apply: a.start === undefined && a.end === undefined ? "no change" : `+${rel(a.start, o.upStart)} → +${rel(a.end, o.upStart)} s${a.failed ? " (failed)" : ""}`,
       errors: [...Object.entries(l.statuses).map(([s, n]) => `HTTP ${s}: ${n}`), ...Object.entries(l.errors).map(([e, n]) => `${e}: ${n}`)].join(", ") || "none",
     };
@@ -571,10 +359,10 @@ function hostRows(o: Outcome): HostRow[] {
 
 function tableOf(rows: HostRow[]): string[][] {
   return [
-    ["host", "batch", "action (stack output actions)", "applied (s after up start)", "requests", "failed", "goodput /s", "p50 ms", "p99 ms", "worst 1 s of failures", "failures by kind"],
+    ["host", "batch", "action (stack output actions)", "applied (s after up start)", "requests", "failed", "goodput /s", "p50 ms", "p99 ms", "worst 1 s of failures", "failures by kind", "backlog php/nginx (ss): after up; after restart"],
     ...rows.map((r) => [
       r.host, r.batch === null ? "?" : String(r.batch), r.action, r.apply, String(r.requests), String(r.failed), r.goodput.toFixed(0),
-      fmtMs(r.p50), fmtMs(r.p99), r.worst ? `${r.worst.failures} at +${r.worst.second} s` : "none", r.errors,
+      fmtMs(r.p50), fmtMs(r.p99), r.worst ? `${r.worst.failures} at +${r.worst.second} s` : "none", r.errors, r.sockets,
     ]),
   ];
 }
@@ -586,30 +374,42 @@ function tableOf(rows: HostRow[]): string[][] {
  */
 function timeline(o: Outcome): string {
   const zero = Math.min(...NAMES.map((h) => o.loads[h].start));
-  const cols = Math.max(...NAMES.map((h) => Math.ceil((o.loads[h].end - zero) / 1000)));
-  const col = (t: number) => Math.max(0, Math.min(cols - 1, Math.floor((t - zero) / 1000)));
+  const seconds = Math.max(...NAMES.map((h) => Math.ceil((o.loads[h].end - zero) / 1000)));
+  // At most ~100 columns: a longer run puts several seconds in one column.
+  const step = timelineStep(o);
+  const cols = Math.ceil(seconds / step);
+  const col = (t: number) => Math.max(0, Math.min(cols - 1, Math.floor((t - zero) / 1000 / step)));
   const bars = " ▁▂▃▄▅▆▇█";
   const label = (s: string) => s.padEnd(16);
   const lines: string[] = [];
   const ruler: string[] = Array.from({ length: cols }, (_, i) => (i % 10 === 0 ? "|" : " "));
   ruler[col(o.upStart)] = "^";
   ruler[col(o.upEnd)] = "$";
-  lines.push(label("seconds") + Array.from({ length: cols }, (_, i) => (i % 10 === 0 ? String(i / 10 % 10) : " ")).join("") + "  (tens)");
+  const marks = Array<string>(cols).fill(" ");
+  for (let i = 0; i < cols; i += 10) {
+    const mark = String(i * step);
+    if (i + mark.length <= cols) [...mark].forEach((c, k) => (marks[i + k] = c));
+  }
+  lines.push(label("seconds") + marks.join(""));
   lines.push(label("pulumi up") + ruler.join(""));
   for (const h of NAMES) {
     const l = o.loads[h];
     const offset = Math.round((l.start - zero) / 1000);
     const ok = Array<number | null>(cols).fill(null);
     const bad = Array<number | null>(cols).fill(null);
+    const n = Array<number>(cols).fill(0);
     l.perSecond.forEach((s, i) => {
-      if (offset + i < cols) {
-        ok[offset + i] = s.ok;
-        bad[offset + i] = s.bad + s.err;
+      const c = Math.floor((offset + i) / step);
+      if (c < cols) {
+        ok[c] = (ok[c] ?? 0) + s.ok;
+        bad[c] = (bad[c] ?? 0) + s.bad + s.err;
+        n[c]++;
       }
     });
-    const sorted = ok.filter((v): v is number => v !== null).sort((a, b) => a - b);
+    const perSecond = ok.map((v, c) => (v === null ? null : v / n[c]));
+    const sorted = perSecond.filter((v): v is number => v !== null).sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)] || 1;
-    lines.push(label(`${h} goodput`) + ok.map((v) => (v === null ? " " : bars[Math.min(8, Math.round((v / median) * 6))])).join(""));
+    lines.push(label(`${h} goodput`) + perSecond.map((v) => (v === null ? " " : bars[Math.min(8, Math.round((v / median) * 6))])).join(""));
     lines.push(label(`${h} failures`) + bad.map((v) => (v === null ? " " : v === 0 ? "." : v >= 10 ? "#" : String(v))).join(""));
     const a = o.applies[h];
     const applyRow = Array<string>(cols).fill(" ");
@@ -621,11 +421,11 @@ function timeline(o: Outcome): string {
   return lines.join("\n");
 }
 
-function gitDescription(): string {
-  const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim();
-  const dirty = spawnSync("git", ["status", "--porcelain", "--", "components", "templates", "index.ts"], { cwd: repo, encoding: "utf8" }).stdout
-    .split("\n").filter(Boolean).length;
-  return `commit ${head || "unknown"}${dirty ? ` with ${dirty} uncommitted change(s) under components/, templates/, index.ts (the working tree was used as it is)` : ""}`;
+/** Seconds per column of the timeline: 1, or more so that it stays within about 100 columns. */
+function timelineStep(o: Outcome): number {
+  const zero = Math.min(...NAMES.map((h) => o.loads[h].start));
+  const seconds = Math.max(...NAMES.map((h) => Math.ceil((o.loads[h].end - zero) / 1000)));
+  return Math.max(1, Math.ceil(seconds / 100));
 }
 
 function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
@@ -647,12 +447,16 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
     "  goodput: 2xx responses per second of load; p50/p99: latency of the 2xx responses only.",
     "- worst 1 s of failures: the second with the most failures, counted from the start of `pulumi up`.",
     "- applied: when the CLI reported the host's settings resource as updating and as updated (seconds after `pulumi up` started).",
+    `- backlog php/nginx (ss): Send-Q of the php-fpm socket and of each nginx :${PORT} socket, read after the load ended, then again after ` +
+      `\`systemctl restart php8.2-fpm nginx\` on every host; the profile's after the change: ${EXPECTED.php}/${EXPECTED.nginx}.`,
+    `- this machine's load average (1/5/15 min): ${o.loadavg.start.map((v) => v.toFixed(2)).join(" / ")} when the load started, ` +
+      `${o.loadavg.end.map((v) => v.toFixed(2)).join(" / ")} when it ended (the load generators, the lab hosts and \`pulumi up\` share its ${os.availableParallelism()} CPUs).`,
     "",
     "## Timeline",
     "",
-    "One column per second. goodput: bar height relative to the host's median second; failures: `.` none,",
+    `One column per ${timelineStep(o) === 1 ? "second" : `${timelineStep(o)} seconds`}. goodput: bar height relative to the host's median (per second); failures: \`.\` none,`,
     "a digit = that many, `#` 10 or more; applying: the host's settings resource, from \"updating\" to \"updated\";",
-    "pulumi up: `^` start, `$` end.",
+    "pulumi up: `^` start, `$` end; the first row: seconds since the first load started.",
     "",
     "```",
     timeline(o),
@@ -673,7 +477,7 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
     "```",
     ...(o.upNotes.length ? ["", "Warnings and errors of `pulumi up`:", "", "```", ...o.upNotes, "```"] : []),
     "",
-    `Whole bench ${wallSeconds.toFixed(1)} s: ${steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join("; ")}.`,
+    `Whole bench ${wallSeconds.toFixed(1)} s: ${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join("; ")}.`,
     "",
   ].join("\n");
   mkdirSync(reportsDir, { recursive: true });
@@ -682,39 +486,13 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
   return path;
 }
 
-async function main(): Promise<number> {
-  let outcome: Outcome | null = null;
-  let failure: Error | null = null;
-  try {
-    outcome = await bench();
-  } catch (e) {
-    failure = e as Error;
-  } finally {
-    await cleanup();
-  }
-  const wallSeconds = (performance.now() - started) / 1000;
-  if (stopping) {
-    log(`interrupted by ${stopping}; torn down after ${wallSeconds.toFixed(1)} s`);
-    return 128 + os.constants.signals[stopping];
-  }
-  if (failure || !outcome) {
-    log(`FAILED: ${failure?.message ?? "no result"}`);
-    log(`torn down; ${wallSeconds.toFixed(1)} s`);
-    return 1;
-  }
+
+bench.main(run, (outcome, wallSeconds) => {
   const rows = hostRows(outcome);
   const path = report(outcome, rows, wallSeconds);
   process.stdout.write(`\nRolling rollout: ${HOSTS} host(s), change ${CHANGE}, maxParallel ${MAX_PARALLEL ?? "default"}, load ${RATE ? `${RATE}/s` : "closed loop"} per host; ` +
     `pulumi up ${((outcome.upEnd - outcome.upStart) / 1000).toFixed(1)} s (exit ${outcome.upCode}); batches ${outcome.batches.map((b) => `[${b.join(", ")}]`).join(" → ") || "n/a"}\n\n`);
   process.stdout.write(textTable(tableOf(rows)) + "\n\n" + timeline(outcome) + "\n\n");
-  process.stdout.write(`report: ${path}\nwhole bench: ${wallSeconds.toFixed(1)} s (${steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
+  process.stdout.write(`report: ${path}\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
   return 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    log(`unexpected: ${e.stack ?? e.message}`);
-    process.exit(1);
-  },
-);
+});

@@ -245,6 +245,29 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
     }
   });
 
+  test("a failing restart puts every file and value back and starts the service again on the old files (exit 12)", () => {
+    const files = "/etc/php/8.2/fpm/pool.d/www.conf /etc/php/8.2/fpm/pool.d/api.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf";
+    const before = lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`);
+    const sockets = sendQ("/run/php/php8.2-fpm.sock");
+    // php-fpm's next start fails, once: the restart the new listen.mode needs fails.
+    lab.sh(host, "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/fail-once ]; then touch /run/fail-once; exit 1; fi'\" > /etc/systemd/system/php8.2-fpm.service.d/fail-once.conf && rm -f /run/fail-once && systemctl daemon-reload");
+    try {
+      const r = ssmRun({ ...B, backlog: 12000, pools: B.pools!.map((p) => (p.name === "www" ? { ...p, listenMode: "0666" } : p)) });
+      expect(r.code).toBe(12);
+      expect(r.stdout).toContain("pulumi-backlog: php8.2-fpm: restart (");
+      expect(r.stdout).toContain("pulumi-backlog: FAILED: a reload or restart failed; every file was put back and the service started again on the old files:");
+      expect(r.stdout).toContain("  step: restart php8.2-fpm");
+      expect(lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`)).toBe(before);
+      expect(lab.sh(host, "systemctl is-active php8.2-fpm nginx").trim().split("\n")).toEqual(["active", "active"]);
+      expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual(sockets);
+      expect(lab.sh(host, "[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim()).toBe("none");
+    } finally {
+      lab.sh(host, "rm -rf /etc/systemd/system/php8.2-fpm.service.d /run/fail-once && systemctl daemon-reload");
+    }
+    // The same run again converges.
+    expect(ssmRun(B).code).toBe(0);
+  });
+
   test("a socket that stays stale is a MISMATCH: table, hint, exit 20", () => {
     // php-fpm listens with 128, and the "php-fpm unit" the script restarts is a no-op stand-in.
     noopUnit();

@@ -51,7 +51,9 @@ test("up applies the profile on 3 hosts and every effective value equals the exp
   const v = await verification();
   expect(Object.keys(v).sort()).toEqual(lab.hosts.map((h) => h.name).sort());
   for (const h of lab.hosts) {
-    expect(v[h.name]).toHaveLength(4);
+    // 4 running values, and each kernel key again as boot (systemd-sysctl) and `sysctl --system` would set it.
+    expect(v[h.name]).toHaveLength(8);
+    expect(v[h.name].filter((r) => /after boot|after sysctl --system/.test(r.setting))).toHaveLength(4);
     for (const row of v[h.name]) {
       expect(row).toEqual(expect.objectContaining({ expected: 8192, effective: 8192, ok: true }));
     }
@@ -85,13 +87,14 @@ test("a drifted host: preview says what changes on which host and how; a no-op p
   expect(text).toMatch(/php8\.2-fpm: reload \(/);
   // Only the drifted host says anything.
   for (const h of lab.hosts.filter((x) => x.name !== host)) expect(text).not.toContain(`backlog-${h.name} will change:`);
-  // The same as structured data, for CI gates: the component's outputs in preview --json.
+  // The same as structured data, for CI gates: the settings resource's inputs in preview --json
+  // (numbers in run.changes; see test/integration/preview.test.ts and docs/preview.md).
   const { execFileSync } = await import("child_process");
   const env = { ...process.env, ...(stack.workspace.envVars ?? {}) };
   const out = JSON.parse(execFileSync("pulumi", ["preview", "--json", "--stack", stack.name, "--non-interactive"], { cwd: stack.workspace.workDir, env, encoding: "utf8", maxBuffer: 64 << 20 }));
-  const step = (out.steps as { urn: string; newState?: { inputs?: { changes?: { settings: { setting: string; current: number; wanted: number }[]; services: { unit: string; action: string }[] } } } }[])
+  const step = (out.steps as { urn: string; newState?: { inputs?: { run?: { changes?: { settings: { setting: string; current: number; wanted: number }[]; services: { unit: string; action: string }[] } } } } }[])
     .find((st) => st.urn.endsWith(`::backlog-${host}-settings`));
-  const changes = step?.newState?.inputs?.changes;
+  const changes = step?.newState?.inputs?.run?.changes;
   expect(changes?.settings).toEqual(expect.arrayContaining([expect.objectContaining({ setting: "net.core.somaxconn", current: 1000, wanted: 8192 })]));
   expect(changes?.services).toEqual(expect.arrayContaining([expect.objectContaining({ unit: "php8.2-fpm", action: "reload" })]));
   await stack.up({ onOutput: () => undefined });

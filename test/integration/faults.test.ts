@@ -3,7 +3,12 @@
  * that were active active, the files all old or all new, the originals intact, and the next
  * `pulumi up` converges with verification green.
  */
+import { execFileSync } from "child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
 import { Stack } from "@pulumi/pulumi/automation";
+import { backupName } from "../../components/plan";
 import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);
@@ -109,24 +114,114 @@ test("the script killed mid-apply (power cut): the next up rolls the journal bac
   expect(somaxconn()).toBe(5500);
 });
 
-test("the connection cut mid-apply: the host rolls back by itself; the next up converges", async () => {
-  const old = poolSum();
-  sh("touch /run/pulumi-backlog/pause.test");
-  await setProfile(profile(5600, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 5 } }] }));
+/** Accept-queue lengths of the pool's socket and nginx's :8080, as `ss` shows them (Send-Q). */
+const backlogs = () => ({
+  pool: Number(sh("ss -Hlx src /run/php/app.sock | awk '{print $4}' | head -1").trim()),
+  nginx: Number(sh("ss -Hlnt 'sport = :8080' | awk '{print $3}' | head -1").trim()),
+});
+
+// Every step of an apply, in order; the run is held at the step (test-only pause hook), then the
+// SSH session is killed: the script notices at its next line of output and puts everything back.
+const cutSteps = ["journal", `write ${backupName(POOL)}`, "test", "sysctl", "service php8.2-fpm", "service nginx", "commit"];
+test.each(cutSteps.map((step, i) => [step, i]))("the connection cut at step %s: the host rolls back by itself; the next up converges", async (step, i) => {
+  const before = { pool: poolSum(), somaxconn: somaxconn(), backlogs: backlogs(), orig: sh("cd /var/lib/pulumi-backlog/orig && sha256sum *") };
+  const wanted = 5610 + 10 * Number(i);
+  sh(`touch ${JSON.stringify("/run/pulumi-backlog/pause." + step)}`);
+  await setProfile(profile(wanted, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 2 + (Number(i) % 4) } }] }));
   const up = failure(stack.up(quiet));
   try {
-    await waitFor(() => sh("cat /run/pulumi-backlog/paused.test 2>/dev/null || true").trim() !== "", "the apply to reach its test step");
+    await waitFor(() => sh(`cat ${JSON.stringify("/run/pulumi-backlog/paused." + step)} 2>/dev/null || true`).trim() !== "", `the apply to reach step ${step}`);
     // Cut the SSH session (its sshd process), then let the script go on: it finds no one listening.
     sh("pkill -9 -f '^sshd: root@notty' ; true");
   } finally {
-    sh("rm -f /run/pulumi-backlog/pause.test");
+    sh(`rm -f ${JSON.stringify("/run/pulumi-backlog/pause." + step)}`);
   }
   expect(await up).toMatch(/apply failed|Connection lost|connection/i);
-  await waitFor(() => noJournal() === "none", "the host to roll back");
-  expect(poolSum()).toBe(old);
+  await waitFor(() => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free", "the host to roll back");
+  expect(poolSum()).toBe(before.pool);
+  expect(somaxconn()).toBe(before.somaxconn);
+  expect(backlogs()).toEqual(before.backlogs);
+  expect(sh("cd /var/lib/pulumi-backlog/orig && sha256sum *")).toBe(before.orig);
   expect(active()).toEqual(["active", "active"]);
-  await stack.up(quiet);
-  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 5/);
+  const next = await stack.up(quiet);
+  expect(next.summary.result).toBe("succeeded");
+  expect(somaxconn()).toBe(wanted);
+  expect(backlogs()).toEqual({ pool: wanted, nginx: wanted });
+  expect(sh(`grep max_children ${POOL}`)).toMatch(new RegExp(`= ${2 + (Number(i) % 4)}`));
+});
+
+/** Parent PID of each process, from /proc. */
+function parents(): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const p of readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      m.set(Number(p), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return m;
+}
+
+/** The `pulumi` CLI processes this test process started (the Automation API's children). */
+function pulumiChildren(): number[] {
+  return [...parents()].filter(([pid, ppid]) => {
+    try {
+      return ppid === process.pid && /(^|\/)pulumi$/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "");
+    } catch {
+      return false;
+    }
+  }).map(([pid]) => pid);
+}
+
+/** Every process below `pid`. */
+function descendants(pid: number): number[] {
+  const all = parents();
+  const found: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of all) if (pp === p) { found.push(c); walk(c); }
+  };
+  walk(pid);
+  return found;
+}
+
+test("the pulumi process killed mid-apply (SIGKILL): the host rolls back by itself; after `pulumi cancel` the next up converges", async () => {
+  const before = { pool: poolSum(), somaxconn: somaxconn(), backlogs: backlogs() };
+  sh("touch /run/pulumi-backlog/pause.test");
+  await setProfile(profile(5680, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 3 } }] }));
+  const up = failure(stack.up(quiet));
+  let orphans: number[] = [];
+  try {
+    await waitFor(() => sh("cat /run/pulumi-backlog/paused.test 2>/dev/null || true").trim() !== "", "the apply to reach its test step");
+    const cli = pulumiChildren();
+    expect(cli.length).toBe(1);
+    orphans = descendants(cli[0] as number);
+    process.kill(cli[0] as number, "SIGKILL");
+    // The provider (left running by the killed CLI) notices the engine is gone and ends the session.
+    await new Promise((r) => setTimeout(r, 8000));
+  } finally {
+    sh("rm -f /run/pulumi-backlog/pause.test");
+  }
+  expect(await up).toMatch(/./);
+  await waitFor(() => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free", "the host's run to end");
+  for (const pid of orphans) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // exited by itself
+    }
+  }
+  expect({ pool: poolSum(), somaxconn: somaxconn(), backlogs: backlogs() }).toEqual(before);
+  expect(active()).toEqual(["active", "active"]);
+  // The killed CLI left its stack lock: `up` refuses, naming it, until `pulumi cancel` removes it.
+  expect(await failure(stack.up(quiet))).toMatch(/the stack is currently locked/);
+  await stack.cancel();
+  const next = await stack.up(quiet);
+  expect(next.summary.result).toBe("succeeded");
+  expect(somaxconn()).toBe(5680);
+  expect(backlogs()).toEqual({ pool: 5680, nginx: 5680 });
+  expect(sh(`grep max_children ${POOL}`)).toMatch(/= 3/);
 });
 
 test("two runs at once on one host: the second waits for the lock, then refuses its stale plan; both converge", async () => {
@@ -184,6 +279,53 @@ test("a socket name forged by an unprivileged user changes nothing the deploymen
   } finally {
     sh("pkill -u nobody python3; true");
   }
+});
+
+/** The SHA256 fingerprint `ssh-keygen -l` prints for a public key line. */
+const fingerprint = (line: string) => execFileSync("ssh-keygen", ["-lf", "-"], { input: line + "\n", encoding: "utf8" }).split(/\s+/)[1];
+
+test("a host with ed25519, ECDSA and RSA keys deploys with any one pinned, or with all ssh-keyscan prints; a wrong key names both fingerprints", async () => {
+  // Give the host the other two key types a real host carries.
+  sh("for t in ecdsa rsa; do f=/etc/ssh/ssh_host_${t}_key; [ -f $f ] || ssh-keygen -q -N '' -t $t -f $f; grep -qx \"HostKey $f\" /etc/ssh/sshd_config || echo \"HostKey $f\" >> /etc/ssh/sshd_config; done; systemctl reload ssh; sleep 1");
+  const scan = execFileSync("ssh-keyscan", ["-p", String(host.port), "-t", "ed25519,ecdsa,rsa", host.host], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const lines = scan.split("\n").filter((l) => l && !l.startsWith("#"));
+  const byType = (t: string) => {
+    const l = lines.find((x) => x.split(" ")[1]?.startsWith(t));
+    if (!l) throw new Error(`ssh-keyscan printed no ${t} key:\n${scan}`);
+    return l.split(" ").slice(1).join(" ");
+  };
+  const inventory = readFileSync(lab.inventory, "utf8");
+  const pin = (hostKey: string) => {
+    const hosts = JSON.parse(inventory) as Record<string, unknown>[];
+    hosts[0] = { ...hosts[0], hostKey };
+    writeFileSync(lab.inventory, JSON.stringify(hosts, null, 2));
+  };
+  try {
+    await setProfile(profile(5700));
+    for (const [i, key] of [byType("ecdsa-sha2-"), byType("ssh-rsa"), scan, byType("ssh-ed25519")].entries()) {
+      pin(key);
+      await setProfile(profile(5700 + i + 1));
+      const r = await stack.up(quiet);
+      expect(r.summary.result).toBe("succeeded");
+      expect(somaxconn()).toBe(5700 + i + 1);
+    }
+    // A key the host does not have: refused before anything runs, both fingerprints named.
+    const dir = mkdtempSync(join(tmpdir(), "stranger-"));
+    execFileSync("ssh-keygen", ["-q", "-N", "", "-t", "ed25519", "-f", join(dir, "k")]);
+    const stranger = readFileSync(join(dir, "k.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
+    rmSync(dir, { recursive: true, force: true });
+    pin(stranger);
+    await setProfile(profile(5750));
+    const error = await failure(stack.up(quiet));
+    expect(error).toContain(`the server presented ssh-ed25519 ${fingerprint(byType("ssh-ed25519"))}`);
+    expect(error).toContain(`the pinned keys are ${fingerprint(stranger)} (ssh-ed25519)`);
+    expect(error).not.toContain(stranger.split(" ")[1]);
+    expect(somaxconn()).toBe(5704);
+  } finally {
+    writeFileSync(lab.inventory, inventory);
+  }
+  await setProfile(profile(5700));
+  await stack.up(quiet);
 });
 
 test("a hung service restart: stopped at the step's time limit, everything put back, php-fpm active on the old files", async () => {

@@ -384,3 +384,55 @@ describe("bootOverrides", () => {
     ], dropIn, keys)).toEqual([]);
   });
 });
+
+describe("sysctl conflicts in decide (issue #14)", () => {
+  const conf = { path: "/etc/sysctl.conf", line: 69, key: "net.core.somaxconn", value: 128, text: "net.core.somaxconn = 128" };
+  const withConf = (over: Partial<HostReport> = {}) => report({
+    sysctlFiles: [{ path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" }, { path: "/etc/sysctl.conf" }],
+    sysctlLines: [{ ...conf, path: "/etc/sysctl.d/99-sysctl.conf" }, conf],
+    ...over,
+  });
+
+  it("mode report: the conflict is listed, the plan edits nothing, and advisory verification rows do not make the host out of sync", () => {
+    const deployed = report({ ...filesOf(wantedFiles()), sockets: [unixSocket(8192), tcpSocket(8192)], sysctls: { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192 } });
+    // Deployed: the drop-in is there too (and sorts after 99-sysctl.conf: boot keeps the profile).
+    const dropInLine = { path: DROP_IN, line: 4, key: "net.core.somaxconn", value: 8192, text: "net.core.somaxconn = 8192" };
+    const d = decide(profile, { ...deployed, sysctlFiles: [...withConf().sysctlFiles!, { path: DROP_IN }], sysctlLines: [...withConf().sysctlLines!, dropInLine] }, { owner: OWNER });
+    expect(d.conflictMode).toBe("report");
+    expect(d.conflicts).toEqual([expect.objectContaining({ file: "/etc/sysctl.conf", line: 69, value: 128, wanted: 8192, tools: ["sysctl --system", "sysctl -p"], via: [] })]);
+    expect(d.plan.neutralize).toBeUndefined();
+    const row = d.current.find((r) => r.setting === "net.core.somaxconn after sysctl --system");
+    expect(row).toMatchObject({ expected: 8192, effective: 128, ok: false, advisory: true });
+    expect(row?.hint).toContain("/etc/sysctl.conf:69");
+    expect(d.current.find((r) => r.setting === "net.core.somaxconn after boot (systemd-sysctl)")).toMatchObject({ ok: true });
+    expect(d.inSync).toBe(true);
+    expect(d.changes.settings).toEqual([]);
+  });
+
+  it("mode neutralize: the real file's line is commented out in the plan (a change of its own), and the file stays this owner's on later runs", () => {
+    const d = decide(profile, withConf(), { owner: OWNER, conflicts: "neutralize" });
+    expect(d.plan.neutralize).toEqual([{ path: "/etc/sysctl.conf", lines: [{ line: 69, text: "net.core.somaxconn = 128" }] }]);
+    expect(d.changes.files.find((f) => f.path === "/etc/sysctl.conf")?.diff).toContain("+# pulumi-backlog neutralized");
+    expect(d.reasons.join("\n")).toContain("/etc/sysctl.conf:69 (net.core.somaxconn = 128) undoes the drop-in under sysctl --system, sysctl -p: it is commented out");
+    expect(d.expected.filter((e) => e.target.kind === "persisted").every((e) => !e.advisory)).toBe(true);
+    // Next run: the line is commented (the probe no longer sees it); the owner record has the file.
+    const later = decide(profile, report({ owners: { [OWNER]: [DROP_IN, POOL, NGINX, "/etc/sysctl.conf"] } }), { owner: OWNER, conflicts: "neutralize" });
+    expect(later.plan.neutralized).toEqual(["/etc/sysctl.conf"]);
+    expect(later.plan.retired).toEqual([]);
+    // Back to mode report: the file is given back like any file this owner no longer manages.
+    const back = decide(profile, report({ owners: { [OWNER]: [DROP_IN, POOL, NGINX, "/etc/sysctl.conf"] } }), { owner: OWNER });
+    expect(back.plan.retired).toEqual(["/etc/sysctl.conf"]);
+  });
+
+  it("a bad mode is refused naming the value", () => {
+    expect(() => decide(profile, report(), { owner: OWNER, conflicts: "fix" as never })).toThrow('conflicts "fix": must be "report" or "neutralize"');
+  });
+});
+
+describe("php-fpm version rules in decide", () => {
+  const ondemand = defineProfile({ ...INPUT, pools: [{ name: "www", listen: SOCK, backlog: 256, pm: { style: "ondemand", maxChildren: 4 } }] });
+  const poolRow = (unit: string) => decide(ondemand, report({ phpUnits: { [unit]: "active" } }), { owner: OWNER }).expected.find((e) => e.setting.startsWith("php-fpm pool"));
+  it.each([["php7.4-fpm", 511], ["php8.2-fpm", 256], ["php8.4-fpm", 256]])("%s: an ondemand pool with listen.backlog 256 is expected at %i", (unit, want) => {
+    expect(poolRow(unit)?.expected).toBe(want);
+  });
+});

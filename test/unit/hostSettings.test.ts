@@ -10,7 +10,7 @@ import { createServer } from "net";
 import { tmpdir } from "os";
 import { join, resolve } from "path";
 import Module = require("module");
-import { HostSettingsOutputs, failureMessage, hostSettingsProvider, plannedActions } from "../../components/hostSettings";
+import { HostSettingsOutputs, applyPlanOf, decisionInputs, failureMessage, hostSettingsProvider, plannedActions } from "../../components/hostSettings";
 import type { HostReport } from "../../components/report";
 
 jest.setTimeout(30_000);
@@ -51,13 +51,27 @@ const base: HostSettingsOutputs = {
 
 test("diff: an in-sync host with an unchanged profile has no changes", async () => {
   const provider = await serializedProvider();
-  await expect(provider.diff!("id", base, { ...base })).resolves.toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
+  await expect(provider.diff!("id", base, { ...base })).resolves.toEqual({ changes: false });
+  // Inputs of the earlier shape (inSync, changes) in the old state do not make a change by themselves.
+  await expect(provider.diff!("id", { ...base, changes: { settings: [] } } as HostSettingsOutputs, { ...base, settings: {}, files: {}, services: {}, retired: [] })).resolves.toEqual({ changes: false });
 });
 
-test("diff: a changed profile or drift is an update, another target a replacement", async () => {
+test("diff: a changed profile or drift is an update that the engine diffs field by field; another target a replacement", async () => {
   const provider = await serializedProvider();
-  expect((await provider.diff!("id", base, { ...base, desiredHash: "b" })).changes).toBe(true);
-  expect((await provider.diff!("id", base, { ...base, inSync: false })).changes).toBe(true);
+  // "Unknown" (no `changes`): the engine diffs old and new inputs itself and shows the fields that differ.
+  await expect(provider.diff!("id", base, { ...base, desiredHash: "b" })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, settings: { "net.core.somaxconn": "1000 → 8192" } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, services: { nginx: { action: "reload", reason: "x" } } })).resolves.toEqual({});
+  // In `up` the change fields are empty: the run's own part says that it changes the host.
+  const drift = { settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }], files: [], retired: [], services: [], recovers: false };
+  await expect(provider.diff!("id", base, { ...base, run: { generation: 2, steps: {}, retired: [], changes: drift } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, files: { "/etc/x": ["-a", "+b"] } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, retired: ["/etc/y"] })).resolves.toEqual({});
+  // A refresh found drift (output inSync false) while the inputs are the same: a change all the same,
+  // said outright (the engine's own diff would find none).
+  await expect(provider.diff!("id", { ...base, inSync: false }, { ...base })).resolves.toEqual({ changes: true });
+  const withSettings = { ...base, settings: { "net.core.somaxconn": "1000 → 8192" } };
+  await expect(provider.diff!("id", withSettings, withSettings)).resolves.toEqual({ changes: true });
   const moved = await provider.diff!("id", base, { ...base, target: "root@127.0.0.2:22" });
   expect(moved).toEqual({ changes: true, replaces: ["target"], deleteBeforeReplace: true });
 });
@@ -148,4 +162,40 @@ test("plannedActions: the action per unit, empty without a plan", () => {
     { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten", relisten: [{ inode: 1, backlog: 2, oldBacklog: 1, label: "/run/php/x.sock" }] },
     { unit: "nginx", test: ["nginx", "-t"], action: "none" },
   ] })).toEqual({ "php8.2-fpm": "relisten", nginx: "none" });
+});
+
+test("decisionInputs: the plan without the run's own parts, and the changes as fields of their own; applyPlanOf puts the plan back together", () => {
+  const plan = {
+    stateDir: "/var/lib/pulumi-backlog", owner: "web1", sysctlKeys: ["net.core.somaxconn"], sockets: { unixPaths: ["/run/php/a.sock"], tcpPorts: [] },
+    files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", content: "listen.backlog = 8192\n", mode: "0644", owner: "root", group: "root" }],
+    services: [
+      { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten" as const, reason: "only the backlog changes", relisten: [{ inode: 7, backlog: 8192, oldBacklog: 1000, label: "/run/php/a.sock" }], ports: [] },
+      { unit: "nginx", test: ["nginx", "-t"], action: "none" as const, ports: [8080] },
+    ],
+    retired: ["/etc/php/8.2/fpm/pool.d/old.conf"],
+    generation: 4,
+  };
+  const changes = {
+    settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }, { setting: "sock", current: null, wanted: 8192, comparison: "atLeast" as const }],
+    files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", change: "update" as const, diff: "--- host\n+++ profile\n@@ -1 +1 @@\n-listen.backlog = 511\n+listen.backlog = 8192\n" }],
+    retired: plan.retired, services: [], recovers: false,
+  };
+  const inputs = decisionInputs({ plan, changes }, true);
+  expect(inputs.settings).toEqual({ "net.core.somaxconn": "1000 → 8192", sock: "missing → >=8192" });
+  expect(inputs.files).toEqual({ "/etc/php/8.2/fpm/pool.d/www.conf": ["@@ -1 +1 @@", "-listen.backlog = 511", "+listen.backlog = 8192"] });
+  expect(inputs.services).toEqual({ "php8.2-fpm": { action: "relisten", reason: "only the backlog changes" } });
+  expect(inputs.retired).toEqual(plan.retired);
+  expect(inputs.recovers).toBeUndefined();
+  expect(inputs.run).toEqual({ generation: 4, retired: plan.retired, changes, steps: { "php8.2-fpm": { action: "relisten", reason: "only the backlog changes", relisten: plan.services[0].relisten } } });
+  // What stays in `plan` does not depend on the host's drift: the same for an in-sync host.
+  const inSync = decisionInputs({ plan: { ...plan, services: plan.services.map((s) => ({ unit: s.unit, test: s.test, action: "none" as const, ports: s.ports })), retired: [] }, changes: { settings: [], files: [], retired: [], services: [], recovers: false } }, true);
+  expect(inSync.plan).toEqual(inputs.plan);
+  expect(inSync).toEqual(expect.objectContaining({ settings: {}, files: {}, services: {}, retired: [], run: { generation: 4, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } } }));
+  // `up` records the change fields empty (nothing is pending once its apply verified), the run's own part as it is.
+  const up = decisionInputs({ plan, changes }, false);
+  expect(up).toEqual({ ...inSync, run: inputs.run, plan: inputs.plan });
+  expect(applyPlanOf(inputs)).toEqual(plan);
+  expect(applyPlanOf(up)).toEqual(plan);
+  // A state of the earlier shape (the whole plan in `plan`) gives its plan as it was.
+  expect(applyPlanOf({ plan })).toEqual(plan);
 });

@@ -583,3 +583,67 @@ describe("a script cut short in transit", () => {
     expect(remoteCommand(script, true).startsWith("sudo -n /bin/sh -c ")).toBe(true);
   });
 });
+
+describe("neutralize: conflicting sysctl lines commented out inside the transaction (issue #14)", () => {
+  const CONF = "# classic advice\nnet.core.somaxconn = 128\nvm.swappiness = 10\n  -net/core/somaxconn=64"; // no final newline
+  const prep = () => {
+    const s = setup();
+    const conf = join(s.etc, "sysctl.conf");
+    writeFileSync(conf, CONF);
+    execFileSync("chmod", ["0604", conf]);
+    const plan = (lines: { line: number; text: string }[], test = "true"): ApplyPlan => ({ ...s.plan([s.file(s.fresh, "x\n")], test), neutralize: [{ path: conf, lines }] });
+    return { ...s, conf, plan };
+  };
+
+  test("comments out exactly the lines named, keeps mode and the other bytes; the file joins the owner's files; restore puts it back byte for byte", () => {
+    const s = prep();
+    const r = s.apply(s.plan([{ line: 2, text: "net.core.somaxconn = 128" }, { line: 4, text: "-net/core/somaxconn=64" }]));
+    expect(r.code).toBe(0);
+    expect(report(r).neutralized).toEqual([s.conf]);
+    const marker = "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): ";
+    expect(readFileSync(s.conf, "utf8")).toBe(`# classic advice\n${marker}net.core.somaxconn = 128\nvm.swappiness = 10\n${marker}  -net/core/somaxconn=64\n`);
+    expect(mode(s.conf)).toBe("604");
+    expect(readFileSync(join(s.stateDir, "owners", "web1"), "utf8")).toContain(s.conf);
+    const back = s.restore({ owner: "web1", paths: [s.fresh], sysctlKeys: [], services: [] });
+    expect(back.code).toBe(0);
+    expect(readFileSync(s.conf, "utf8")).toBe(CONF);
+    expect(mode(s.conf)).toBe("604");
+  });
+
+  test("a line that changed since the probe stops the run (exit 19) and puts everything back; a hostile text is only compared, never run", () => {
+    const s = prep();
+    const before = snapshot(s.dir);
+    const r = s.apply(s.plan([{ line: 2, text: "net.core.somaxconn = 128'; touch pwned; '$(touch pwned2)" }]));
+    expect(r.code).toBe(19);
+    expect(report(r).failure?.output).toContain("changed since the probe");
+    expect(existsSync("pwned") || existsSync("pwned2") || existsSync(join(s.dir, "pwned"))).toBe(false);
+    const after = snapshot(s.dir);
+    expect(after[s.conf]).toBe(before[s.conf]);
+    expect(existsSync(s.fresh)).toBe(false);
+  });
+
+  test("a later failed step (config test) gives the neutralized file back too", () => {
+    const s = prep();
+    const r = s.apply(s.plan([{ line: 2, text: "net.core.somaxconn = 128" }], "false"));
+    expect(r.code).toBe(SCRIPT_EXIT.configTest);
+    expect(readFileSync(s.conf, "utf8")).toBe(CONF);
+    expect(mode(s.conf)).toBe("604");
+  });
+
+  test("refuses a line break in a line's text and a path that is not plain", () => {
+    const s = prep();
+    expect(() => applyScript({ ...s.plan([]), neutralize: [{ path: s.conf, lines: [{ line: 1, text: "a\nb" }] }] }, s.opts)).toThrow(/line break/);
+    expect(() => applyScript({ ...s.plan([]), neutralize: [{ path: "/etc/x y.conf", lines: [{ line: 1, text: "a" }] }] }, s.opts)).toThrow(/not a sysctl file path/);
+  });
+});
+
+describe("probe: sysctl files and numbered lines", () => {
+  test("the probe's sysctl sections parse (whatever this machine has in its sysctl directories)", () => {
+    const s = setup();
+    const r = sh(probeScript({ stateDir: s.stateDir, owner: "web1", sysctlKeys: ["net.core.somaxconn"], paths: [], units: [], unixPaths: [], tcpPorts: [] }, s.opts));
+    const rep = report(r);
+    expect(rep.complete).toBe(true);
+    expect(Array.isArray(rep.sysctlFiles)).toBe(true);
+    for (const l of rep.sysctlLines ?? []) expect(l.key).toBe("net.core.somaxconn");
+  });
+});

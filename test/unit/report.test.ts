@@ -278,7 +278,9 @@ describe("every section", () => {
       warnings: ["shared with other owners: kernel values left as they are"],
       complete: true,
     });
-    expect(effectiveOf(r)).toEqual({ sysctls: r.sysctls, sockets: r.sockets });
+    expect(effectiveOf(r)).toMatchObject({ sysctls: r.sysctls, sockets: r.sockets });
+    // No sysctl files in the report: every tool leaves the running value.
+    expect(effectiveOf(r).persisted?.["sysctl --system"]?.["net.core.somaxconn"]).toEqual({ value: r.sysctls["net.core.somaxconn"] });
   });
 
   test("a failed run: the failure's step and output, whether it was rolled back, not complete", () => {
@@ -552,4 +554,38 @@ const haveSs = spawnSync("ss", ["-V"]).status === 0 && spawnSync("python3", ["-V
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe("sysctl sources (issue #14)", () => {
+  const tok = reportToken();
+  const at = (s: string) => `@@${tok} ${s}`;
+  it("parses the files (links with their targets) and the numbered lines that assign a key", () => {
+    const r = parseReport([
+      at("sysctl-files"), "/etc/sysctl.d/99-sysctl.conf -> /etc/sysctl.conf", "/etc/sysctl.d/60-b.conf -> /dev/null", "/etc/sysctl.d/x.conf -> !unsafe", "/usr/lib/sysctl.d/50-pid-max.conf", "/etc/sysctl.conf",
+      at("sysctl-lines"), "/etc/sysctl.d/99-sysctl.conf:69:net.core.somaxconn = 128", "/run/sysctl.d/zzz-x.conf:1: - net/core/somaxconn=77\t", "/etc/sysctl.conf:3:net.core.somaxconn = lots",
+      at("end"),
+    ].join("\n"), tok);
+    expect(r.sysctlFiles).toEqual([
+      { path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" }, { path: "/etc/sysctl.d/60-b.conf", target: "/dev/null" },
+      { path: "/etc/sysctl.d/x.conf", target: "!unsafe" }, { path: "/usr/lib/sysctl.d/50-pid-max.conf" }, { path: "/etc/sysctl.conf" },
+    ]);
+    expect(r.sysctlLines).toEqual([
+      { path: "/etc/sysctl.d/99-sysctl.conf", line: 69, key: "net.core.somaxconn", value: 128, text: "net.core.somaxconn = 128" },
+      { path: "/run/sysctl.d/zzz-x.conf", line: 1, key: "net.core.somaxconn", value: 77, text: "- net/core/somaxconn=77" },
+      { path: "/etc/sysctl.conf", line: 3, key: "net.core.somaxconn", value: null, text: "net.core.somaxconn = lots" },
+    ]);
+    expect(r.sysctlSources).toContain("/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 128");
+  });
+  it.each([
+    ["sysctl-files", "/etc/passwd"],
+    ["sysctl-files", "/etc/sysctl.d/a b.conf"],
+    ["sysctl-files", "/etc/sysctl.d/a.conf -> relative"],
+    ["sysctl-lines", "/etc/sysctl.d/a.conf:net.core.somaxconn = 1"],
+    ["sysctl-lines", "/etc/sysctl.d/a.conf:0:net.core.somaxconn = 1"],
+    ["sysctl-lines", "/etc/sysctl.d/a.conf:5:no assignment here"],
+    ["sysctl-lines", "/etc/shadow:1:root = 1"],
+    ["sysctl-lines", "/etc/sysctl.d/a.conf:5:net.core.somaxconn = 1\u0007"],
+  ])("rejects a %s line %j", (section, l) => {
+    expect(() => parseReport([at(section), l, at("end")].join("\n"), tok)).toThrow(section);
+  });
 });

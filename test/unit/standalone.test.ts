@@ -64,22 +64,31 @@ describe("the script", () => {
     }
   });
 
-  test("applies through applyScript with the services tested and never touched by it; retired files decided on the host", () => {
+  test("applies through applyScript: the services' actions are decided on the host inside the transaction; retired files decided on the host", () => {
     const script = standaloneScript(INCIDENT);
     expect(script).toContain("if ! out=$(timeout -k 5 90 php-fpm8.2 -t 2>&1); then pb_fail 10 'test php8.2-fpm'");
     expect(script).toContain("if ! out=$(timeout -k 5 90 nginx -t 2>&1); then pb_fail 10 'test nginx'");
     expect(script).toContain("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf");
     // ApplyPlan.retireStale: the files this owner managed last time and the profile no longer has go back.
     expect(script).toContain(`pb_at "retired $p"`);
-    // The apply (the subshell) restarts and reloads nothing; the script's own actions do, once each.
+    // Every restart, reload and relisten runs inside the apply (the subshell), after the decision and
+    // before the commit, so that a failed one rolls everything back (pb_fail 12).
     const apply = script.slice(script.indexOf("\n(\npb_main() {\n"), script.indexOf(") > \"$pb_state/apply.log\" 2>&1"));
-    expect(apply.length).toBeGreaterThan(1000);
-    expect(apply).not.toMatch(/systemctl (restart|reload)/);
-    expect(apply).not.toContain("pb_relisten ");
-    expect(script.match(/systemctl restart "\$1" 2>&1\)/g)).toHaveLength(1);
-    expect(script.match(/systemctl reload "\$1" 2>&1\)/g)).toHaveLength(1);
-    expect(script).toContain(`pb_service php8.2-fpm "$pb_act_php" "$pb_why_php" "$pb_pairs_php"`);
-    expect(script).toContain(`pb_service nginx "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx"`);
+    const outside = script.replace(apply, "");
+    expect(outside).not.toMatch(/pb_decide "\$pb_before"|pb_service |pb_tell [a-z]/);
+    const decide = apply.indexOf('pb_decide "$pb_before" "$pb_state/apply.log"');
+    expect(decide).toBeGreaterThan(apply.indexOf("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf"));
+    for (const [unit, sv] of [["php8.2-fpm", "php"], ["nginx", "nginx"]]) {
+      const step = apply.indexOf(`pb_step 'service ${unit}'\ncase $pb_act_${sv} in\nrestart)`);
+      expect(step).toBeGreaterThan(decide);
+      expect(step).toBeLessThan(apply.indexOf("pb_step commit"));
+      expect(apply).toContain(`pb_fail 12 'restart ${unit}'`);
+      expect(apply).toContain(`pb_fail 12 'reload ${unit}'`);
+      expect(apply).toContain(`pb_relisten ${unit} $pb_pairs_${sv} 2>&1`);
+      // The sockets' backlogs before the relisten, for a rollback.
+      expect(apply).toContain(`pb_note "$S/txn/s/"${unit} "${unit} $pb_olds_${sv}"`);
+      expect(apply).toContain(`[ "$pb_act_${sv}" = none ] || pb_tell ${unit} "$pb_act_${sv} ($pb_why_${sv})"`);
+    }
   });
 
   test("plan.ts's shell library is loaded once, before the apply, and the apply is applyScript's without it", () => {
@@ -97,7 +106,7 @@ describe("the script", () => {
       paths: { phpFpmPoolDir: "/etc/php-fpm.d" },
       stateName: "al2023",
     });
-    expect(script).toContain(`pb_service php-fpm "$pb_act_php"`);
+    expect(script).toContain(`pb_step 'service php-fpm'\ncase $pb_act_php in`);
     expect(script).toContain("pb_unit_need php php-fpm\n");
     expect(script).toContain("pb_put /etc/php-fpm.d/www.conf ");
     // One state directory per host, shared with the SSH path; the state name is this script's owner name there.

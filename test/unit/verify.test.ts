@@ -10,6 +10,11 @@ import {
   VerifyParseError,
   isVerifyParseError,
   compare,
+  kernelBacklog,
+  persistedExpectations,
+  phpFpmDefaultBacklog,
+  phpFpmListenArg,
+  phpVersionOfUnit,
   expectedValues,
   formatMismatchTable,
   parseProcSysValue,
@@ -268,5 +273,48 @@ describe("compare and formatMismatchTable", () => {
     const dup = { ...healthy, sockets: [...healthy.sockets, ...parseSs("LISTEN 0 100 127.0.0.1:8080 0.0.0.0:*\n")] };
     const row = compare(expectedValues(p), dup).find((r) => r.setting.includes("8080"));
     expect(row).toMatchObject({ effective: 100, ok: false });
+  });
+});
+
+describe("php-fpm backlog by version (php-src fpm_sockets.h / fpm_conf.c)", () => {
+  const v = (s: string) => phpVersionOfUnit(`php${s}-fpm`);
+  it("reads the version from the unit name", () => {
+    expect(v("7.4")).toEqual({ major: 7, minor: 4 });
+    expect(phpVersionOfUnit("php-fpm")).toBeUndefined();
+  });
+  it("7.4: default 511, an ondemand pool below 511 is raised to 511, others keep their value", () => {
+    expect(phpFpmDefaultBacklog(v("7.4"))).toBe(511);
+    expect(phpFpmListenArg(v("7.4"), undefined, "dynamic")).toBe(511);
+    expect(phpFpmListenArg(v("7.4"), 128, "ondemand")).toBe(511);
+    expect(phpFpmListenArg(v("7.4"), 128, "dynamic")).toBe(128);
+    expect(phpFpmListenArg(v("7.4"), 1024, "ondemand")).toBe(1024);
+    expect(kernelBacklog(phpFpmListenArg(v("7.4"), undefined, "dynamic"), 4096)).toBe(511);
+  });
+  it.each(["8.2", "8.4"])("%s: default -1 (somaxconn), no ondemand floor", (ver) => {
+    expect(phpFpmDefaultBacklog(v(ver))).toBe(-1);
+    expect(kernelBacklog(phpFpmListenArg(v(ver), undefined, "ondemand"), 4096)).toBe(4096);
+    expect(phpFpmListenArg(v(ver), 128, "ondemand")).toBe(128);
+  });
+  it("8.1 still has the old rules; an unknown version follows the current sources", () => {
+    expect(phpFpmListenArg(v("8.1"), 100, "ondemand")).toBe(511);
+    expect(phpFpmListenArg(undefined, 100, "ondemand")).toBe(100);
+  });
+  it("the kernel caps what listen() got at somaxconn", () => {
+    expect(kernelBacklog(511, 128)).toBe(128);
+    expect(kernelBacklog(-1, 128)).toBe(128);
+  });
+});
+
+describe("persisted rows", () => {
+  it("one row per kernel key and tool; advisory when asked; compared against the value the tool would leave", () => {
+    const rows = persistedExpectations([{ setting: "net.core.somaxconn", target: { kind: "sysctl", key: "net.core.somaxconn" }, expected: 8192, comparison: "equal" }], true);
+    expect(rows.map((r) => r.setting)).toEqual(["net.core.somaxconn after boot (systemd-sysctl)", "net.core.somaxconn after sysctl --system"]);
+    const [boot, system] = compare(rows, {
+      sysctls: { "net.core.somaxconn": 8192 }, sockets: [],
+      persisted: { "systemd-sysctl": { "net.core.somaxconn": { value: 8192, source: "/etc/sysctl.d/zz-pulumi-backlog.conf:4" } }, "sysctl --system": { "net.core.somaxconn": { value: 128, source: "/etc/sysctl.conf:69" } } },
+    });
+    expect(boot).toMatchObject({ ok: true, advisory: true });
+    expect(system).toMatchObject({ ok: false, effective: 128, advisory: true });
+    expect(system?.hint).toContain("sysctl --system would set 128 from /etc/sysctl.conf:69");
   });
 });
