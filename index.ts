@@ -1,6 +1,6 @@
 /**
  * The deployment program (`pulumi up` in this folder, `npm run demo`): one backlog profile applied
- * to a fleet of hosts, read from stack configuration (namespace `backlog`; see README "Configuration"):
+ * to a fleet of hosts, read from stack configuration (namespace `backlog`; see docs/configuration.md):
  *
  *   backlog:profile    the profile (required): name, backlog, optional overrides, pools, listeners
  *   backlog:hosts      hosts: [{ name, host, port?, user?, sudo?, hostKey, privateKeyPath, proxy? }]; or
