@@ -67,6 +67,11 @@ function expectAllEffective(rows: Row[], value: number): void {
     "net.ipv4.tcp_max_syn_backlog",
     "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)",
     "nginx listen 0.0.0.0:8080 backlog",
+    // Each kernel key again as boot and a later `sysctl --system` would set it (docs/sysctl.md).
+    "net.core.somaxconn after boot (systemd-sysctl)",
+    "net.ipv4.tcp_max_syn_backlog after boot (systemd-sysctl)",
+    "net.core.somaxconn after sysctl --system",
+    "net.ipv4.tcp_max_syn_backlog after sysctl --system",
   ]);
   for (const row of rows) expect(row).toEqual(expect.objectContaining({ expected: value, effective: value, ok: true }));
 }
