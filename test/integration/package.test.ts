@@ -221,7 +221,8 @@ describe("Pulumi YAML (examples/yaml) through the TypeScript component provider"
     expectAllEffective(outputs.webVerification.value as Row[], BACKLOG);
     expect(Object.keys(outputs.appVerification.value)).toEqual(["app1"]);
     expectAllEffective((outputs.appVerification.value as Record<string, Row[]>).app1, BACKLOG);
-    expect(outputs.webInSync.value).toBe(false);
+    // inSync says whether the host matches the profile after this run (CHANGELOG: inSyncBefore holds the old meaning).
+    expect(outputs.webInSync.value).toBe(true);
     for (const h of [web, app]) expect(hostValues(h)).toEqual({ somaxconn: BACKLOG, php: BACKLOG, nginx: BACKLOG, dropIn: true });
   });
 
