@@ -15,29 +15,9 @@ import * as pulumi from "@pulumi/pulumi";
 /** Planned actions per host component name, as the stand-in's `actions` output reports them. */
 const mockActions: Record<string, Record<string, string>> = {};
 
-jest.mock("../../../components/backlogHost", () => {
+jest.mock("../../../components/backlogHost", () =>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const p = jest.requireActual("@pulumi/pulumi") as typeof pulumi;
-  class Settings extends p.CustomResource {
-    declare readonly verification: pulumi.Output<unknown[]>;
-    constructor(name: string, opts: pulumi.CustomResourceOptions) {
-      super("test:index:HostSettings", name, { verification: undefined }, opts);
-    }
-  }
-  class BacklogHost extends p.ComponentResource {
-    verification: pulumi.Output<unknown[]>;
-    inSync: pulumi.Output<boolean>;
-    actions: pulumi.Output<Record<string, string>>;
-    constructor(name: string, _args: unknown, opts?: pulumi.ComponentResourceOptions) {
-      super("backlog:index:BacklogHost", name, {}, opts);
-      this.verification = new Settings(`${name}-settings`, { parent: this }).verification;
-      this.inSync = p.output(true);
-      this.actions = p.output(mockActions[name] ?? {});
-      this.registerOutputs({});
-    }
-  }
-  return { BacklogHost };
-});
+  (require("../hostStandIn") as typeof import("../hostStandIn")).backlogHostStandIn(() => mockActions));
 
 interface Instance { id: string; state: string }
 let instances: Instance[] = [];
