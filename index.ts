@@ -17,8 +17,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "fs";
 import { resolve } from "path";
-import { BacklogFleet, FleetHost, ProfileInput, ServiceNames } from "./components";
-import { toRollout } from "./components/rollout";
+import { BacklogFleet, FleetHost, ProfileInput, ServiceNames } from "./src";
+import { toRollout } from "./src/core/rollout";
 
 /** Where to reach a host, and with which key (read from privateKeyPath, kept as a secret). */
 interface Endpoint {

@@ -1,6 +1,6 @@
 /**
  * The policies of the `pulumi-backlog` policy pack. They apply the library's own rule functions
- * (`rules` of `components/profile.ts`, the same objects `defineProfile` runs), so the pack and the
+ * (`rules` of `src/core/profile.ts`, the same objects `defineProfile` runs), so the pack and the
  * library can never disagree about a profile; what the pack adds is what one component cannot see:
  * several components aimed at the same host, thresholds chosen by the organisation, SSH host-key
  * pinning and the load order of the sysctl drop-in.
@@ -33,9 +33,9 @@ import {
   TCP_MAX_SYN_BACKLOG,
   appBacklogs,
   rules,
-} from "../components/profile";
-import { SYSCTL_DROPIN_PATH } from "../components/render";
-import { parseHostKey } from "../components/ssh";
+} from "../src/core/profile";
+import { SYSCTL_DROPIN_PATH } from "../src/core/render";
+import { parseHostKey } from "../src/transport/ssh";
 import type {
   BacklogPolicy,
   ReportViolation,

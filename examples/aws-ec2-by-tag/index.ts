@@ -14,8 +14,8 @@
  * Until pulumi-backlog is published, the library is imported from this repository by path.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { BacklogFleet, defineProfile } from "../../components";
-import { ec2Hosts } from "../../components/aws";
+import { BacklogFleet, defineProfile } from "../../src";
+import { ec2Hosts } from "../../src/aws";
 
 const cfg = new pulumi.Config();
 

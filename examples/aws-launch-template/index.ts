@@ -11,8 +11,8 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { defineProfile } from "../../components";
-import { BacklogLaunchTemplate, instanceUserData } from "../../components/aws";
+import { defineProfile } from "../../src";
+import { BacklogLaunchTemplate, instanceUserData } from "../../src/aws";
 
 const cfg = new pulumi.Config();
 

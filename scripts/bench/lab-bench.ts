@@ -38,9 +38,9 @@ export interface RunOptions {
 /** `commit abc1234 with N uncommitted change(s) …`: what code a report measured. */
 export function gitDescription(): string {
   const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim();
-  const dirty = spawnSync("git", ["status", "--porcelain", "--", "components", "templates", "index.ts"], { cwd: repo, encoding: "utf8" }).stdout
+  const dirty = spawnSync("git", ["status", "--porcelain", "--", "src", "templates", "index.ts"], { cwd: repo, encoding: "utf8" }).stdout
     .split("\n").filter(Boolean).length;
-  return `commit ${head || "unknown"}${dirty ? ` with ${dirty} uncommitted change(s) under components/, templates/, index.ts (the working tree was used as it is)` : ""}`;
+  return `commit ${head || "unknown"}${dirty ? ` with ${dirty} uncommitted change(s) under src/, templates/, index.ts (the working tree was used as it is)` : ""}`;
 }
 
 /** One bench run: its work dir, its children, its steps, its stack and its teardown. */

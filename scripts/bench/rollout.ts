@@ -37,7 +37,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { checkMaxParallel, type MaxParallel } from "../../components/rollout.ts";
+import { checkMaxParallel, type MaxParallel } from "../../src/core/rollout.ts";
 import { markdownTable, textTable } from "./incident-report.ts";
 import { LabBench, gitDescription, repo } from "./lab-bench.ts";
 import { LOADGEN_SOURCE, type LoadResult, leaderPid, loadCommand, parseLoad, summarize } from "./loadgen.ts";

@@ -9,11 +9,11 @@
  * a pm.* change reloads, and a pool removed from the profile goes back to its original.
  */
 import { createHash } from "crypto";
-import { agentScriptFile, backlogUserData, encodeUserData, ssmDocumentContent } from "../../components/aws";
-import { type KernelValues, type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile } from "../../components/profile";
-import { render, renderSysctlDropIn } from "../../components/render";
-import { quote } from "../../components/shell";
-import { compare, expectedValues, parseSs } from "../../components/verify";
+import { agentScriptFile, backlogUserData, encodeUserData, ssmDocumentContent } from "../../src/aws";
+import { type KernelValues, type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile } from "../../src/core/profile";
+import { render, renderSysctlDropIn } from "../../src/core/render";
+import { quote } from "../../src/core/shell";
+import { compare, expectedValues, parseSs } from "../../src/core/verify";
 import { Lab, requireLabMachine } from "./harness";
 
 jest.setTimeout(300_000);

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "f
 import { tmpdir } from "os";
 import { join } from "path";
 import { Stack } from "@pulumi/pulumi/automation";
-import { backupName } from "../../components/plan";
+import { backupName } from "../../src/core/plan";
 import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);

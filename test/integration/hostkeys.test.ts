@@ -10,7 +10,7 @@ import fs from "fs";
 import net from "net";
 import os from "os";
 import path from "path";
-import { parseHostKeys, runScript, SshConnection } from "../../components/ssh";
+import { parseHostKeys, runScript, SshConnection } from "../../src/transport/ssh";
 
 jest.setTimeout(300_000);
 

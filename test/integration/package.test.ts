@@ -122,7 +122,7 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
     const installed = JSON.parse(readFileSync(join(dir, "node_modules/pulumi-backlog/package.json"), "utf8"));
     expect(installed.version).toBe(JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version);
     expect(existsSync(join(dir, "node_modules/pulumi-backlog/dist/index.js"))).toBe(true);
-    expect(existsSync(join(dir, "node_modules/pulumi-backlog/components"))).toBe(false);
+    expect(existsSync(join(dir, "node_modules/pulumi-backlog/src"))).toBe(false);
     expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).dependencies["pulumi-backlog"]).toMatch(/^file:.*\.tgz$/);
   });
 
@@ -172,7 +172,7 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
     // each an existing module of the installed package (today plan, ssh and verify).
     const required = [...new Set([...code.matchAll(/require\("([^"]*)"\)/g)].map((m) => m[1]))];
     const library = required.filter((m) => m.startsWith("pulumi-backlog"));
-    expect(library).toEqual(expect.arrayContaining(["pulumi-backlog/internal/ssh.js"]));
+    expect(library).toEqual(expect.arrayContaining(["pulumi-backlog/internal/transport/ssh.js"]));
     for (const m of library) {
       expect(m).toMatch(/^pulumi-backlog\/internal\/[\w/]+\.js$/);
       expect(existsSync(join(dir, "node_modules/pulumi-backlog/dist", m.slice("pulumi-backlog/internal/".length)))).toBe(true);

@@ -2,9 +2,9 @@
  * The rendered files are accepted by the real programs on a lab host (Debian 12): the drop-in by
  * `sysctl -p` (values read back from /proc/sys), pools by `php-fpm8.2 -t`, nginx by `nginx -t`.
  */
-import { BacklogProfile, ProfileInput, defineProfile, render } from "../../components";
-import { applyScript, reportToken } from "../../components/plan";
-import { quote } from "../../components/shell";
+import { BacklogProfile, ProfileInput, defineProfile, render } from "../../src";
+import { applyScript, reportToken } from "../../src/core/plan";
+import { quote } from "../../src/core/shell";
 import { EXACT, KERNEL_ONLY, WEB } from "../unit/fixtures";
 import { Lab, requireLabMachine } from "./harness";
 

@@ -198,7 +198,7 @@ test("the second host's restart fails: the rollout stops there, the third host i
 });
 
 // Known gap (issue #11), kept visible: with the real engine the fleet's own error ("rollout stopped
-// after batch 2 of 3: …; not touched: rollt3", rolloutGates in components/backlogFleet.ts; checked
+// after batch 2 of 3: …; not touched: rollt3", rolloutGates in src/pulumi/backlogFleet.ts; checked
 // with mocks in test/unit/backlogFleet.test.ts) does not reach the output. Without
 // --continue-on-error the engine ends the update at the first failed resource, and the program's
 // gate runs only after that (probably after the SDK has stopped its RPCs to the shutting-down

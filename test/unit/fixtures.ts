@@ -1,5 +1,5 @@
 /** Shared inputs for the unit tests. */
-import type { ProfileInput } from "../../components/profile";
+import type { ProfileInput } from "../../src/core/profile";
 
 /** The incident's host, fixed: one unix-socket pool behind nginx, plus a TCP pool and IPv6. */
 export const WEB: ProfileInput = {

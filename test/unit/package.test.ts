@@ -25,12 +25,12 @@ interface PackResult {
 let packed: PackResult;
 let files: string[];
 
-/** Library sources: every .ts file under components/, relative to it, without the extension. */
-function librarySources(dir = join(repo, "components")): string[] {
+/** Library sources: every .ts file under src/, relative to it, without the extension. */
+function librarySources(dir = join(repo, "src")): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const path = join(dir, e.name);
     if (e.isDirectory()) return librarySources(path);
-    return e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [relative(join(repo, "components"), path).replace(/\.ts$/, "")] : [];
+    return e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [relative(join(repo, "src"), path).replace(/\.ts$/, "")] : [];
   });
 }
 
@@ -49,7 +49,7 @@ test("the tarball is named after the package and its version", () => {
 
 test("it holds the compiled JS and declarations of every library module, and the templates", () => {
   const sources = librarySources();
-  expect(sources).toEqual(expect.arrayContaining(["index", "backlogHost", "backlogFleet", "hostSettings", "render", "ssh"]));
+  expect(sources).toEqual(expect.arrayContaining(["index", "pulumi/backlogHost", "pulumi/backlogFleet", "pulumi/hostSettings", "core/render", "transport/ssh"]));
   for (const s of sources) {
     expect(files).toContain(`dist/${s}.js`);
     expect(files).toContain(`dist/${s}.d.ts`);
@@ -92,7 +92,7 @@ test("everything package.json points users at is in the tarball", () => {
 test("every package the library imports at run time is a dependency (@pulumi/aws: an optional peer, for the aws entry only)", () => {
   const imported = new Set<string>();
   for (const s of librarySources()) {
-    const text = readFileSync(join(repo, "components", `${s}.ts`), "utf8");
+    const text = readFileSync(join(repo, "src", `${s}.ts`), "utf8");
     for (const m of text.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^;]*?from\s+"([^"]+)"/gm)) {
       const spec = m[1];
       if (spec.startsWith(".") || spec.startsWith("node:")) continue;
@@ -107,6 +107,23 @@ test("every package the library imports at run time is a dependency (@pulumi/aws
   expect(pkg.peerDependenciesMeta[aws]).toEqual({ optional: true });
   // Only the aws entry point may load it: the main entry never does.
   for (const s of librarySources().filter((s) => !s.startsWith("aws/"))) {
-    expect(readFileSync(join(repo, "components", `${s}.ts`), "utf8")).not.toMatch(/from\s+"@pulumi\/aws"/);
+    expect(readFileSync(join(repo, "src", `${s}.ts`), "utf8")).not.toMatch(/from\s+"@pulumi\/aws"/);
+  }
+});
+
+test("the layout is the architecture: src/core imports nothing of Pulumi, ssh2 or the outer folders; transport knows no Pulumi", () => {
+  const importsOf = (s: string): string[] => [...readFileSync(join(repo, "src", `${s}.ts`), "utf8")
+    .matchAll(/^\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"|require\("([^"]+)"\)/gm)].map((m) => m[1] ?? m[2]);
+  const core = librarySources().filter((s) => s.startsWith("core/"));
+  expect(core).toEqual(expect.arrayContaining(["core/profile", "core/plan", "core/converge", "core/standalone", "core/aws/userData"]));
+  for (const s of core) {
+    for (const spec of importsOf(s)) {
+      expect(`${s}: ${spec}`).not.toMatch(/: (@pulumi\/|ssh2)/);
+      // Relative imports stay inside src/core.
+      if (spec.startsWith(".")) expect(relative(join(repo, "src", "core"), join(repo, "src", s, "..", spec))).not.toMatch(/^\.\./);
+    }
+  }
+  for (const s of librarySources().filter((s) => s.startsWith("transport/"))) {
+    for (const spec of importsOf(s)) expect(`${s}: ${spec}`).not.toMatch(/: (@pulumi\/|\.\.\/(pulumi|aws)\b)/);
   }
 });

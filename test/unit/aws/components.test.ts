@@ -26,8 +26,8 @@ pulumi.runtime.setMocks({
 }, "backlog", "unit", false);
 
 // Imported after setMocks, as the Pulumi testing guide does.
-import { BacklogLaunchTemplate, BacklogSsmAssociation, backlogUserData, ssmDocumentContent } from "../../../components/aws";
-import { defineProfile } from "../../../components/profile";
+import { BacklogLaunchTemplate, BacklogSsmAssociation, backlogUserData, ssmDocumentContent } from "../../../src/aws";
+import { defineProfile } from "../../../src/core/profile";
 
 function value<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));

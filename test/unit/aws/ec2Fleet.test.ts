@@ -10,8 +10,8 @@ import * as pulumi from "@pulumi/pulumi";
 
 /** Every SSH connection the code under test opens, by target address (none reaches a network). */
 const dialed: string[] = [];
-jest.mock("../../../components/ssh", () => {
-  const actual = jest.requireActual("../../../components/ssh");
+jest.mock("../../../src/transport/ssh", () => {
+  const actual = jest.requireActual("../../../src/transport/ssh");
   return {
     ...actual,
     runScript: jest.fn(async (conn: { host: string }) => {
@@ -57,9 +57,9 @@ beforeAll(async () => {
   };
 });
 
-import { ec2Hosts } from "../../../components/aws";
-import { BacklogFleet } from "../../../components/backlogFleet";
-import { HostSettingsInputs, HostSettingsOutputs, hostSettingsProvider } from "../../../components/hostSettings";
+import { ec2Hosts } from "../../../src/aws";
+import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
+import { HostSettingsInputs, HostSettingsOutputs, hostSettingsProvider } from "../../../src/pulumi/hostSettings";
 
 const settle = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));
 const profile = { name: "web", backlog: 2048, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }], listeners: [{ listen: 80, pool: "www" }] };
@@ -113,7 +113,7 @@ test("from EC2 states to the fleet: gone hosts retainOnDelete, stopped ones kept
 });
 
 test("a stopped or gone host with no pinned key is accepted (no connection is made); a present one without is refused", async () => {
-  const { BacklogHost } = await import("../../../components/backlogHost");
+  const { BacklogHost } = await import("../../../src/pulumi/backlogHost");
   const connection = { host: "10.0.1.2", user: "admin", privateKey: "k" };
   expect(() => new BacklogHost("s", { connection, profile, presence: "stopped" })).not.toThrow();
   expect(() => new BacklogHost("p", { connection, profile })).toThrow(/p: connection.hostKey is required/);

@@ -40,8 +40,8 @@ pulumi.runtime.setMocks({
   },
 }, "backlog", "unit", false);
 
-import { ec2Hosts, ec2Presence, hostKeysFromConsoleOutput, preferredHostKey } from "../../../components/aws";
-import { BacklogFleet } from "../../../components/backlogFleet";
+import { ec2Hosts, ec2Presence, hostKeysFromConsoleOutput, preferredHostKey } from "../../../src/aws";
+import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
 
 function value<T>(o: pulumi.Input<T>): Promise<T> {
   return new Promise((resolve) => pulumi.output(o).apply((v) => { resolve(v as T); return v; }));

@@ -15,9 +15,9 @@ import * as pulumi from "@pulumi/pulumi";
 /** Planned actions per host component name, as the stand-in's `actions` output reports them. */
 const mockActions: Record<string, Record<string, string>> = {};
 
-jest.mock("../../../components/backlogHost", () =>
+jest.mock("../../../src/pulumi/backlogHost", () =>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  (require("../hostStandIn") as typeof import("../hostStandIn")).backlogHostStandIn(() => mockActions));
+  (require("../pulumi/hostStandIn") as typeof import("../pulumi/hostStandIn")).backlogHostStandIn(() => mockActions));
 
 interface Instance { id: string; state: string }
 let instances: Instance[] = [];
@@ -57,8 +57,8 @@ beforeAll(async () => {
   };
 });
 
-import { ec2Hosts } from "../../../components/aws";
-import { BacklogFleet } from "../../../components/backlogFleet";
+import { ec2Hosts } from "../../../src/aws";
+import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
 
 const settle = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));
 const profile = { name: "web", backlog: 2048, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }] };

@@ -4,9 +4,9 @@
  * gets every resource with its outputs (stack phase), all in one pack instance. `notApplicable`
  * throws, like the SDK's. Config is what `--policy-pack-config` would give (per policy).
  */
-import { defineProfile, type BacklogProfile, type ProfileInput } from "../../../components/profile";
-import { DEBIAN_12_PATHS, type HostPaths } from "../../../components/render";
-import { DEBIAN_12_SERVICES } from "../../../components/converge";
+import { defineProfile, type BacklogProfile, type ProfileInput } from "../../../src/core/profile";
+import { DEBIAN_12_PATHS, type HostPaths } from "../../../src/core/render";
+import { DEBIAN_12_SERVICES } from "../../../src/core/converge";
 import { type InputLog, createPolicies } from "../../../policy/policies";
 import type { BacklogPolicy, ResourceArgs, ResourcePolicy, StackPolicy, StackResource } from "../../../policy/types";
 

@@ -2,11 +2,11 @@
  * The pack's two per-host stack policies, over simulated previews: the resource phase sees each
  * component's inputs, the stack phase only its outputs (as with the real engine).
  */
-import { SOMAXCONN } from "../../../components/profile";
+import { SOMAXCONN } from "../../../src/core/profile";
 import { InputLog, POLICY } from "../../../policy/policies";
 import { FLEET, HOST, type FakeResource, connection, sysctls, hostInputs, of, preview, profile, urn, web } from "./harness";
 
-/** An AWS component (SSM document and association, components/aws/): no SSH connection, so its own host. */
+/** An AWS component (SSM document and association, src/aws/): no SSH connection, so its own host. */
 const AWS = "backlog:index:BacklogSsmAssociation";
 const at = (name: string, p: ReturnType<typeof profile>, conn = connection(), parent?: string): FakeResource =>
   ({ type: HOST, name, parent, inputs: hostInputs(p, conn) });

@@ -1,5 +1,5 @@
 /** The pack as a whole: names, metadata, config schema, and that it applies every library rule. */
-import { rules } from "../../../components/profile";
+import { rules } from "../../../src/core/profile";
 import { CONFIG_DEFAULTS, HOST_RULES, InputLog, PACK_NAME, POLICY, PROFILE_RULES, createPolicies } from "../../../policy/policies";
 import { HOST, connection, hostInputs, preview, profile, resourceArgs, web } from "./harness";
 

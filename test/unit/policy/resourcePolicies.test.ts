@@ -1,11 +1,11 @@
 /** The pack's resource policies, each called directly with fake ResourceValidationArgs. */
-import { SOMAXCONN, TCP_MAX_SYN_BACKLOG } from "../../../components/profile";
-import { DEBIAN_12_PATHS, SYSCTL_DROPIN_PATH } from "../../../components/render";
+import { SOMAXCONN, TCP_MAX_SYN_BACKLOG } from "../../../src/core/profile";
+import { DEBIAN_12_PATHS, SYSCTL_DROPIN_PATH } from "../../../src/core/render";
 import { POLICY } from "../../../policy/policies";
 import { FLEET, HOST, checkResource, sysctls, connection, hostInputs, hostKey, policyNamed, profile, web } from "./harness";
 
 const host = (inputs: Record<string, unknown>, name = "web-1") => ({ type: HOST, name, inputs });
-/** An AWS component (launch template user data, components/aws/): the policies know it only by token and props. */
+/** An AWS component (launch template user data, src/aws/): the policies know it only by token and props. */
 const AWS = "backlog:index:BacklogLaunchTemplate";
 
 describe(POLICY.valuesAccepted, () => {

@@ -1,0 +1,201 @@
+/**
+ * The dynamic provider runs from serialized code in its own process. These tests serialize it the
+ * way Pulumi does and exercise the copy, so that code the serializer cannot carry (Sets, classes
+ * extending Error, names it mistakes for globals) fails here rather than in a deployment.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { execFileSync } from "child_process";
+import { mkdtempSync, readFileSync } from "fs";
+import { createServer } from "net";
+import { tmpdir } from "os";
+import { join, resolve } from "path";
+import Module = require("module");
+import { HostSettingsOutputs, applyPlanOf, decisionInputs, failureMessage, hostSettingsProvider, plannedActions } from "../../../src/pulumi/hostSettings";
+import type { HostReport } from "../../../src/core/report";
+
+jest.setTimeout(30_000);
+
+async function serializedProvider(): Promise<pulumi.dynamic.ResourceProvider> {
+  const { text, exportName } = await pulumi.runtime.serializeFunction(() => hostSettingsProvider);
+  const mod = new Module("serialized-provider") as Module & { _compile(code: string, file: string): void; paths: string[] };
+  const repo = resolve(__dirname, "..", "..", "..");
+  mod.paths = (Module as unknown as { _nodeModulePaths(dir: string): string[] })._nodeModulePaths(repo);
+  mod._compile(text, join(repo, "serialized-provider.js"));
+  return (mod.exports as Record<string, () => pulumi.dynamic.ResourceProvider>)[exportName]();
+}
+
+function closedPort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+const base: HostSettingsOutputs = {
+  connection: { host: "127.0.0.1", port: 22, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM4Gg4rD+B/RoFavrJXOmlAiMKiC5EyU7hiPf8omSLLJ", privateKey: "" },
+  hostName: "web1",
+  target: "root@127.0.0.1:22",
+  plan: {
+    stateDir: "/var/lib/pulumi-backlog", owner: "web1", files: [], sysctlKeys: ["net.core.somaxconn"], services: [],
+    sockets: { unixPaths: [], tcpPorts: [] },
+  },
+  expected: [],
+  before: { "net.core.somaxconn": 4096 },
+  desiredHash: "a",
+  inSync: true,
+  verification: [],
+};
+
+test("diff: an in-sync host with an unchanged profile has no changes", async () => {
+  const provider = await serializedProvider();
+  await expect(provider.diff!("id", base, { ...base })).resolves.toEqual({ changes: false });
+  // Inputs of the earlier shape (inSync, changes) in the old state do not make a change by themselves.
+  await expect(provider.diff!("id", { ...base, changes: { settings: [] } } as HostSettingsOutputs, { ...base, settings: {}, files: {}, services: {}, retired: [] })).resolves.toEqual({ changes: false });
+});
+
+test("diff: a changed profile or drift is an update that the engine diffs field by field; another target a replacement", async () => {
+  const provider = await serializedProvider();
+  // "Unknown" (no `changes`): the engine diffs old and new inputs itself and shows the fields that differ.
+  await expect(provider.diff!("id", base, { ...base, desiredHash: "b" })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, settings: { "net.core.somaxconn": "1000 → 8192" } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, services: { nginx: { action: "reload", reason: "x" } } })).resolves.toEqual({});
+  // In `up` the change fields are empty: the run's own part says that it changes the host.
+  const drift = { settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }], files: [], retired: [], services: [], recovers: false };
+  await expect(provider.diff!("id", base, { ...base, run: { generation: 2, steps: {}, retired: [], changes: drift } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, files: { "/etc/x": ["-a", "+b"] } })).resolves.toEqual({});
+  await expect(provider.diff!("id", base, { ...base, retired: ["/etc/y"] })).resolves.toEqual({});
+  // A refresh found drift (output inSync false) while the inputs are the same: a change all the same,
+  // said outright (the engine's own diff would find none).
+  await expect(provider.diff!("id", { ...base, inSync: false }, { ...base })).resolves.toEqual({ changes: true });
+  const withSettings = { ...base, settings: { "net.core.somaxconn": "1000 → 8192" } };
+  await expect(provider.diff!("id", withSettings, withSettings)).resolves.toEqual({ changes: true });
+  const moved = await provider.diff!("id", base, { ...base, target: "root@127.0.0.2:22" });
+  expect(moved).toEqual({ changes: true, replaces: ["target"], deleteBeforeReplace: true });
+});
+
+async function unreachable(): Promise<HostSettingsOutputs> {
+  const dir = mkdtempSync(join(tmpdir(), "backlog-key-"));
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "k")]);
+  const port = await closedPort();
+  return { ...base, connection: { ...base.connection, port, dialAttempts: 1, privateKey: readFileSync(join(dir, "k"), "utf8") } };
+}
+
+test("delete on an unreachable host forgets it by default, with a warning naming the host, the cause and what stays on it", async () => {
+  const provider = await serializedProvider();
+  const props = await unreachable();
+  const said: string[] = [];
+  // The serialized provider runs in Node's own context (compiled with Module), not in Jest's: spy
+  // on that context's console.
+  const realm = new Module("console-of-the-provider") as Module & { _compile(code: string, file: string): void };
+  realm._compile("module.exports = console;", join(resolve(__dirname, "..", "..", ".."), "console-of-the-provider.js"));
+  const console = realm.exports as Console;
+  const warn = jest.spyOn(console, "warn").mockImplementation((m: unknown) => void said.push(String(m)));
+  const error = jest.spyOn(console, "error").mockImplementation((m: unknown) => void said.push(String(m)));
+  try {
+    await expect(provider.delete!("id", props)).resolves.toBeUndefined();
+  } finally {
+    warn.mockRestore();
+    error.mockRestore();
+  }
+  const port = props.connection.port;
+  expect(said.join("\n")).toMatch(new RegExp(`web1: forgotten without restoring: the host cannot be reached \\(cannot connect to root@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED.*/var/lib/pulumi-backlog`));
+});
+
+test("delete on an unreachable host with onGone: fail fails with a message that names the host and the cause", async () => {
+  const provider = await serializedProvider();
+  const props = { ...(await unreachable()), onGone: "fail" as const };
+  const error = await provider.delete!("id", props).then(() => undefined, (e: unknown) => e);
+  expect(error).toBeDefined();
+  expect((error as Error).message).toMatch(new RegExp(`^web1: cannot connect to root@127\\.0\\.0\\.1:${props.connection.port}: .*ECONNREFUSED`));
+});
+
+test("delete of a resource that was never applied touches no host", async () => {
+  const provider = await serializedProvider();
+  const { plan: _plan, ...never } = base;
+  await expect(provider.delete!("id", { ...never, connection: { ...base.connection, port: 1, dialAttempts: 1 } } as HostSettingsOutputs)).resolves.toBeUndefined();
+});
+
+test("create without a probe fails with the probe's failure, before any connection", async () => {
+  const provider = await serializedProvider();
+  await expect(provider.create!({ ...base, probeFailure: "cannot connect to root@127.0.0.1:22: boom" }))
+    .rejects.toThrow(/^web1: cannot connect to root@127\.0\.0\.1:22: boom$/);
+});
+
+describe("failureMessage", () => {
+  const r = (over: Partial<HostReport>): HostReport => ({
+    sysctls: {}, files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
+    container: "none", journalOpen: false, generation: 0, recovered: false, steps: ["lock", "journal", "test"], did: [], fallbacks: {}, warnings: [], retired: [],
+    complete: false, ...over,
+  });
+  const result = { code: 10, stdout: "", stderr: "" };
+
+  test("names the host, what, the failed step, that everything was put back, and the step's output", () => {
+    expect(failureMessage("web1", "apply", r({ failure: { step: "test php8.2-fpm", output: "ERROR: bad pool" }, rolledBack: true }), result))
+      .toBe("web1: apply failed at test php8.2-fpm (everything was put back):\nERROR: bad pool");
+  });
+
+  test("an incomplete rollback says so and where to look", () => {
+    expect(failureMessage("web1", "apply", r({ failure: { step: "service nginx", output: "x" }, rolledBack: false }), { ...result, code: 12 }))
+      .toMatch(/^web1: apply failed at service nginx \(the rollback was INCOMPLETE: see the host's \/var\/lib\/pulumi-backlog\/txn\):\nx$/);
+  });
+
+  test("a script that died half-way: the last step it entered, and its stderr", () => {
+    expect(failureMessage("web1", "apply", r({}), { code: 137, stdout: "", stderr: "Killed\n" })).toBe("web1: apply failed at test:\nKilled");
+  });
+
+  test("no report at all (rejected, or nothing printed)", () => {
+    expect(failureMessage("web1", "restore", undefined, { code: 121, stdout: "", stderr: "" })).toBe("web1: restore failed at start:\n(no output)");
+  });
+
+  test("a run over its time limit names the step it was in", () => {
+    expect(failureMessage("web1", "apply", r({}), { code: -1, stdout: "", stderr: "", timedOut: true }))
+      .toBe("web1: apply timed out in step test: the connection was closed and the host rolls the run back (see connection.scriptTimeoutSeconds)");
+  });
+});
+
+test("plannedActions: the action per unit, empty without a plan", () => {
+  expect(plannedActions(undefined)).toEqual({});
+  expect(plannedActions({ services: [
+    { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten", relisten: [{ inode: 1, backlog: 2, oldBacklog: 1, label: "/run/php/x.sock" }] },
+    { unit: "nginx", test: ["nginx", "-t"], action: "none" },
+  ] })).toEqual({ "php8.2-fpm": "relisten", nginx: "none" });
+});
+
+test("decisionInputs: the plan without the run's own parts, and the changes as fields of their own; applyPlanOf puts the plan back together", () => {
+  const plan = {
+    stateDir: "/var/lib/pulumi-backlog", owner: "web1", sysctlKeys: ["net.core.somaxconn"], sockets: { unixPaths: ["/run/php/a.sock"], tcpPorts: [] },
+    files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", content: "listen.backlog = 8192\n", mode: "0644", owner: "root", group: "root" }],
+    services: [
+      { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten" as const, reason: "only the backlog changes", relisten: [{ inode: 7, backlog: 8192, oldBacklog: 1000, label: "/run/php/a.sock" }], ports: [] },
+      { unit: "nginx", test: ["nginx", "-t"], action: "none" as const, ports: [8080] },
+    ],
+    retired: ["/etc/php/8.2/fpm/pool.d/old.conf"],
+    generation: 4,
+  };
+  const changes = {
+    settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }, { setting: "sock", current: null, wanted: 8192, comparison: "atLeast" as const }],
+    files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", change: "update" as const, diff: "--- host\n+++ profile\n@@ -1 +1 @@\n-listen.backlog = 511\n+listen.backlog = 8192\n" }],
+    retired: plan.retired, services: [], recovers: false,
+  };
+  const inputs = decisionInputs({ plan, changes }, true);
+  expect(inputs.settings).toEqual({ "net.core.somaxconn": "1000 → 8192", sock: "missing → >=8192" });
+  expect(inputs.files).toEqual({ "/etc/php/8.2/fpm/pool.d/www.conf": ["@@ -1 +1 @@", "-listen.backlog = 511", "+listen.backlog = 8192"] });
+  expect(inputs.services).toEqual({ "php8.2-fpm": { action: "relisten", reason: "only the backlog changes" } });
+  expect(inputs.retired).toEqual(plan.retired);
+  expect(inputs.recovers).toBeUndefined();
+  expect(inputs.run).toEqual({ generation: 4, retired: plan.retired, changes, steps: { "php8.2-fpm": { action: "relisten", reason: "only the backlog changes", relisten: plan.services[0].relisten } } });
+  // What stays in `plan` does not depend on the host's drift: the same for an in-sync host.
+  const inSync = decisionInputs({ plan: { ...plan, services: plan.services.map((s) => ({ unit: s.unit, test: s.test, action: "none" as const, ports: s.ports })), retired: [] }, changes: { settings: [], files: [], retired: [], services: [], recovers: false } }, true);
+  expect(inSync.plan).toEqual(inputs.plan);
+  expect(inSync).toEqual(expect.objectContaining({ settings: {}, files: {}, services: {}, retired: [], run: { generation: 4, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } } }));
+  // `up` records the change fields empty (nothing is pending once its apply verified), the run's own part as it is.
+  const up = decisionInputs({ plan, changes }, false);
+  expect(up).toEqual({ ...inSync, run: inputs.run, plan: inputs.plan });
+  expect(applyPlanOf(inputs)).toEqual(plan);
+  expect(applyPlanOf(up)).toEqual(plan);
+  // A state of the earlier shape (the whole plan in `plan`) gives its plan as it was.
+  expect(applyPlanOf({ plan })).toEqual(plan);
+});
