@@ -4,7 +4,7 @@
  * show exactly what ran.
  */
 
-/** The untuned baseline of the incident (DESIGN.md §1, first row). */
+/** The untuned baseline of the incident (docs/incident.md, step 1). */
 export const BASELINE = Object.freeze({
   somaxconn: 16,
   listenBacklog: 8,

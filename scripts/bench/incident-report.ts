@@ -226,7 +226,7 @@ export function renderMarkdown(before: Phase, after: Phase, ctx: ReportContext):
     "",
     fence("json", ctx.profileJson),
     "",
-    "Note: the profile also raises `pm.max_children` from 2 to 20, as the incident's fix did (DESIGN.md §1). " +
+    "Note: the profile also raises `pm.max_children` from 2 to 20, as the incident's fix did (docs/incident.md). " +
       "The backlog is what removes the 502s (a full accept queue makes the unix-socket connect fail at once); " +
       "the workers are what keeps latency under wrk's 2 s timeout at this load.",
     "",

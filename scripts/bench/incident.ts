@@ -1,5 +1,5 @@
 /**
- * `npm run bench:incident` (project issue #7): the incident of DESIGN.md §1, before and after.
+ * `npm run bench:incident` (project issue #7): the 502 incident (docs/incident.md), before and after.
  *
  * 1. Starts one lab host (own lab dir in a temp dir, prefix `inc`) and sets up the untuned baseline
  *    by hand: somaxconn 16, pool www with listen.backlog 8 and 2 static workers, a PHP script that
