@@ -15,9 +15,9 @@
  *                      after the first batch with a failed host)
  */
 import * as pulumi from "@pulumi/pulumi";
-import { readFileSync } from "fs";
-import { resolve } from "path";
-import { BacklogFleet, FleetHost, ProfileInput, ServiceNames } from "./src";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { BacklogFleet, type FleetHost, type ProfileInput, type ServiceNames } from "./src";
 import { toRollout } from "./src/core/rollout";
 
 /** Where to reach a host, and with which key (read from privateKeyPath, kept as a secret). */
@@ -84,7 +84,11 @@ function endpoint(e: Endpoint, where: string) {
     throw new Error(`backlog ${where}.scriptTimeoutSeconds ${JSON.stringify(e.scriptTimeoutSeconds)}: must be a whole number of seconds from 10 to 3600`);
   }
   return {
-    host: e.host, port: e.port, user: e.user, hostKey: e.hostKey, privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")),
+    host: e.host,
+    port: e.port,
+    user: e.user,
+    hostKey: e.hostKey,
+    privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")),
     ...(e.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: e.scriptTimeoutSeconds } : {}),
   };
 }

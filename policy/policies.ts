@@ -1,6 +1,6 @@
 /**
  * The policies of the `pulumi-backlog` policy pack. They apply the library's own rule functions
- * (`rules` of `src/core/profile.ts`, the same objects `defineProfile` runs), so the pack and the
+ * (`rules` of `src/core/profile/rules.ts`, the same objects `defineProfile` runs), so the pack and the
  * library can never disagree about a profile; what the pack adds is what one component cannot see:
  * several components aimed at the same host, thresholds chosen by the organisation, SSH host-key
  * pinning and the load order of the sysctl drop-in.
@@ -24,27 +24,10 @@
  * @packageDocumentation
  */
 
-import {
-  type AppBacklog,
-  type BacklogProfile,
-  type Problem,
-  type Rule,
-  SOMAXCONN,
-  TCP_MAX_SYN_BACKLOG,
-  appBacklogs,
-  rules,
-} from "../src/core/profile";
+import { type AppBacklog, type BacklogProfile, type Problem, type Rule, SOMAXCONN, TCP_MAX_SYN_BACKLOG, appBacklogs, rules } from "../src/core/profile";
 import { SYSCTL_DROPIN_PATH } from "../src/core/render";
 import { parseHostKey } from "../src/transport/ssh";
-import type {
-  BacklogPolicy,
-  ReportViolation,
-  ResourceArgs,
-  ResourcePolicy,
-  StackArgs,
-  StackPolicy,
-  StackResource,
-} from "./types";
+import type { BacklogPolicy, ReportViolation, ResourceArgs, ResourcePolicy, StackArgs, StackPolicy, StackResource } from "./types";
 
 /** Name of the pack (as `pulumi preview` prints it: `pulumi-backlog@v<version>`). */
 export const PACK_NAME = "pulumi-backlog";
@@ -143,7 +126,7 @@ function label(type: string, name: string, profile?: unknown): string {
 }
 
 function show(value: unknown): string {
-  return typeof value === "number" ? String(value) : JSON.stringify(value) ?? String(value);
+  return typeof value === "number" ? String(value) : (JSON.stringify(value) ?? String(value));
 }
 
 /** One problem of the library, as a line of a violation. */
@@ -247,9 +230,7 @@ function hostComponents(resources: readonly StackResource[], log: InputLog): { c
   for (const { r } of found) {
     for (let p = r.parent; p !== undefined; p = p.parent) ancestors.add(p.urn);
   }
-  const components = found
-    .filter(({ component }) => component.target !== undefined || !ancestors.has(component.urn))
-    .map(({ component }) => component);
+  const components = found.filter(({ component }) => component.target !== undefined || !ancestors.has(component.urn)).map(({ component }) => component);
   return { components, unseen };
 }
 
@@ -277,7 +258,9 @@ function profileOf(args: ResourceArgs, report: ReportViolation): BacklogProfile 
   const profile = plain(args.props.profile);
   const shape = profileShapeProblem(profile);
   if (shape !== undefined) {
-    report(`${label(args.type, args.name, profile)}: its profile cannot be checked: ${shape}. Fix: record the result of defineProfile(...) as the component's profile.`);
+    report(
+      `${label(args.type, args.name, profile)}: its profile cannot be checked: ${shape}. Fix: record the result of defineProfile(...) as the component's profile.`,
+    );
     return undefined;
   }
   return profile as BacklogProfile;
@@ -371,30 +354,41 @@ function minimums(log: InputLog): ResourcePolicy {
       }
       if (low(p.backlog)) {
         const heirs = apps.filter((a) => !a.explicit && a.backlog === p.backlog).map((a) => a.path);
-        report(`${who}: the profile backlog ${p.backlog} is below the minimum ${minBacklog} (config minBacklog)` +
-          `${heirs.length ? `; ${heirs.join(", ")} inherit it` : ""}: a burst of more than ${p.backlog} connections waiting to be accepted is refused ` +
-          `(EAGAIN on a unix socket, nginx 502) or its SYNs dropped. Fix: raise backlog to at least ${minBacklog}.`);
+        report(
+          `${who}: the profile backlog ${p.backlog} is below the minimum ${minBacklog} (config minBacklog)` +
+            `${heirs.length ? `; ${heirs.join(", ")} inherit it` : ""}: a burst of more than ${p.backlog} connections waiting to be accepted is refused ` +
+            `(EAGAIN on a unix socket, nginx 502) or its SYNs dropped. Fix: raise backlog to at least ${minBacklog}.`,
+        );
       }
       for (const a of apps) {
         if (!low(a.backlog) || (!a.explicit && a.backlog === p.backlog)) continue;
         if (a.program === "nginx" && !a.explicit) continue; // shares the explicit backlog of another listener on its address
-        report(`${who}: ${a.path} (${a.program === "php-fpm" ? "php-fpm listen.backlog" : "nginx backlog="}) ${a.backlog} is below the minimum ` +
-          `${minBacklog} (config minBacklog). Fix: raise it to at least ${minBacklog}, or leave it out so it inherits the profile backlog.`);
+        report(
+          `${who}: ${a.path} (${a.program === "php-fpm" ? "php-fpm listen.backlog" : "nginx backlog="}) ${a.backlog} is below the minimum ` +
+            `${minBacklog} (config minBacklog). Fix: raise it to at least ${minBacklog}, or leave it out so it inherits the profile backlog.`,
+        );
       }
       const somaxconn = isRecord(p.sysctls) ? p.sysctls[SOMAXCONN] : undefined;
       if (isPositiveInt(somaxconn) && somaxconn < minSomaxconn) {
         const source = p.sources?.somaxconn === "override" ? "given in the profile" : "derived from the largest backlog";
-        report(`${who}: net.core.somaxconn ${somaxconn} (${source}) is below the minimum ${minSomaxconn} (config minSomaxconn): ` +
-          `it caps the accept queue of every listening socket on the host, not only the profile's. ` +
-          `Fix: give somaxconn: ${minSomaxconn} (or more) in the profile, or raise its backlog.`);
+        report(
+          `${who}: net.core.somaxconn ${somaxconn} (${source}) is below the minimum ${minSomaxconn} (config minSomaxconn): ` +
+            `it caps the accept queue of every listening socket on the host, not only the profile's. ` +
+            `Fix: give somaxconn: ${minSomaxconn} (or more) in the profile, or raise its backlog.`,
+        );
       }
     },
   };
 }
 
 /** The two per-host stack policies: one library rule, per component and across components on one host. */
-function perHost(log: InputLog, name: string, ruleId: string, sysctl: typeof SOMAXCONN | typeof TCP_MAX_SYN_BACKLOG,
-  text: Pick<StackPolicy, "description" | "remediationSteps" | "severity">): StackPolicy {
+function perHost(
+  log: InputLog,
+  name: string,
+  ruleId: string,
+  sysctl: typeof SOMAXCONN | typeof TCP_MAX_SYN_BACKLOG,
+  text: Pick<StackPolicy, "description" | "remediationSteps" | "severity">,
+): StackPolicy {
   const check = rule(ruleId);
   return {
     name,
@@ -403,9 +397,11 @@ function perHost(log: InputLog, name: string, ruleId: string, sysctl: typeof SOM
     validateStack: (args: StackArgs, report: ReportViolation) => {
       const { components, unseen } = hostComponents(args.resources, log);
       if (unseen.length > 0) {
-        report(`cannot check ${unseen.map((r) => label(r.type, r.name)).join(", ")}: a stack policy sees only a component's ` +
-          `outputs, and the inputs of these components (profile, connection) were not recorded because no resource policy ` +
-          `of this pack ran on them. Fix: enable at least one resource policy of the pack (e.g. ${POLICY.valuesAccepted}).`);
+        report(
+          `cannot check ${unseen.map((r) => label(r.type, r.name)).join(", ")}: a stack policy sees only a component's ` +
+            `outputs, and the inputs of these components (profile, connection) were not recorded because no resource policy ` +
+            `of this pack ran on them. Fix: enable at least one resource policy of the pack (e.g. ${POLICY.valuesAccepted}).`,
+        );
       }
       for (const group of byHost(components)) {
         for (const a of group) {
@@ -422,10 +418,13 @@ function perHost(log: InputLog, name: string, ruleId: string, sysctl: typeof SOM
             const mixed: BacklogProfile = { ...a.profile, sysctls: k.profile.sysctls, sources: k.profile.sources };
             const cross = runRules(mixed, [check]);
             for (const p of cross.problems) {
-              report(`${a.label} and ${k.label} both manage the host ${a.target}: each writes ${sysctl} there and the one ` +
-                `deployed last wins. With ${sysctl} ${theirs} from ${k.label}, ${a.label} has ${p.path} = ${show(p.value)}: ` +
-                `${p.message}. Fix: manage each host with one profile (one component), or make the two agree: ${p.fix}. ` +
-                `[rule ${p.rule}]`, a.urn);
+              report(
+                `${a.label} and ${k.label} both manage the host ${a.target}: each writes ${sysctl} there and the one ` +
+                  `deployed last wins. With ${sysctl} ${theirs} from ${k.label}, ${a.label} has ${p.path} = ${show(p.value)}: ` +
+                  `${p.message}. Fix: manage each host with one profile (one component), or make the two agree: ${p.fix}. ` +
+                  `[rule ${p.rule}]`,
+                a.urn,
+              );
             }
           }
         }
@@ -488,12 +487,16 @@ function hostKeyPinned(log: InputLog): ResourcePolicy {
       for (const [where, c] of hops) {
         const to = `${c.user ?? "root"}@${endpoint(c)}`;
         if (c.insecureIgnoreHostKey === true) {
-          report(`${who}: ${where} to ${to} sets insecureIgnoreHostKey: the SSH host key is not checked, so anyone on the path ` +
-            `can impersonate the host and receive the deployment's scripts. Fix: set ${where.split(" ")[0]}.hostKey to the host's ` +
-            `public key line and remove insecureIgnoreHostKey.`);
+          report(
+            `${who}: ${where} to ${to} sets insecureIgnoreHostKey: the SSH host key is not checked, so anyone on the path ` +
+              `can impersonate the host and receive the deployment's scripts. Fix: set ${where.split(" ")[0]}.hostKey to the host's ` +
+              `public key line and remove insecureIgnoreHostKey.`,
+          );
         } else if (typeof c.hostKey !== "string" || c.hostKey.trim() === "") {
-          report(`${who}: ${where} to ${to} has no hostKey: the host's identity is not pinned. Fix: set ` +
-            `${where.split(" ")[0]}.hostKey to the host's public key line ("ssh-ed25519 AAAA…").`);
+          report(
+            `${who}: ${where} to ${to} has no hostKey: the host's identity is not pinned. Fix: set ` +
+              `${where.split(" ")[0]}.hostKey to the host's public key line ("ssh-ed25519 AAAA…").`,
+          );
         } else {
           try {
             parseHostKey(c.hostKey);
@@ -549,17 +552,21 @@ function dropInOrder(log: InputLog): ResourcePolicy {
       const dir = path.slice(0, Math.max(slash, 0));
       const file = path.slice(slash + 1);
       if (dir !== SYSCTL_DROPIN_DIR) {
-        report(`${who}: paths.sysctlDropIn = ${show(path)} is not directly in ${SYSCTL_DROPIN_DIR}: files there are the ` +
-          `administrator's and win over /run and /usr/lib files of the same name; other directories are not read at boot ` +
-          `or are the distribution's. ${fix}`);
+        report(
+          `${who}: paths.sysctlDropIn = ${show(path)} is not directly in ${SYSCTL_DROPIN_DIR}: files there are the ` +
+            `administrator's and win over /run and /usr/lib files of the same name; other directories are not read at boot ` +
+            `or are the distribution's. ${fix}`,
+        );
       }
       if (!file.endsWith(".conf")) {
         report(`${who}: paths.sysctlDropIn = ${show(path)} does not end in .conf: systemd-sysctl ignores it at boot. ${fix}`);
       }
       if (Buffer.compare(Buffer.from(file), Buffer.from(sortAfter)) <= 0) {
-        report(`${who}: paths.sysctlDropIn = ${show(path)}: its file name ${show(file)} does not sort after ${show(sortAfter)}, ` +
-          `so at boot a file read after it (${sortAfter} is /etc/sysctl.conf on Debian) can set the same key and win over the ` +
-          `profile's values. ${fix}`);
+        report(
+          `${who}: paths.sysctlDropIn = ${show(path)}: its file name ${show(file)} does not sort after ${show(sortAfter)}, ` +
+            `so at boot a file read after it (${sortAfter} is /etc/sysctl.conf on Debian) can set the same key and win over the ` +
+            `profile's values. ${fix}`,
+        );
       }
     },
   };
@@ -570,12 +577,5 @@ function dropInOrder(log: InputLog): ResourcePolicy {
  * read). Call once per pack process; tests call it once per case.
  */
 export function createPolicies(log: InputLog = new InputLog()): BacklogPolicy[] {
-  return [
-    valuesAccepted(log),
-    minimums(log),
-    withinSomaxconn(log),
-    synQueue(log),
-    hostKeyPinned(log),
-    dropInOrder(log),
-  ];
+  return [valuesAccepted(log), minimums(log), withinSomaxconn(log), synQueue(log), hostKeyPinned(log), dropInOrder(log)];
 }

@@ -38,15 +38,15 @@ if (spawnSync(process.execPath, ["scripts/doctor.ts"], { cwd: repo, stdio: "inhe
 }
 // The Pulumi toolchain before any host starts, in the open: the first run builds it from Go modules
 // (scripts/toolchain/build.sh, a progress line every 20 s on stderr); every later pulumi call finds it cached.
-run(
-  "Pulumi toolchain (the first run builds it from Go modules: about 10 minutes on 2 cores; cached afterwards)",
-  "bash",
-  ["-c", 'source scripts/env.sh && echo "pulumi $(pulumi version) ($(command -v pulumi))"'],
-);
+run("Pulumi toolchain (the first run builds it from Go modules: about 10 minutes on 2 cores; cached afterwards)", "bash", [
+  "-c",
+  'source scripts/env.sh && echo "pulumi $(pulumi version) ($(command -v pulumi))"',
+]);
 
 const pulumi = (...args: string[]) => ["scripts/pulumi.sh", ...args];
 const inventory = join(repo, ".lab", "inventory.json");
-const labRunning = existsSync(inventory) &&
+const labRunning =
+  existsSync(inventory) &&
   (JSON.parse(readFileSync(inventory, "utf8")) as unknown[]).length === Number(values.hosts) &&
   spawnSync(process.execPath, ["scripts/lab/lab.ts", "status"], { cwd: repo, stdio: "ignore" }).status === 0;
 if (labRunning) {
@@ -54,14 +54,18 @@ if (labRunning) {
   hostsUp = true;
 } else {
   hostsUp = true;
-  run(
-    `starting ${values.hosts} lab hosts (seconds; the first run also builds the Debian root fs: 2 to 5 minutes)`,
-    process.execPath,
-    ["scripts/lab/lab.ts", "up", "--hosts", values.hosts],
-  );
+  run(`starting ${values.hosts} lab hosts (seconds; the first run also builds the Debian root fs: 2 to 5 minutes)`, process.execPath, [
+    "scripts/lab/lab.ts",
+    "up",
+    "--hosts",
+    values.hosts,
+  ]);
   // New hosts: whatever the stack recorded about earlier lab hosts is gone with them.
   const state = spawnSync("bash", pulumi("stack", "ls", "--json"), { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  if (state.status === 0 && (JSON.parse(state.stdout) as { name: string; resourceCount?: number }[]).some((s) => s.name === "lab" && (s.resourceCount ?? 0) > 0)) {
+  if (
+    state.status === 0 &&
+    (JSON.parse(state.stdout) as { name: string; resourceCount?: number }[]).some((s) => s.name === "lab" && (s.resourceCount ?? 0) > 0)
+  ) {
     run("forgetting the stack's earlier lab hosts", "bash", pulumi("stack", "rm", "--force", "--yes", "--preserve-config", "lab"));
   }
 }
@@ -77,7 +81,13 @@ for (const [host, list] of Object.entries(out.verification)) {
 }
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 console.log("\n== expected and effective values, read back from /proc/sys and ss on each host\n");
-for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd());
+for (const r of rows)
+  console.log(
+    r
+      .map((cell, c) => cell.padEnd(widths[c]))
+      .join("  ")
+      .trimEnd(),
+  );
 const bad = rows.slice(1).filter((r) => r[4] !== "yes").length;
 
 console.log(`

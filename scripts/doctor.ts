@@ -66,8 +66,7 @@ export function majorMinor(text: string, prefix = ""): [number, number] | null {
   return m ? [Number(m[1]), Number(m[2])] : null;
 }
 
-const atLeast = (have: [number, number], want: [number, number]) =>
-  have[0] > want[0] || (have[0] === want[0] && have[1] >= want[1]);
+const atLeast = (have: [number, number], want: [number, number]) => have[0] > want[0] || (have[0] === want[0] && have[1] >= want[1]);
 
 const gb = (bytes: number) => `${(bytes / GB).toFixed(1)} GB`;
 
@@ -142,8 +141,7 @@ export function checks(f: Facts): Check[] {
       cachedRootfs.length ? `lab root fs (${cachedRootfs.join(", ")})` : "",
     ].filter(Boolean);
     const cachedNote = cached.length ? `; already cached: ${cached.join(", ")}` : "";
-    const where = (n: (typeof needs)[number]) =>
-      `${gb(n.place.freeBytes)} free at ${n.place.path}, needs ${gb(n.needBytes)} (${n.for.join(", ")})`;
+    const where = (n: (typeof needs)[number]) => `${gb(n.place.freeBytes)} free at ${n.place.path}, needs ${gb(n.needBytes)} (${n.for.join(", ")})`;
     out.push(
       short.length === 0
         ? { item: "disk space", ok: true, detail: `${needs.map(where).join("; ")}${cachedNote}` }
@@ -225,9 +223,7 @@ export function cgroupCheck(mountinfo: string): Check {
 /** The report: one line per check, then a summary line. */
 export function formatReport(list: Check[]): string[] {
   const width = Math.max(...list.map((c) => c.item.length));
-  const lines = list.map(
-    (c) => `  ${(c.ok ? "ok" : "FAIL").padEnd(4)}  ${c.item.padEnd(width)}  ${c.detail}${c.fix ? ` -- fix: ${c.fix}` : ""}`,
-  );
+  const lines = list.map((c) => `  ${(c.ok ? "ok" : "FAIL").padEnd(4)}  ${c.item.padEnd(width)}  ${c.detail}${c.fix ? ` -- fix: ${c.fix}` : ""}`);
   const failed = list.filter((c) => !c.ok).length;
   lines.push(
     failed === 0
@@ -276,7 +272,8 @@ export async function gatherFacts(repo: string): Promise<Facts> {
     if (have && pinned && cmpVersions(have, pinned) >= 0) ambient = `pulumi ${have} from PATH`;
   }
   const tc = spawnSync("bash", [path.join(repo, "scripts/toolchain/build.sh"), "--is-cached"], { encoding: "utf8" });
-  const cacheDefault = process.getuid?.() === 0 ? "/var/cache/pulumi-backlog" : path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pulumi-backlog");
+  const cacheDefault =
+    process.getuid?.() === 0 ? "/var/cache/pulumi-backlog" : path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pulumi-backlog");
   const toolchainDir = tc.stdout.trim() || path.join(process.env.BACKLOG_CACHE_DIR || cacheDefault, "toolchain", "pulumi");
   // Root fs paths come from the lab itself (a .ts module: loaded by path, at run time only).
   const lab = (await import(path.join(repo, "scripts/lab/rootfs.ts"))) as {
@@ -291,8 +288,7 @@ export async function gatherFacts(repo: string): Promise<Facts> {
   });
   const [modCache] = goVersion === null ? [] : (output("go", ["env", "GOMODCACHE"]) ?? "").split("\n");
   const apt = onPath("apt-get") && onPath("dpkg-query");
-  const installed = (pkg: string) =>
-    (output("dpkg-query", ["-W", "-f=${Status}", pkg]) ?? "").includes("install ok installed");
+  const installed = (pkg: string) => (output("dpkg-query", ["-W", "-f=${Status}", pkg]) ?? "").includes("install ok installed");
   let mountinfo = "";
   try {
     mountinfo = fs.readFileSync("/proc/self/mountinfo", "utf8");

@@ -18,6 +18,11 @@ if ! node scripts/doctor.ts; then
   exit 1
 fi
 
+echo "== lint (Biome, biome.jsonc)"
+# `biome ci`: the lint rules and the format check (fix formatting with `npm run format`).
+npm run --silent lint
+echo "== type check (npm run build: the library, tests and program; scripts/; the policy pack, its dependencies installed on first use)"
+npm run --silent build
 echo "== unit tests"
 jest --selectProjects unit
 

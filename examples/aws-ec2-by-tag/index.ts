@@ -36,14 +36,16 @@ export = async () => {
     user: cfg.get("sshUser") ?? "admin",
     privateKey,
     hostKeys: { ssmParameterPrefix: cfg.get("hostKeyParameterPrefix") ?? "/pulumi-backlog/host-keys/" },
-    ...(bastionHost ? {
-      proxy: {
-        host: bastionHost,
-        user: cfg.get("bastionUser") ?? "admin",
-        hostKey: cfg.require("bastionHostKey"),
-        privateKey,
-      },
-    } : {}),
+    ...(bastionHost
+      ? {
+          proxy: {
+            host: bastionHost,
+            user: cfg.get("bastionUser") ?? "admin",
+            hostKey: cfg.require("bastionHostKey"),
+            privateKey,
+          },
+        }
+      : {}),
   });
 
   const fleet = new BacklogFleet("web", { profile, hosts });

@@ -27,11 +27,16 @@ const profile = defineProfile({
 const installPackages = "#cloud-config\npackages:\n  - php8.2-fpm\n  - nginx-light\n";
 
 // The latest official Debian 12 image (account 136693071363 is Debian's), unless imageId is set.
-const imageId = cfg.get("imageId") || aws.ec2.getAmiOutput({
-  owners: ["136693071363"],
-  mostRecent: true,
-  filters: [{ name: "name", values: ["debian-12-amd64-*"] }, { name: "architecture", values: ["x86_64"] }],
-}).id;
+const imageId =
+  cfg.get("imageId") ||
+  aws.ec2.getAmiOutput({
+    owners: ["136693071363"],
+    mostRecent: true,
+    filters: [
+      { name: "name", values: ["debian-12-amd64-*"] },
+      { name: "architecture", values: ["x86_64"] },
+    ],
+  }).id;
 const instanceType = cfg.get("instanceType") ?? "t3.small";
 
 const template = new BacklogLaunchTemplate("web", {

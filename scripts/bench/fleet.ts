@@ -1,73 +1,401 @@
 /**
- * `npm run bench:fleet -- --hosts N`: what one `pulumi up` costs per host. Starts N lab hosts,
- * deploys the deployment program to them three times (first deploy, no change, changed profile)
- * and prints, per phase: hosts, wall seconds, and SSH connections per host, counted on the hosts'
- * side (sshd's "Accepted publickey" lines in each host's journal).
+ * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR]`: what one `pulumi up` costs per host.
+ *
+ * Starts N lab hosts (bookworm, own lab dir and stack: scripts/bench/lab-bench.ts) and deploys the
+ * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`), no change as a
+ * plain `pulumi up` (preview, then update), profile change (backlog 8192 -> 12288). Per run: wall
+ * seconds and SSH connections per host, counted on the hosts' side (sshd's journal), and, for the
+ * `--skip-preview` runs, a phase breakdown from what is observable:
+ *  - the engine events of `pulumi up --json`, timestamped here as each line arrives (engine start =
+ *    until the prelude event; program start = until the language host says "Running program";
+ *    host resources = first step of a host's settings resource to the last one's outputs);
+ *  - the SSH sessions each host's sshd logged (start and end, ms): "ssh round k" is every host's
+ *    k-th session of the run (round 1 is the probe; then the apply with its verification).
+ *
+ * `--compare` also runs, on the same hosts and before Pulumi touches them, "the floor": one `ssh`
+ * per host, all in parallel, each doing everything in one script (sysctl drop-in + `sysctl -p`, the
+ * pool's listen.backlog, an nginx listener on :8080 with backlog=, restart of php8.2-fpm and nginx,
+ * check of both sockets' backlog with `ss`), for the first deploy and the change; and the no-op's
+ * reference: an empty TypeScript program with the same runtime options (`pulumi up --skip-preview`)
+ * plus one read-only ssh per host in parallel. The floor's changes are undone (untimed) before
+ * Pulumi runs. Ratios are printed beside the totals.
+ *
+ * `--parallel P` is passed to every `pulumi up` (the engine's default is 4 per CPU: 8 here);
+ * `--max-parallel X` sets `backlog:rollout` maxParallel (hosts per batch or "N%"; the library's
+ * default is all hosts when nothing restarts, else 25 %); `--transpile-only` runs every Pulumi
+ * program (also the empty one) with PULUMI_NODEJS_TRANSPILE_ONLY=true; `--events DIR` keeps each
+ * run's events (JSON lines with the arrival time `at`).
+ * Always tears down (also on failure and on Ctrl-C). Progress on stderr, tables on stdout.
  */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { LabBench, type SshSession, type TimedEvent, collectEvents, emptyProgram, formatTable, gitDescription, sshSessions } from "./lab-bench.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const { values } = parseArgs({ options: { hosts: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: {
+    hosts: { type: "string", default: "3" },
+    compare: { type: "boolean", default: false },
+    parallel: { type: "string" },
+    "max-parallel": { type: "string" },
+    events: { type: "string" },
+    "transpile-only": { type: "boolean", default: false },
+  },
+});
 const count = Number(values.hosts);
-if (!Number.isInteger(count) || count < 1 || count > 60) {
-  console.error(`bench:fleet: --hosts must be a whole number from 1 to 60, not "${values.hosts}"`);
+if (!Number.isInteger(count) || count < 1 || count > 100) {
+  console.error(`bench:fleet: --hosts must be a whole number from 1 to 100, not "${values.hosts}"`);
+  process.exit(2);
+}
+if (values.parallel !== undefined && !/^[1-9]\d*$/.test(values.parallel)) {
+  console.error(`bench:fleet: --parallel must be a positive whole number, not "${values.parallel}"`);
+  process.exit(2);
+}
+const parallelArgs = values.parallel ? ["--parallel", values.parallel] : [];
+const maxParallel = values["max-parallel"];
+if (maxParallel !== undefined && !/^([1-9]\d*|[1-9]\d?%|100%)$/.test(maxParallel)) {
+  console.error(`bench:fleet: --max-parallel must be a number of hosts or "N%", not "${maxParallel}"`);
   process.exit(2);
 }
 
-const labDir = mkdtempSync(join(tmpdir(), "backlog-bench-lab-"));
-const stateDir = mkdtempSync(join(tmpdir(), "backlog-bench-state-"));
-const stack = `bench-fleet-${process.pid}`;
-const env = { ...process.env, BACKLOG_LAB_DIR: labDir, PULUMI_BACKEND_URL: `file://${stateDir}`, PULUMI_CONFIG_PASSPHRASE: "bench-only" };
+const bench = new LabBench("bench:fleet", `bench-fleet-${process.pid}`, "backlog-bench-fleet-");
+if (values["transpile-only"]) bench.pulumiEnv.PULUMI_NODEJS_TRANSPILE_ONLY = "true";
+const names = Array.from({ length: count }, (_, i) => `fleet${i + 1}`);
+const profile = (backlog: number) =>
+  JSON.stringify({
+    name: "bench",
+    backlog,
+    pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }],
+    listeners: [{ listen: 8080, pool: "www" }],
+  });
 
-function run(cmd: string, args: string[], quiet = true): string {
-  const r = spawnSync(cmd, args, { cwd: repo, env, encoding: "utf8", stdio: quiet ? "pipe" : "inherit", maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout ?? ""}${r.stderr ?? ""}`);
-  return r.stdout ?? "";
+// ------------------------------------------------------------------ the floor
+
+/** Everything in one script, for one host (bookworm paths), with backlog `$B`; originals kept once for the undo. */
+const FLOOR_APPLY = String.raw`set -e
+[ -e /root/floor-orig ] || { echo "$(sysctl -n net.core.somaxconn) $(sysctl -n net.ipv4.tcp_max_syn_backlog)" > /root/floor-orig; cp /etc/php/8.2/fpm/pool.d/www.conf /root/floor-www.conf; }
+printf 'net.core.somaxconn = %s\nnet.ipv4.tcp_max_syn_backlog = %s\n' "$B" "$B" > /etc/sysctl.d/60-floor-backlog.conf
+sysctl -q -p /etc/sysctl.d/60-floor-backlog.conf
+{ grep -v 'listen\.backlog' /root/floor-www.conf; echo "listen.backlog = $B"; } > /etc/php/8.2/fpm/pool.d/www.conf
+printf 'server {\n  listen 8080 backlog=%s;\n  location / { include fastcgi_params; fastcgi_pass unix:/run/php/php8.2-fpm.sock; }\n}\n' "$B" > /etc/nginx/sites-enabled/floor-8080
+systemctl restart php8.2-fpm nginx
+ss -Hltn 'sport = :8080' | grep -qw "$B" || { echo "nginx :8080 backlog is not $B" >&2; exit 1; }
+ss -Hlx | grep -F /run/php/php8.2-fpm.sock | grep -qw "$B" || { echo "php-fpm socket backlog is not $B" >&2; exit 1; }
+`;
+const FLOOR_READ =
+  "sysctl -n net.core.somaxconn net.ipv4.tcp_max_syn_backlog; ss -Hltnx; cat /etc/sysctl.d/*.conf /etc/php/8.2/fpm/pool.d/*.conf /etc/nginx/sites-enabled/* > /dev/null";
+const FLOOR_UNDO = String.raw`set -e
+read s y < /root/floor-orig
+cp /root/floor-www.conf /etc/php/8.2/fpm/pool.d/www.conf
+rm -f /etc/sysctl.d/60-floor-backlog.conf /etc/nginx/sites-enabled/floor-8080 /root/floor-orig /root/floor-www.conf
+sysctl -q -w net.core.somaxconn="$s" net.ipv4.tcp_max_syn_backlog="$y"
+systemctl restart php8.2-fpm nginx
+`;
+
+/** One `ssh` per host, all at once, running `script`; seconds until the last one ended. */
+async function everyHost(script: string, what: string): Promise<number> {
+  const ssh = (port: number) => [
+    "-F",
+    "none",
+    "-i",
+    join(bench.labDir, "id_ed25519"),
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${join(bench.labDir, "known_hosts")}`,
+    "-o",
+    "LogLevel=ERROR",
+    "-p",
+    String(port),
+    "root@127.0.0.1",
+    "sh",
+    "-s",
+  ];
+  const t = performance.now();
+  const results = await Promise.all(ports.map((port) => bench.run("ssh", ssh(port), { input: script, timeoutMs: 300_000 })));
+  const seconds = (performance.now() - t) / 1000;
+  for (const [i, r] of results.entries()) bench.must(`${what} on ${names[i]}`, r);
+  return seconds;
 }
-const lab = (...args: string[]) => run(process.execPath, ["scripts/lab/lab.ts", ...args]);
-const pulumi = (...args: string[]) => run("bash", ["scripts/pulumi.sh", ...args, "--stack", stack, "--non-interactive"]);
-const profile = (backlog: number) => JSON.stringify({
-  name: "bench", backlog,
-  pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }],
-  listeners: [{ listen: 8080, pool: "www" }],
-});
 
-function accepted(names: string[]): number[] {
-  return names.map((n) => Number(lab("exec", n, "--", "sh", "-c", "journalctl -q -u ssh --no-pager | grep -c 'Accepted publickey' || true").trim()));
+let ports: number[] = [];
+let loadBefore = "";
+
+// ------------------------------------------------------------------ one pulumi up, observed
+
+interface Observed {
+  phase: string;
+  seconds: number;
+  events: TimedEvent[];
+  started: number; // ms since the epoch
+  ended: number;
+  sessions: SshSession[][]; // per host, this run's sessions
 }
 
-const rows: string[][] = [["PHASE", "HOSTS", "WALL S", "SSH CONN/HOST (min/avg/max)", "TOTAL CONN"]];
-try {
-  console.log(`starting ${count} lab hosts…`);
-  lab("up", "--hosts", String(count), "--prefix", "fleet");
-  const names = Array.from({ length: count }, (_, i) => `fleet${i + 1}`);
-  run("bash", ["scripts/pulumi.sh", "stack", "init", stack, "--non-interactive"]);
-  pulumi("config", "set", "backlog:inventory", join(labDir, "inventory.json"));
-  const phases: [string, number][] = [["first deploy", 8192], ["no change", 8192], ["profile change", 12288]];
-  for (const [phase, backlog] of phases) {
-    pulumi("config", "set", "backlog:profile", profile(backlog));
-    const before = accepted(names);
-    const start = process.hrtime.bigint();
-    pulumi("up", "--yes", "--skip-preview");
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const per = accepted(names).map((n, i) => n - before[i]);
-    const total = per.reduce((a, b) => a + b, 0);
-    rows.push([phase, String(count), seconds.toFixed(1), `${Math.min(...per)}/${(total / count).toFixed(1)}/${Math.max(...per)}`, String(total)]);
-    console.log(`${phase}: ${seconds.toFixed(1)} s, ${total} SSH connections`);
+async function journals(): Promise<SshSession[][]> {
+  return Promise.all(names.map((n) => sshSessions(bench, n)));
+}
+
+async function observedUp(phase: string, backlog: number, preview: boolean): Promise<Observed> {
+  bench.must("pulumi config set", await bench.pulumi(["config", "set", "backlog:profile", profile(backlog)], { timeoutMs: 60_000 }));
+  const events: TimedEvent[] = [];
+  const started = Date.now();
+  const t = performance.now();
+  const args = ["up", "--yes", "--json", ...(preview ? [] : ["--skip-preview"]), ...parallelArgs];
+  const r = await bench.pulumi(args, { timeoutMs: 1_800_000, onLine: collectEvents(events) });
+  const seconds = (performance.now() - t) / 1000;
+  const ended = Date.now();
+  bench.must(`pulumi ${args.join(" ")}`, r, false, 40);
+  const all = await journals();
+  const sessions = all.map((s) => s.filter((x) => x.start >= started && x.start <= ended));
+  const total = sessions.reduce((a, s) => a + s.length, 0);
+  bench.log(`${phase}: ${seconds.toFixed(1)} s, ${total} SSH connections`);
+  if (values.events) {
+    mkdirSync(values.events, { recursive: true });
+    writeFileSync(join(values.events, `${phase.replace(/\W+/g, "-")}.jsonl`), events.map((e) => JSON.stringify({ at: e.at, ...e.event })).join("\n") + "\n");
   }
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  console.log("\n" + rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()).join("\n"));
-  console.log("\n(`pulumi up --skip-preview`: one run of the program, so one probe per host; a `pulumi up` with its preview probes twice.)");
-} finally {
-  spawnSync("bash", ["scripts/pulumi.sh", "destroy", "--yes", "--stack", stack, "--non-interactive"], { cwd: repo, env, stdio: "ignore" });
-  spawnSync("bash", ["scripts/pulumi.sh", "stack", "rm", "--force", "--yes", stack, "--non-interactive"], { cwd: repo, env, stdio: "ignore" });
-  rmSync(join(repo, `Pulumi.${stack}.yaml`), { force: true });
-  spawnSync(process.execPath, ["scripts/lab/lab.ts", "down"], { cwd: repo, env, stdio: "ignore" });
-  rmSync(labDir, { recursive: true, force: true });
-  rmSync(stateDir, { recursive: true, force: true });
+  return { phase, seconds, events, started, ended, sessions };
 }
+
+/** A step of a host's settings resource (the dynamic resource of each BacklogHost). */
+const isHostStep = (e: TimedEvent, kind: string) => {
+  const m = e.event[kind]?.metadata;
+  return !!m && /^pulumi-nodejs:dynamic/.test(String(m.type ?? "")) && /-settings$/.test(String(m.urn ?? ""));
+};
+
+interface Round {
+  start: number;
+  end: number;
+  hosts: number;
+  median: number;
+}
+
+/** What one `--skip-preview` run shows, in seconds since `pulumi up` was started. */
+interface Milestones {
+  prelude?: number;
+  stack?: number;
+  fleet?: number;
+  batches?: string;
+  rounds: Round[];
+  hostPre?: number;
+  hostOut?: number;
+  summary?: number;
+  exit: number;
+}
+
+function milestones(o: Observed): Milestones {
+  const rel = (ms: number | undefined) => (ms === undefined ? undefined : (ms - o.started) / 1000);
+  const first = (f: (e: TimedEvent) => boolean) => rel(o.events.find(f)?.at);
+  const last = (f: (e: TimedEvent) => boolean) => rel(o.events.filter(f).at(-1)?.at);
+  const rounds: Round[] = [];
+  for (let k = 0; ; k++) {
+    const kth = o.sessions.map((s) => s[k]).filter((s): s is SshSession => !!s);
+    if (!kth.length) break;
+    const durations = kth.map((s) => ((s.end ?? o.ended) - s.start) / 1000).sort((a, b) => a - b);
+    rounds.push({
+      start: rel(Math.min(...kth.map((s) => s.start)))!,
+      end: rel(Math.max(...kth.map((s) => s.end ?? o.ended)))!,
+      hosts: kth.length,
+      median: durations[Math.floor(durations.length / 2)],
+    });
+  }
+  return {
+    prelude: first((e) => "preludeEvent" in e.event),
+    // The language host registers the stack as soon as Node.js and the SDK are up, before it compiles index.ts.
+    stack: first((e) => e.event.resourcePreEvent?.metadata?.type === "pulumi:pulumi:Stack"),
+    fleet: first((e) => /BacklogFleet$/.test(String(e.event.resourcePreEvent?.metadata?.type ?? ""))),
+    rounds,
+    hostPre: first((e) => isHostStep(e, "resourcePreEvent")),
+    hostOut: last((e) => isHostStep(e, "resOutputsEvent")),
+    summary: first((e) => "summaryEvent" in e.event),
+    exit: o.seconds,
+    batches: o.events
+      .map((e) => String(e.event.diagnosticEvent?.message ?? ""))
+      .find((t) => /^rollout: /.test(t))
+      ?.replace(/ \(.*/s, "")
+      .trim(),
+  };
+}
+
+function breakdown(o: Observed): [string, number | undefined][] {
+  const m = milestones(o);
+  const rows: [string, number | undefined][] = [
+    ["engine start: prelude event", m.prelude],
+    ["language host up: stack registered", m.stack],
+    ["first component registered (BacklogFleet)", m.fleet],
+  ];
+  m.rounds.forEach((r, k) => {
+    const what = k === 0 ? "probes" : "applies + verification";
+    rows.push([`ssh round ${k + 1} (${what}): first session opens`, r.start]);
+    rows.push([`ssh round ${k + 1}: last session closes (${r.hosts} hosts, median session ${r.median.toFixed(2)} s)`, r.end]);
+  });
+  rows.push(
+    ["first host settings step starts (engine event)", m.hostPre],
+    ["last host settings step done (engine event)", m.hostOut],
+    ["summary event", m.summary],
+    ["pulumi exits", m.exit],
+  );
+  return rows;
+}
+
+function phases(o: Observed): [string, number | undefined][] {
+  const m = milestones(o);
+  const d = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : b - a);
+  const [r1, r2] = m.rounds;
+  const lastDone = m.hostOut ?? r2?.end ?? r1?.end;
+  return [
+    ["engine start (spawn -> prelude)", m.prelude],
+    ["language host + Node.js + SDK (prelude -> stack registered)", d(m.prelude, m.stack)],
+    ["compile + load index.ts (stack -> BacklogFleet registered)", d(m.stack, m.fleet)],
+    ["BacklogFleet registered -> first probe opens", d(m.fleet, r1?.start)],
+    ["probes (round 1: first opens -> last closes)", d(r1?.start, r1?.end)],
+    ["last probe closes -> first host step starts (provider start, check, diff)", d(r1?.end, m.hostPre)],
+    ["last probe closes -> first apply opens", d(r1?.end, r2?.start)],
+    ["applies + verification (round 2: first opens -> last closes)", d(r2?.start, r2?.end)],
+    ["host steps in the engine (first starts -> last done)", d(m.hostPre, m.hostOut)],
+    ["last host work -> summary event", d(lastDone, m.summary)],
+    ["summary -> exit", d(m.summary, m.exit)],
+  ];
+}
+
+// ------------------------------------------------------------------ the run
+
+interface Outcome {
+  runs: Observed[];
+  floor?: { first: number; change: number; read: number; empty: number };
+  labUp: number;
+}
+
+async function main(): Promise<Outcome> {
+  loadBefore = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+  bench.log(`${count} hosts; ${gitDescription()}; load average ${loadBefore}`);
+  const labT = performance.now();
+  await bench.step("lab up", async () => {
+    bench.must("lab up", await bench.lab(["up", "--hosts", String(count), "--prefix", "fleet"], { timeoutMs: 900_000, echo: true }), true);
+  });
+  const labUp = (performance.now() - labT) / 1000;
+  const inventory = JSON.parse(readFileSync(join(bench.labDir, "inventory.json"), "utf8")) as { port: number }[];
+  ports = inventory.map((h) => h.port);
+
+  let floor: Outcome["floor"];
+  if (values.compare) {
+    floor = await bench.step("the floor", async () => {
+      const first = await everyHost(`B=8192\n${FLOOR_APPLY}`, "floor first deploy");
+      bench.log(`floor first deploy: ${first.toFixed(1)} s`);
+      const change = await everyHost(`B=12288\n${FLOOR_APPLY}`, "floor change");
+      bench.log(`floor change: ${change.toFixed(1)} s`);
+      const read = await everyHost(FLOOR_READ, "floor read-only");
+      bench.log(`floor read-only ssh: ${read.toFixed(1)} s`);
+      await everyHost(FLOOR_UNDO, "floor undo");
+      const empty = emptyProgram(bench, join(bench.work, "empty"));
+      bench.must("empty stack init", await empty(["stack", "init"], { timeoutMs: 120_000 }));
+      bench.must("empty up (warm-up)", await empty(["up", "--yes", "--skip-preview"], { timeoutMs: 300_000 }));
+      const t = performance.now();
+      bench.must("empty up", await empty(["up", "--yes", "--skip-preview", "--json"], { timeoutMs: 300_000 }));
+      const emptyS = (performance.now() - t) / 1000;
+      bench.log(`empty program up: ${emptyS.toFixed(1)} s`);
+      return { first, change, read, empty: emptyS };
+    });
+  }
+
+  bench.stackCreated = true;
+  bench.must("stack init", await bench.pulumi(["stack", "init"], { timeoutMs: 120_000 }));
+  bench.must("config", await bench.pulumi(["config", "set", "backlog:inventory", join(bench.labDir, "inventory.json")], { timeoutMs: 60_000 }));
+  if (maxParallel !== undefined) {
+    const rollout = JSON.stringify({ maxParallel: /^\d+$/.test(maxParallel) ? Number(maxParallel) : maxParallel });
+    bench.must("config rollout", await bench.pulumi(["config", "set", "backlog:rollout", rollout], { timeoutMs: 60_000 }));
+  }
+  const runs: Observed[] = [];
+  for (const [phase, backlog, preview] of [
+    ["first deploy", 8192, false],
+    ["no change", 8192, false],
+    ["no change, plain up (preview + update)", 8192, true],
+    ["profile change", 12288, false],
+  ] as const) {
+    runs.push(await bench.step(phase, () => observedUp(phase, backlog, preview)));
+  }
+  return { runs, floor, labUp };
+}
+
+bench.main(main, (o, wall) => {
+  const conn = (r: Observed) => {
+    const per = r.sessions.map((s) => s.length);
+    const total = per.reduce((a, b) => a + b, 0);
+    return [`${Math.min(...per)}/${(total / count).toFixed(1)}/${Math.max(...per)}`, String(total)];
+  };
+  const f = o.floor;
+  const ref: Record<string, [string, number] | undefined> = f
+    ? {
+        "first deploy": ["floor first deploy", f.first],
+        "profile change": ["floor change (restarts)", f.change],
+        "no change": ["empty program + read-only ssh", f.empty + f.read],
+        "no change, plain up (preview + update)": ["empty program + read-only ssh", f.empty + f.read],
+      }
+    : {};
+  const rows = [["RUN", "HOSTS", "WALL S", "SSH CONN/HOST min/avg/max", "TOTAL CONN", ...(f ? ["REFERENCE", "REF S", "RATIO"] : [])]];
+  for (const r of o.runs) {
+    const x = ref[r.phase];
+    rows.push([
+      r.phase,
+      String(count),
+      r.seconds.toFixed(1),
+      ...conn(r),
+      ...(f ? [x?.[0] ?? "", x ? x[1].toFixed(1) : "", x ? `${(r.seconds / x[1]).toFixed(2)}x` : ""] : []),
+    ]);
+  }
+  const options = [
+    values.parallel && `pulumi up --parallel ${values.parallel}`,
+    maxParallel && `backlog:rollout maxParallel ${maxParallel}`,
+    values["transpile-only"] && "PULUMI_NODEJS_TRANSPILE_ONLY=true",
+    // Engine settings from the environment that change step generation, shown so a table says what it measured.
+    ...["PULUMI_PARALLEL_DIFF"].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`),
+  ].filter(Boolean);
+  console.log(`\nbench:fleet, ${count} hosts${options.length ? `, ${options.join(", ")}` : ""}; load average before ${loadBefore} (${gitDescription()})\n`);
+  console.log(formatTable(rows));
+  if (f) {
+    console.log(
+      `\nfloor: first deploy ${f.first.toFixed(1)} s, change ${f.change.toFixed(1)} s, read-only ssh ${f.read.toFixed(1)} s; empty program \`pulumi up --skip-preview\` ${f.empty.toFixed(1)} s`,
+    );
+  }
+  const skip = o.runs.filter((r) => !r.phase.includes("plain"));
+  console.log("\nphases of each `pulumi up --skip-preview` (seconds):\n");
+  const prow = phases(skip[0]).map(([label]) => [label]);
+  for (const r of skip) {
+    for (const [i, [, v]] of phases(r).entries()) prow[i].push(v === undefined ? "-" : v.toFixed(2));
+  }
+  console.log(formatTable([["PHASE", ...skip.map((r) => r.phase.toUpperCase())], ...prow, ["wall", ...skip.map((r) => r.seconds.toFixed(2))]]));
+  for (const r of skip) {
+    const b = milestones(r).batches;
+    if (b) console.log(`${r.phase}: ${b}`);
+  }
+  console.log("\nmilestones (seconds since `pulumi up` started):\n");
+  for (const r of skip) {
+    console.log(`${r.phase}:`);
+    console.log(
+      formatTable([["MILESTONE", "AT S"], ...breakdown(r).map(([label, at]) => [label, at === undefined ? "-" : at.toFixed(2)])]).replace(/^/gm, "  "),
+    );
+  }
+  for (const r of o.runs.filter((x) => x.phase.includes("plain"))) {
+    console.log(`\n${r.phase}: ${r.seconds.toFixed(2)} s; its SSH rounds (every host's k-th session; seconds since it started):`);
+    for (const [k, x] of milestones(r).rounds.entries()) {
+      console.log(
+        `  round ${k + 1}: ${x.start.toFixed(2)} -> ${x.end.toFixed(2)} (${(x.end - x.start).toFixed(2)} s, ${x.hosts} hosts, median session ${x.median.toFixed(2)} s)`,
+      );
+    }
+  }
+  console.log(
+    `\nlab up ${o.labUp.toFixed(1)} s; bench wall ${wall.toFixed(1)} s; steps: ${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")}`,
+  );
+  console.log(
+    "(timings from `pulumi up --json` events as they arrived, and the hosts' sshd journals; a plain `pulumi up` runs the program twice, preview and update.)",
+  );
+  return 0;
+});

@@ -48,8 +48,7 @@ export function renderBarChart(title: string, caption: string, panels: readonly 
   const height = PLOT_TOP + PLOT_HEIGHT + 62;
   const base = PLOT_TOP + PLOT_HEIGHT;
   const out: string[] = [];
-  const text = (x: number, y: number, s: string, attrs = "") =>
-    out.push(`<text x="${x}" y="${y}" ${attrs}>${escapeXml(s)}</text>`);
+  const text = (x: number, y: number, s: string, attrs = "") => out.push(`<text x="${x}" y="${y}" ${attrs}>${escapeXml(s)}</text>`);
 
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, Helvetica, sans-serif">`,
@@ -72,11 +71,21 @@ export function renderBarChart(title: string, caption: string, panels: readonly 
       out.push(
         `<rect x="${bx}" y="${(base - Math.max(h, 1)).toFixed(1)}" width="${BAR_WIDTH}" height="${Math.max(h, 1).toFixed(1)}" fill="${COLORS[which]}"><title>${escapeXml(`${p.title} ${which}: ${formatValue(value)}${p.unit}`)}</title></rect>`,
       );
-      text(bx + BAR_WIDTH / 2, Number((base - Math.max(h, 1) - 6).toFixed(1)), `${formatValue(value)}${p.unit}`, `text-anchor="middle" font-size="12" fill="${COLORS.text}"`);
+      text(
+        bx + BAR_WIDTH / 2,
+        Number((base - Math.max(h, 1) - 6).toFixed(1)),
+        `${formatValue(value)}${p.unit}`,
+        `text-anchor="middle" font-size="12" fill="${COLORS.text}"`,
+      );
       text(bx + BAR_WIDTH / 2, base + 17, which, `text-anchor="middle" font-size="12" fill="${COLORS[which]}"`);
     });
   });
-  text(width / 2, height - 12, "before: untuned baseline (set by hand)   after: the profile applied with pulumi up", `text-anchor="middle" font-size="11" fill="${COLORS.muted}"`);
+  text(
+    width / 2,
+    height - 12,
+    "before: untuned baseline (set by hand)   after: the profile applied with pulumi up",
+    `text-anchor="middle" font-size="11" fill="${COLORS.muted}"`,
+  );
   out.push("</svg>");
   return out.join("\n") + "\n";
 }

@@ -63,7 +63,7 @@ export function parseWrk(section: string): WrkResult {
     return v[0];
   };
   const e = values.get("errors");
-  if (!e || e.length !== 5) throw new Error(`wrk did not report its socket errors. Its output:\n${section}`);
+  if (e?.length !== 5) throw new Error(`wrk did not report its socket errors. Its output:\n${section}`);
   return {
     statuses,
     requests: one("requests"),

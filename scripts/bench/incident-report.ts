@@ -51,8 +51,16 @@ export function metrics(p: Phase): Metrics {
   const s = p.wrk.statuses;
   const e = p.wrk.errors;
   const socketErrors = e.connect + e.read + e.write + e.timeout;
-  const non2xx = sum(Object.entries(s).filter(([k]) => !isOk(k)).map(([, v]) => v));
-  const ok2xx = sum(Object.entries(s).filter(([k]) => isOk(k)).map(([, v]) => v));
+  const non2xx = sum(
+    Object.entries(s)
+      .filter(([k]) => !isOk(k))
+      .map(([, v]) => v),
+  );
+  const ok2xx = sum(
+    Object.entries(s)
+      .filter(([k]) => isOk(k))
+      .map(([, v]) => v),
+  );
   const attempts = p.wrk.requests + socketErrors;
   return {
     responses: p.wrk.requests,
@@ -73,9 +81,18 @@ const n = (v: number | null | undefined) => (v === null || v === undefined ? "mi
 const plain = (v: number | null | undefined) => (v === null || v === undefined ? "missing" : String(v));
 const ms = (v: number) => `${formatValue(v)} ms`;
 const backlogs = (r: Readonly<Record<string, number>>) =>
-  Object.keys(r).length === 0 ? "missing" : Object.entries(r).map(([a, b]) => `${b} (${a})`).join(", ");
+  Object.keys(r).length === 0
+    ? "missing"
+    : Object.entries(r)
+        .map(([a, b]) => `${b} (${a})`)
+        .join(", ");
 const statusList = (r: Readonly<Record<string, number>>) =>
-  Object.keys(r).length === 0 ? "none" : Object.entries(r).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}: ${v.toLocaleString("en-US")}`).join(", ");
+  Object.keys(r).length === 0
+    ? "none"
+    : Object.entries(r)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k}: ${v.toLocaleString("en-US")}`)
+        .join(", ");
 
 /** Rows of the before/after table: [metric, before, after]. */
 export function tableRows(before: Phase, after: Phase): string[][] {
@@ -113,18 +130,21 @@ function fmtErrors(w: WrkResult): string {
 /** A plain-text table (columns padded). */
 export function textTable(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** A Markdown table (first row = header). */
 export function markdownTable(rows: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, "\\|");
   const [head, ...body] = rows;
-  return [
-    `| ${head.map(esc).join(" | ")} |`,
-    `|${head.map(() => "---").join("|")}|`,
-    ...body.map((r) => `| ${r.map(esc).join(" | ")} |`),
-  ].join("\n");
+  return [`| ${head.map(esc).join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...body.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n");
 }
 
 /** The chart's panels: error rate, p50 and p99 latency. */
@@ -168,7 +188,10 @@ export function renderMarkdown(before: Phase, after: Phase, ctx: ReportContext):
     ["socket", "before (ss Send-Q)", "after (ss Send-Q)", "profile expects"],
     ["php-fpm pool www (unix:/run/php/php8.2-fpm.sock)", plain(before.phpFpmBacklog), plain(after.phpFpmBacklog), String(ctx.expectedBacklog)],
     ...Object.keys({ ...before.nginxBacklogs, ...after.nginxBacklogs }).map((addr) => [
-      `nginx listener ${addr}`, plain(before.nginxBacklogs[addr]), plain(after.nginxBacklogs[addr]), String(ctx.expectedBacklog),
+      `nginx listener ${addr}`,
+      plain(before.nginxBacklogs[addr]),
+      plain(after.nginxBacklogs[addr]),
+      String(ctx.expectedBacklog),
     ]),
     ["net.core.somaxconn (caps every listen())", plain(before.somaxconn), plain(after.somaxconn), "≥ " + String(ctx.expectedBacklog)],
   ];
@@ -236,7 +259,7 @@ export function renderMarkdown(before: Phase, after: Phase, ctx: ReportContext):
     "",
     fence("sh", ctx.commands.join("\n")),
     "",
-    "Each load run (`npm run lab -- exec inc1 -- sh -c \"$LOAD\"`), identical before and after:",
+    'Each load run (`npm run lab -- exec inc1 -- sh -c "$LOAD"`), identical before and after:',
     "",
     fence("sh", ctx.loadScript),
     "",

@@ -63,7 +63,9 @@ and tears everything down (also on failure or Ctrl-C).`;
   const { values, positionals } = parseArgs({ options: { help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: false });
   const unknown = process.argv.slice(2).filter((a) => a !== "--help" && a !== "-h");
   if (values.help || unknown.length > 0 || positionals.length > 0) {
-    (values.help && unknown.length === 0 ? console.log : console.error)(unknown.length ? `bench:incident: unexpected argument(s): ${unknown.join(" ")}\n\n${USAGE}` : USAGE);
+    (values.help && unknown.length === 0 ? console.log : console.error)(
+      unknown.length ? `bench:incident: unexpected argument(s): ${unknown.join(" ")}\n\n${USAGE}` : USAGE,
+    );
     process.exit(values.help && unknown.length === 0 ? 0 : 2);
   }
 }
@@ -95,7 +97,15 @@ function hostSh(script: string, name: string, timeoutMs = 120_000, input?: strin
 
 /** Pulumi on the bench's stack (`--stack STACK --non-interactive` added). */
 function pulumi(args: string[], opts: Omit<RunOptions, "env"> & { display?: string }): Promise<RunResult> {
-  commands.push(show(opts.display ?? `PULUMI_BACKEND_URL=file://${stateDir} PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- ${bench.pulumiArgs(args).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : shQuote(a))).join(" ")}`));
+  commands.push(
+    show(
+      opts.display ??
+        `PULUMI_BACKEND_URL=file://${stateDir} PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- ${bench
+          .pulumiArgs(args)
+          .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : shQuote(a)))
+          .join(" ")}`,
+    ),
+  );
   return bench.pulumi(args, opts);
 }
 
@@ -108,10 +118,9 @@ async function loadRun(label: Phase["label"]): Promise<Phase> {
   const sysctl = (s.get("sysctl") ?? "").trim().split("\n");
   const ssx = s.get("ssx") ?? "";
   const sst = s.get("sst") ?? "";
-  const ssLines = [
-    ...ssx.split("\n").filter((l) => l.includes(PHP_SOCKET)),
-    ...sst.split("\n").filter((l) => new RegExp(`:${LOAD.port}\\s`).test(l + " ")),
-  ].map((l) => l.trim().replace(/\s+/g, " ")).join("\n");
+  const ssLines = [...ssx.split("\n").filter((l) => l.includes(PHP_SOCKET)), ...sst.split("\n").filter((l) => new RegExp(`:${LOAD.port}\\s`).test(l + " "))]
+    .map((l) => l.trim().replace(/\s+/g, " "))
+    .join("\n");
   return {
     label,
     somaxconn: parseCount(sysctl[0]),
@@ -196,7 +205,8 @@ async function runBench(): Promise<Outcome> {
 /** The teardown's commands, for the report (LabBench.cleanup runs them). */
 function noteTeardown(): void {
   commands.push("# teardown (always, also on failure or a signal)");
-  if (bench.stackCreated) commands.push(`PULUMI_BACKEND_URL=file://$STATE PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- stack rm --force --yes --stack ${STACK}`);
+  if (bench.stackCreated)
+    commands.push(`PULUMI_BACKEND_URL=file://$STATE PULUMI_CONFIG_PASSPHRASE=bench-only npm run pulumi -- stack rm --force --yes --stack ${STACK}`);
   commands.push("BACKLOG_LAB_DIR=$LAB npm run lab -- down", "rm -rf $LAB $STATE");
 }
 
@@ -258,18 +268,25 @@ function judge(o: Outcome): { ok: boolean; problems: string[] } {
   if (!o.verificationOk) problems.push("the stack output `verification` is missing or has a row that is not ok");
   // The baseline must really reproduce the incident, or the comparison means nothing.
   if ((o.before.wrk.statuses["502"] ?? 0) === 0) problems.push("before: no 502 at all, the baseline did not reproduce the incident");
-  if (o.before.phpFpmBacklog !== BASELINE.listenBacklog) problems.push(`before: php-fpm socket backlog is ${o.before.phpFpmBacklog ?? "missing"}, not the baseline's ${BASELINE.listenBacklog}`);
+  if (o.before.phpFpmBacklog !== BASELINE.listenBacklog)
+    problems.push(`before: php-fpm socket backlog is ${o.before.phpFpmBacklog ?? "missing"}, not the baseline's ${BASELINE.listenBacklog}`);
   return { ok: problems.length === 0, problems };
 }
 
-bench.main(runBench, (outcome, wallSeconds) => {
-  const verdict = judge(outcome);
-  const mdPath = writeReports(outcome, wallSeconds, verdict);
-  process.stdout.write(`\nThe incident, before and after (${wrkCommand().replace(/^timeout \d+ /, "")}, inside the lab host)\n\n`);
-  process.stdout.write(textTable(tableRows(outcome.before, outcome.after)) + "\n\n");
-  if (outcome.verification) process.stdout.write("pulumi stack output verification:\n" + textTable(outcome.verification) + "\n\n");
-  for (const n of outcome.deployNotes) process.stdout.write(`deployment: ${n}\n`);
-  process.stdout.write(`${verdict.ok ? "PASS" : "FAIL"}${verdict.ok ? "" : ":\n  " + verdict.problems.join("\n  ")}\n`);
-  process.stdout.write(`report: ${mdPath} (chart: ${join(reportsDir, "incident.svg")})\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
-  return verdict.ok ? 0 : 1;
-}, noteTeardown);
+bench.main(
+  runBench,
+  (outcome, wallSeconds) => {
+    const verdict = judge(outcome);
+    const mdPath = writeReports(outcome, wallSeconds, verdict);
+    process.stdout.write(`\nThe incident, before and after (${wrkCommand().replace(/^timeout \d+ /, "")}, inside the lab host)\n\n`);
+    process.stdout.write(textTable(tableRows(outcome.before, outcome.after)) + "\n\n");
+    if (outcome.verification) process.stdout.write("pulumi stack output verification:\n" + textTable(outcome.verification) + "\n\n");
+    for (const n of outcome.deployNotes) process.stdout.write(`deployment: ${n}\n`);
+    process.stdout.write(`${verdict.ok ? "PASS" : "FAIL"}${verdict.ok ? "" : ":\n  " + verdict.problems.join("\n  ")}\n`);
+    process.stdout.write(
+      `report: ${mdPath} (chart: ${join(reportsDir, "incident.svg")})\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`,
+    );
+    return verdict.ok ? 0 : 1;
+  },
+  noteTeardown,
+);

@@ -6,7 +6,7 @@
  * SIGTERM / SIGHUP and on an unexpected exception. It signals only the process groups it started.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,8 +38,9 @@ export interface RunOptions {
 /** `commit abc1234 with N uncommitted change(s) …`: what code a report measured. */
 export function gitDescription(): string {
   const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim();
-  const dirty = spawnSync("git", ["status", "--porcelain", "--", "src", "templates", "index.ts"], { cwd: repo, encoding: "utf8" }).stdout
-    .split("\n").filter(Boolean).length;
+  const dirty = spawnSync("git", ["status", "--porcelain", "--", "src", "templates", "index.ts"], { cwd: repo, encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean).length;
   return `commit ${head || "unknown"}${dirty ? ` with ${dirty} uncommitted change(s) under src/, templates/, index.ts (the working tree was used as it is)` : ""}`;
 }
 
@@ -300,4 +301,99 @@ export class LabBench {
       },
     );
   }
+}
+
+// ------------------------------------------------------------ timing helpers (bench:fleet)
+
+/** One engine event of `pulumi up --json` (one JSON object a line) and when this process read it. */
+export interface TimedEvent {
+  /** ms since the epoch when the line arrived (the event's own `timestamp` has whole seconds only). */
+  at: number;
+  // Engine events are loosely typed JSON: the fields read here are checked where they are used.
+  // biome-ignore lint/suspicious/noExplicitAny: engine events are loosely typed JSON (see above)
+  event: Record<string, any>;
+}
+
+/** An `onLine` for {@link LabBench.run} that collects `pulumi … --json` events with their arrival time. */
+export function collectEvents(into: TimedEvent[]): (line: string) => void {
+  return (line: string) => {
+    const at = Date.now();
+    const text = line.trim();
+    if (!text.startsWith("{")) return;
+    try {
+      into.push({ at, event: JSON.parse(text) });
+    } catch {
+      /* not an event line */
+    }
+  };
+}
+
+/** One SSH session as the host's sshd logged it (ms since the epoch; `end` undefined while open). */
+export interface SshSession {
+  host: string;
+  start: number;
+  end?: number;
+}
+
+/**
+ * The SSH sessions a lab host's sshd logged (its journal, `-o short-unix`): "Accepted publickey"
+ * starts one, "session closed" / "Disconnected from user" of the same sshd PID ends it. Lab hosts
+ * share this machine's clock, so the times compare with `Date.now()`.
+ */
+export async function sshSessions(bench: LabBench, host: string): Promise<SshSession[]> {
+  const r = bench.must(`journal of ${host}`, await bench.hostSh(host, "journalctl -q -o short-unix --no-pager -t sshd"));
+  const open = new Map<string, SshSession>();
+  const sessions: SshSession[] = [];
+  for (const line of r.stdout.split("\n")) {
+    const m = line.match(/^(\d+(?:\.\d+)?) \S+ sshd\[(\d+)\]: (.*)$/);
+    if (!m) continue;
+    const [, ts, pid, msg] = m;
+    const at = Number(ts) * 1000;
+    if (msg.startsWith("Accepted publickey")) {
+      const s: SshSession = { host, start: at };
+      open.set(pid, s);
+      sessions.push(s);
+    } else if (/session closed for user|^Disconnected from user/.test(msg)) {
+      const s = open.get(pid);
+      if (s && s.end === undefined) s.end = at;
+    }
+  }
+  return sessions;
+}
+
+/** Fixed-width text table (first row: the header). */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => (cell ?? "").padEnd(widths[c]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+/**
+ * A Pulumi project with an empty TypeScript program and the deployment program's runtime options
+ * (Pulumi.yaml's `runtime`), in `dir`, using the repo's node_modules: what `pulumi up` costs with
+ * no resources at all. Returns a runner of `pulumi ARGS` in it (own stack `empty`, the bench's
+ * state and Pulumi home).
+ */
+export function emptyProgram(bench: LabBench, dir: string): (args: string[], opts: Omit<RunOptions, "env">) => Promise<RunResult> {
+  mkdirSync(dir, { recursive: true });
+  const runtime = readFileSync(join(repo, "Pulumi.yaml"), "utf8").split("\n");
+  const from = runtime.findIndex((l) => /^runtime:/.test(l));
+  let to = from + 1;
+  while (to < runtime.length && (/^\s/.test(runtime[to]) || runtime[to] === "")) to++;
+  writeFileSync(join(dir, "Pulumi.yaml"), ["name: bench-empty", ...runtime.slice(from, to), ""].join("\n"));
+  writeFileSync(join(dir, "index.ts"), "export {};\n");
+  writeFileSync(join(dir, "package.json"), '{ "name": "bench-empty", "private": true }\n');
+  symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
+  const script = 'cd "$1" && shift && exec bash "$0" "$@"';
+  return (args, opts) =>
+    bench.run("bash", ["-c", script, join(repo, "scripts/pulumi.sh"), dir, ...args, "--stack", "empty", "--non-interactive"], {
+      ...opts,
+      env: bench.pulumiEnv,
+    });
 }

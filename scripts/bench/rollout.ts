@@ -32,7 +32,7 @@
  * Exit status: 0 when the run completed (whatever the numbers), 1 on failure, 128+N on signal N.
  * Needs root on Linux (lab hosts). Progress goes to stderr, the table to stdout.
  */
-import { type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -106,7 +106,8 @@ if (argv["max-parallel"] !== undefined) {
   }
 }
 const DURATION = Number(argv.duration);
-if (!/^\d+$/.test(argv.duration!) || DURATION < 10 || DURATION > 600) usage(`--duration must be a whole number of seconds from 10 to 600, not "${argv.duration}"`);
+if (!/^\d+$/.test(argv.duration!) || DURATION < 10 || DURATION > 600)
+  usage(`--duration must be a whole number of seconds from 10 to 600, not "${argv.duration}"`);
 const RATE = Number(argv.rate);
 if (!/^\d+$/.test(argv.rate!) || RATE > 5000) usage(`--rate must be a whole number of requests per second from 0 to 5000, not "${argv.rate}"`);
 /** Seconds of load before `pulumi up` of the change starts, and at least after it ended. */
@@ -164,7 +165,6 @@ const NAMES = Array.from({ length: HOSTS }, (_, i) => `roll${i + 1}`);
 const configSet = async (key: string, value: string) =>
   bench.must(`pulumi config set ${key}`, await bench.pulumi(["config", "set", key, value], { timeoutMs: 120_000 }));
 
-
 // ------------------------------------------------------------------ the run
 
 interface Apply {
@@ -200,7 +200,9 @@ interface Outcome {
 
 /** The backlogs the sockets must have after the change (from the profile after it). */
 function expectedBacklogs(change: Change): { php: number; nginx: number } {
-  return { backlog: { php: 2048, nginx: 2048 }, somaxconn: { php: 1024, nginx: 1024 }, pm: { php: 1024, nginx: 1024 }, listen: { php: 1024, nginx: 2048 } }[change];
+  return { backlog: { php: 2048, nginx: 2048 }, somaxconn: { php: 1024, nginx: 1024 }, pm: { php: 1024, nginx: 1024 }, listen: { php: 1024, nginx: 2048 } }[
+    change
+  ];
 }
 
 const SOCKETS_SCRIPT = `set -eu
@@ -237,10 +239,12 @@ async function run(): Promise<Outcome> {
     return (performance.now() - t) / 1000;
   });
   await bench.step("check: every host answers GET /fast.php with 200", async () => {
-    await Promise.all(NAMES.map(async (h) => {
-      const r = bench.must(`curl on ${h}`, await bench.hostSh(h, `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${PORT}${PATH}`));
-      if (r.stdout.trim() !== "200") throw new Error(`${h}: GET ${PATH} answered ${r.stdout.trim() || "nothing"}, not 200`);
-    }));
+    await Promise.all(
+      NAMES.map(async (h) => {
+        const r = bench.must(`curl on ${h}`, await bench.hostSh(h, `curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:${PORT}${PATH}`));
+        if (r.stdout.trim() !== "200") throw new Error(`${h}: GET ${PATH} answered ${r.stdout.trim() || "nothing"}, not 200`);
+      }),
+    );
   });
   await configSet("backlog:profile", JSON.stringify(after));
 
@@ -250,41 +254,49 @@ async function run(): Promise<Outcome> {
   let upEnd = 0;
   let upCode = 0;
   const loadavg = { start: os.loadavg(), end: [] as number[] };
-  const loads = await bench.step(`load on every host (${RATE ? `${RATE} requests/s` : "closed loop"}, ${CONNECTIONS} connections), pulumi up (the change: ${CHANGE}) after ${LEAD_SECONDS} s`, async () => {
-    const children: ChildProcess[] = [];
-    const loadStart = Date.now();
-    loadavg.start = os.loadavg();
-    const gens = NAMES.map((h) => {
-      const { cmd, args } = loadCommand(leaderPid(bench.labDir, h), loadgenPath,
-        { port: PORT, path: PATH, connections: CONNECTIONS, capSeconds: LOAD_CAP_SECONDS, rate: RATE });
-      return bench.run(cmd, args, { timeoutMs: (LOAD_CAP_SECONDS + 60) * 1000, onSpawn: (c) => children.push(c) });
-    });
-    await bench.sleep(LEAD_SECONDS * 1000);
-    upStart = Date.now();
-    const up = await bench.pulumi(["up", "--yes", "--skip-preview"], {
-      timeoutMs: 900_000,
-      echo: true,
-      onLine: (line) => {
-        const m = /backlog-(\S+?)-settings\s+(?:\*\*)?(updating failed|creating failed|updating|updated|creating|created)\b/.exec(line);
-        if (m && applies[m[1]]) {
-          const a = applies[m[1]];
-          if (m[2] === "updating" || m[2] === "creating") a.start ??= Date.now();
-          else a.end = Date.now();
-          if (m[2].endsWith("failed")) a.failed = true;
-        }
-        if (/^\s*(warning|error):/i.test(line)) upNotes.push(line.trim());
-      },
-    });
-    upEnd = Date.now();
-    upCode = up.code;
-    bench.checkStop();
-    if (up.code !== 0) log(`pulumi up failed (exit ${up.code}); the load goes on to the end, the report says so`);
-    await bench.sleep(Math.max(loadStart + DURATION * 1000 - Date.now(), upEnd + TAIL_SECONDS * 1000 - Date.now(), 0));
-    loadavg.end = os.loadavg();
-    for (const c of children) bench.signalGroup(c, "SIGTERM"); // each generator finishes its requests and reports
-    const results = await Promise.all(gens);
-    return Object.fromEntries(results.map((r, i) => [NAMES[i], parseLoad(NAMES[i], r.code, r.stdout, r.stderr)])) as Record<string, LoadResult>;
-  });
+  const loads = await bench.step(
+    `load on every host (${RATE ? `${RATE} requests/s` : "closed loop"}, ${CONNECTIONS} connections), pulumi up (the change: ${CHANGE}) after ${LEAD_SECONDS} s`,
+    async () => {
+      const children: ChildProcess[] = [];
+      const loadStart = Date.now();
+      loadavg.start = os.loadavg();
+      const gens = NAMES.map((h) => {
+        const { cmd, args } = loadCommand(leaderPid(bench.labDir, h), loadgenPath, {
+          port: PORT,
+          path: PATH,
+          connections: CONNECTIONS,
+          capSeconds: LOAD_CAP_SECONDS,
+          rate: RATE,
+        });
+        return bench.run(cmd, args, { timeoutMs: (LOAD_CAP_SECONDS + 60) * 1000, onSpawn: (c) => children.push(c) });
+      });
+      await bench.sleep(LEAD_SECONDS * 1000);
+      upStart = Date.now();
+      const up = await bench.pulumi(["up", "--yes", "--skip-preview"], {
+        timeoutMs: 900_000,
+        echo: true,
+        onLine: (line) => {
+          const m = /backlog-(\S+?)-settings\s+(?:\*\*)?(updating failed|creating failed|updating|updated|creating|created)\b/.exec(line);
+          if (m && applies[m[1]]) {
+            const a = applies[m[1]];
+            if (m[2] === "updating" || m[2] === "creating") a.start ??= Date.now();
+            else a.end = Date.now();
+            if (m[2].endsWith("failed")) a.failed = true;
+          }
+          if (/^\s*(warning|error):/i.test(line)) upNotes.push(line.trim());
+        },
+      });
+      upEnd = Date.now();
+      upCode = up.code;
+      bench.checkStop();
+      if (up.code !== 0) log(`pulumi up failed (exit ${up.code}); the load goes on to the end, the report says so`);
+      await bench.sleep(Math.max(loadStart + DURATION * 1000 - Date.now(), upEnd + TAIL_SECONDS * 1000 - Date.now(), 0));
+      loadavg.end = os.loadavg();
+      for (const c of children) bench.signalGroup(c, "SIGTERM"); // each generator finishes its requests and reports
+      const results = await Promise.all(gens);
+      return Object.fromEntries(results.map((r, i) => [NAMES[i], parseLoad(NAMES[i], r.code, r.stdout, r.stderr)])) as Record<string, LoadResult>;
+    },
+  );
   const { actions, batches } = await bench.step("stack outputs (actions, rollout)", async () => {
     const r = bench.must("pulumi stack output", await bench.pulumi(["stack", "output", "--json"], { timeoutMs: 120_000 }));
     const o = JSON.parse(r.stdout) as { actions?: Record<string, Record<string, string>>; rollout?: string[][] };
@@ -342,7 +354,11 @@ function hostRows(o: Outcome): HostRow[] {
     return {
       host,
       batch: batch < 0 ? null : batch + 1,
-      action: act ? Object.entries(act).map(([u, x]) => `${u} ${x}`).join(", ") || "none" : "n/a",
+      action: act
+        ? Object.entries(act)
+            .map(([u, x]) => `${u} ${x}`)
+            .join(", ") || "none"
+        : "n/a",
       requests,
       failed,
       goodput,
@@ -351,18 +367,43 @@ function hostRows(o: Outcome): HostRow[] {
       // seconds relative to the start of pulumi up
       worst: worstSecond === null ? null : { failures: failedPerSecond[worstSecond], second: Math.round((l.start + worstSecond * 1000 - o.upStart) / 1000) },
       sockets: socketsCell(o.sockets[host]),
-      apply: a.start === undefined && a.end === undefined ? "no change" : `+${rel(a.start, o.upStart)} → +${rel(a.end, o.upStart)} s${a.failed ? " (failed)" : ""}`,
-      errors: [...Object.entries(l.statuses).map(([s, n]) => `HTTP ${s}: ${n}`), ...Object.entries(l.errors).map(([e, n]) => `${e}: ${n}`)].join(", ") || "none",
+      apply:
+        a.start === undefined && a.end === undefined ? "no change" : `+${rel(a.start, o.upStart)} → +${rel(a.end, o.upStart)} s${a.failed ? " (failed)" : ""}`,
+      errors:
+        [...Object.entries(l.statuses).map(([s, n]) => `HTTP ${s}: ${n}`), ...Object.entries(l.errors).map(([e, n]) => `${e}: ${n}`)].join(", ") || "none",
     };
   });
 }
 
 function tableOf(rows: HostRow[]): string[][] {
   return [
-    ["host", "batch", "action (stack output actions)", "applied (s after up start)", "requests", "failed", "goodput /s", "p50 ms", "p99 ms", "worst 1 s of failures", "failures by kind", "backlog php/nginx (ss): after up; after restart"],
+    [
+      "host",
+      "batch",
+      "action (stack output actions)",
+      "applied (s after up start)",
+      "requests",
+      "failed",
+      "goodput /s",
+      "p50 ms",
+      "p99 ms",
+      "worst 1 s of failures",
+      "failures by kind",
+      "backlog php/nginx (ss): after up; after restart",
+    ],
     ...rows.map((r) => [
-      r.host, r.batch === null ? "?" : String(r.batch), r.action, r.apply, String(r.requests), String(r.failed), r.goodput.toFixed(0),
-      fmtMs(r.p50), fmtMs(r.p99), r.worst ? `${r.worst.failures} at +${r.worst.second} s` : "none", r.errors, r.sockets,
+      r.host,
+      r.batch === null ? "?" : String(r.batch),
+      r.action,
+      r.apply,
+      String(r.requests),
+      String(r.failed),
+      r.goodput.toFixed(0),
+      fmtMs(r.p50),
+      fmtMs(r.p99),
+      r.worst ? `${r.worst.failures} at +${r.worst.second} s` : "none",
+      r.errors,
+      r.sockets,
     ]),
   ];
 }
@@ -388,7 +429,7 @@ function timeline(o: Outcome): string {
   const marks = Array<string>(cols).fill(" ");
   for (let i = 0; i < cols; i += 10) {
     const mark = String(i * step);
-    if (i + mark.length <= cols) [...mark].forEach((c, k) => (marks[i + k] = c));
+    if (i + mark.length <= cols) for (const [k, c] of [...mark].entries()) marks[i + k] = c;
   }
   lines.push(label("seconds") + marks.join(""));
   lines.push(label("pulumi up") + ruler.join(""));
@@ -439,7 +480,12 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
     `**${HOSTS} lab host(s), change \`${CHANGE}\`, maxParallel ${MAX_PARALLEL ?? "default (adaptive)"}, load ${RATE ? `${RATE} requests/s` : "closed loop"} per host.** ` +
       `\`pulumi up --skip-preview\` of the change took ${upSeconds} s (exit ${o.upCode}); batches (stack output \`rollout\`): ` +
       `${o.batches.length ? o.batches.map((b) => `[${b.join(", ")}]`).join(" → ") : "n/a"}. First deploy of the base profile: ${o.firstDeploySeconds.toFixed(1)} s.`,
-    ...(o.upEnd > loadEnd ? ["", `**Warning:** the change was still running when the load stopped (${((o.upEnd - loadEnd) / 1000).toFixed(1)} s after); use a longer \`--duration\`.`] : []),
+    ...(o.upEnd > loadEnd
+      ? [
+          "",
+          `**Warning:** the change was still running when the load stopped (${((o.upEnd - loadEnd) / 1000).toFixed(1)} s after); use a longer \`--duration\`.`,
+        ]
+      : []),
     "",
     markdownTable(tableOf(rows)),
     "",
@@ -455,7 +501,7 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
     "## Timeline",
     "",
     `One column per ${timelineStep(o) === 1 ? "second" : `${timelineStep(o)} seconds`}. goodput: bar height relative to the host's median (per second); failures: \`.\` none,`,
-    "a digit = that many, `#` 10 or more; applying: the host's settings resource, from \"updating\" to \"updated\";",
+    'a digit = that many, `#` 10 or more; applying: the host\'s settings resource, from "updating" to "updated";',
     "pulumi up: `^` start, `$` end; the first row: seconds since the first load started.",
     "",
     "```",
@@ -486,13 +532,16 @@ function report(o: Outcome, rows: HostRow[], wallSeconds: number): string {
   return path;
 }
 
-
 bench.main(run, (outcome, wallSeconds) => {
   const rows = hostRows(outcome);
   const path = report(outcome, rows, wallSeconds);
-  process.stdout.write(`\nRolling rollout: ${HOSTS} host(s), change ${CHANGE}, maxParallel ${MAX_PARALLEL ?? "default"}, load ${RATE ? `${RATE}/s` : "closed loop"} per host; ` +
-    `pulumi up ${((outcome.upEnd - outcome.upStart) / 1000).toFixed(1)} s (exit ${outcome.upCode}); batches ${outcome.batches.map((b) => `[${b.join(", ")}]`).join(" → ") || "n/a"}\n\n`);
+  process.stdout.write(
+    `\nRolling rollout: ${HOSTS} host(s), change ${CHANGE}, maxParallel ${MAX_PARALLEL ?? "default"}, load ${RATE ? `${RATE}/s` : "closed loop"} per host; ` +
+      `pulumi up ${((outcome.upEnd - outcome.upStart) / 1000).toFixed(1)} s (exit ${outcome.upCode}); batches ${outcome.batches.map((b) => `[${b.join(", ")}]`).join(" → ") || "n/a"}\n\n`,
+  );
   process.stdout.write(textTable(tableOf(rows)) + "\n\n" + timeline(outcome) + "\n\n");
-  process.stdout.write(`report: ${path}\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`);
+  process.stdout.write(
+    `report: ${path}\nwhole bench: ${wallSeconds.toFixed(1)} s (${bench.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(", ")})\n`,
+  );
   return 0;
 });

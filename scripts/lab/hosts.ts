@@ -15,8 +15,26 @@ import os from "node:os";
 import path from "node:path";
 import { DEFAULT_SUITE, ensureHostPackages, ensureRootfses, services } from "./rootfs.ts";
 import {
-  type Proc, alive, announce, canConnect, childrenOf, descendantsOf, freePort, identify, lockFile, log,
-  mountsUnder, run, runAsync, signal, sleep, spawnDetached, terminate, unmount, waitGone, writeAtomic,
+  type Proc,
+  alive,
+  announce,
+  canConnect,
+  childrenOf,
+  descendantsOf,
+  freePort,
+  identify,
+  lockFile,
+  log,
+  mountsUnder,
+  run,
+  runAsync,
+  signal,
+  sleep,
+  spawnDetached,
+  terminate,
+  unmount,
+  waitGone,
+  writeAtomic,
 } from "./util.ts";
 
 const CONTAINER_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"];
@@ -89,10 +107,25 @@ class Lab {
 
   sshArgs(h: HostState): string[] {
     return [
-      "-F", "none", "-i", this.file("id_ed25519"), "-o", "IdentitiesOnly=yes",
-      "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${this.file("known_hosts")}`,
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-      "-p", String(h.port), "root@127.0.0.1",
+      "-F",
+      "none",
+      "-i",
+      this.file("id_ed25519"),
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${this.file("known_hosts")}`,
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "ConnectTimeout=5",
+      "-o",
+      "LogLevel=ERROR",
+      "-p",
+      String(h.port),
+      "root@127.0.0.1",
     ];
   }
 }
@@ -111,15 +144,25 @@ const INOTIFY_PER_HOST = 10;
 function ensureInotifyInstances(count: number): void {
   const file = "/proc/sys/fs/inotify/max_user_instances";
   const current = Number(fs.readFileSync(file, "utf8").trim());
-  const inUse = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).reduce((n, pid) => {
-    try {
-      return n + fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
-        try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:inotify"; } catch { return false; }
-      }).length;
-    } catch {
-      return n;
-    }
-  }, 0);
+  const inUse = fs
+    .readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .reduce((n, pid) => {
+      try {
+        return (
+          n +
+          fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+            try {
+              return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:inotify";
+            } catch {
+              return false;
+            }
+          }).length
+        );
+      } catch {
+        return n;
+      }
+    }, 0);
   const needed = inUse + count * INOTIFY_PER_HOST + 32;
   if (current < needed) {
     announce(`sysctl fs.inotify.max_user_instances=${needed} (was ${current}; for ${count} hosts; until reboot)`);
@@ -146,13 +189,25 @@ export async function up(dir: string, suites: string[], prefix: string, timeoutM
       const name = `${prefix}${i + 1}`;
       const hostDir = path.join(dir, "hosts", name);
       lab.state!.hosts.push({
-        name, suite, rootfs: rootfs[suite], machine: `${name}-${tag}`, dir: hostDir, port: 0, hostKey: "", mounted: false,
+        name,
+        suite,
+        rootfs: rootfs[suite],
+        machine: `${name}-${tag}`,
+        dir: hostDir,
+        port: 0,
+        hostKey: "",
+        mounted: false,
       });
     });
     lab.save();
     const started = Date.now();
     try {
-      await settleAll(lab.state.hosts.map((h) => startHost(lab, h, clientPub)));
+      // Overlays and keys of every host first: that work blocks this process (mount, ssh-keygen), and
+      // done between boots it kept the hosts already booting from being looked at for tens of seconds
+      // on a loaded machine (issue #17: "the container's init did not start" with a complete boot).
+      for (const h of lab.state.hosts) prepareHost(lab, h, clientPub);
+      log(`${count} overlay(s) and host key(s) ready in ${((Date.now() - started) / 1000).toFixed(1)} s; booting`);
+      await settleAll(lab.state.hosts.map((h) => startContainer(lab, h, started + timeoutMs).then(() => startBridge(lab, h, 0))));
       writeInventory(lab);
       await settleAll(lab.state.hosts.map((h) => waitReady(lab, h, started + timeoutMs)));
     } catch (e) {
@@ -187,7 +242,7 @@ export async function restart(dir: string, name: string, timeoutMs: number): Pro
     await stopContainer(lab, h);
     await stopBridge(lab, h);
     const started = Date.now();
-    await startContainer(lab, h);
+    await startContainer(lab, h, started + timeoutMs);
     await startBridge(lab, h, h.port);
     await waitReady(lab, h, started + timeoutMs);
     log(`${name} restarted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -249,8 +304,8 @@ function ensureClientKey(lab: Lab): string {
   return fs.readFileSync(`${key}.pub`, "utf8");
 }
 
-/** Mounts the host's overlay, gives it its keys, boots it and opens its SSH bridge. */
-async function startHost(lab: Lab, h: HostState, clientPub: string): Promise<void> {
+/** Mounts the host's overlay and gives it its keys (synchronous: before any host boots). */
+function prepareHost(lab: Lab, h: HostState, clientPub: string): void {
   const [upper, work, merged] = ["upper", "work", "merged"].map((d) => path.join(h.dir, d));
   for (const d of [upper, work, merged]) fs.mkdirSync(d, { recursive: true });
   const options = `lowerdir=${h.rootfs},upperdir=${upper},workdir=${work}`;
@@ -267,20 +322,31 @@ async function startHost(lab: Lab, h: HostState, clientPub: string): Promise<voi
   fs.writeFileSync(path.join(merged, "root/.ssh/authorized_keys"), clientPub, { mode: 0o600 });
   h.hostKey = fs.readFileSync(`${key}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
   lab.save();
-
-  await startContainer(lab, h);
-  await startBridge(lab, h, 0);
 }
 
-async function startContainer(lab: Lab, h: HostState): Promise<void> {
+/**
+ * Boots the host and waits for its init (the leader), at least 30 s and until `until` (the
+ * command's own deadline), looking once more after the deadline before it gives up: a busy event
+ * loop or a loaded machine must not turn a booted host into a failure.
+ */
+async function startContainer(lab: Lab, h: HostState, until: number): Promise<void> {
   const consoleLog = path.join(h.dir, "console.log");
   h.cgroups ??= ownCgroups(h.machine);
   lab.save();
   for (const dir of h.cgroups) fs.mkdirSync(dir, { recursive: true });
   const nspawn = [
-    "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network", "--link-journal=no",
-    `--machine=${h.machine}`, `--hostname=${h.name}`, `--directory=${path.join(h.dir, "merged")}`,
-    "--setenv=SYSTEMD_COLORS=0", "--console=read-only", "--boot",
+    "systemd-nspawn",
+    "--quiet",
+    "--register=no",
+    "--keep-unit",
+    "--private-network",
+    "--link-journal=no",
+    `--machine=${h.machine}`,
+    `--hostname=${h.name}`,
+    `--directory=${path.join(h.dir, "merged")}`,
+    "--setenv=SYSTEMD_COLORS=0",
+    "--console=read-only",
+    "--boot",
     // nspawn's own seccomp filter refuses pidfd_open/pidfd_getfd (EPERM), which a VM or a machine of
     // its own allows: the library's live re-listen needs them (issue #11). Allowed here so that the lab
     // behaves like a real host; the fallback to a restart is tested by taking perl and python3 away.
@@ -292,11 +358,19 @@ async function startContainer(lab: Lab, h: HostState): Promise<void> {
   h.booted = Date.now();
   h.nspawn = spawnDetached("sh", ["-c", joinThenExec, "sh", String(h.cgroups.length), ...h.cgroups, ...nspawn], consoleLog);
   lab.save();
-  for (const deadline = Date.now() + 30_000; !h.leader; await sleep(100)) {
+  const deadline = Math.max(Date.now() + 30_000, until);
+  for (;;) {
+    h.leader = findLeader(h);
+    if (h.leader) break;
     if (!alive(h.nspawn)) throw new Error(`${h.name}: systemd-nspawn exited:\n${tail(consoleLog)}`);
-    if (Date.now() > deadline) throw new Error(`${h.name}: the container's init did not start:\n${tail(consoleLog)}`);
-    h.leader = findLeader(h.nspawn);
+    if (Date.now() > deadline) {
+      const waited = ((Date.now() - (h.booted ?? Date.now())) / 1000).toFixed(1);
+      throw new Error(`${h.name}: the container's init did not start (looked for ${waited} s):\n${tail(consoleLog)}`);
+    }
+    await sleep(200);
   }
+  const took = (Date.now() - (h.booted ?? Date.now())) / 1000;
+  if (took > 10) log(`${h.name}: its init started ${took.toFixed(1)} s after systemd-nspawn (a busy machine)`);
   lab.save();
 }
 
@@ -345,9 +419,49 @@ function removeCgroups(h: HostState): void {
   }
 }
 
-/** The container's init: the child of systemd-nspawn once it has exec'd systemd. */
-function findLeader(nspawn: Proc): Proc | undefined {
-  for (const pid of childrenOf(nspawn.pid)) {
+/**
+ * PIDs in a container's own cgroup tree (its v2 dir, else its v1 name=systemd one): the few
+ * processes to look at for its init, instead of every process of the machine.
+ */
+function cgroupPids(h: HostState): number[] | undefined {
+  const top = h.cgroups?.find((d) => fs.existsSync(path.join(d, "cgroup.procs")));
+  if (!top) return undefined;
+  const pids: number[] = [];
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+      for (const line of fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8").split("\n")) if (line) pids.push(Number(line));
+    } catch {
+      return; // removed since it was listed
+    }
+    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
+  };
+  walk(top);
+  return pids;
+}
+
+/** Whether `pid`'s parent is `parent` (false once it is gone). */
+function isChildOf(pid: number, parent: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] === String(parent);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The container's init: the child of systemd-nspawn once it has exec'd systemd. Looked for among
+ * the processes of the container's cgroups (where nspawn puts its payload), else among all.
+ */
+function findLeader(h: HostState): Proc | undefined {
+  const nspawn = h.nspawn;
+  if (!alive(nspawn)) return undefined;
+  const inCgroups = cgroupPids(h);
+  const candidates = inCgroups === undefined ? childrenOf(nspawn.pid) : inCgroups;
+  for (const pid of candidates) {
+    if (inCgroups !== undefined && !isChildOf(pid, nspawn.pid)) continue;
     let comm = "";
     try {
       comm = fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
@@ -364,11 +478,7 @@ async function startBridge(lab: Lab, h: HostState, port: number): Promise<void> 
   const inner = `nsenter --net=/proc/${h.leader!.pid}/ns/net socat STDIO TCP:127.0.0.1:22`;
   for (let attempt = 1; attempt <= 5; attempt++) {
     h.port = port || (await freePort());
-    h.bridge = spawnDetached(
-      "socat",
-      [`TCP-LISTEN:${h.port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:"${inner}"`],
-      path.join(h.dir, "bridge.log"),
-    );
+    h.bridge = spawnDetached("socat", [`TCP-LISTEN:${h.port},bind=127.0.0.1,reuseaddr,fork`, `EXEC:"${inner}"`], path.join(h.dir, "bridge.log"));
     lab.save();
     for (let i = 0; i < 50 && alive(h.bridge); i++) {
       if (await canConnect(h.port)) {
@@ -398,7 +508,9 @@ async function waitReady(lab: Lab, h: HostState, deadline: number): Promise<void
     last = r.output.trim();
     // is-active exits 0 when ANY unit is active: every line must say "active".
     if (r.code === 0 && last.split("\n").filter((l) => l === "active").length === units.length) {
-      log(`${h.name} (${suiteOf(h)}): ssh and ${units.slice(1).join(", ")} active ${((Date.now() - (h.booted ?? Date.now())) / 1000).toFixed(1)} s after its boot began`);
+      log(
+        `${h.name} (${suiteOf(h)}): ssh and ${units.slice(1).join(", ")} active ${((Date.now() - (h.booted ?? Date.now())) / 1000).toFixed(1)} s after its boot began`,
+      );
       return;
     }
   }
@@ -427,7 +539,7 @@ function writeInventory(lab: Lab): void {
 
 /** Clean poweroff (nspawn turns SIGTERM into one), SIGKILL of the container's init if it hangs. */
 async function stopContainer(lab: Lab, h: HostState): Promise<void> {
-  if (!h.leader && alive(h.nspawn)) h.leader = findLeader(h.nspawn);
+  if (!h.leader && alive(h.nspawn)) h.leader = findLeader(h);
   const leftover = alive(h.nspawn) ? childrenOf(h.nspawn.pid).map(identify) : []; // init before exec
   signal(h.nspawn, "SIGTERM");
   if (!(await waitGone([h.nspawn, h.leader], 20_000))) log(`${h.name}: no clean poweroff in 20 s, killing it`);

@@ -27,7 +27,9 @@ environment:
   BACKLOG_LAB_MIRROR Debian mirror for debootstrap; default: the one apt uses here
   BACKLOG_LAB_MIRROR_<SUITE>  the same for one suite (e.g. BACKLOG_LAB_MIRROR_BULLSEYE)
 
-suites: ${Object.values(RELEASES).map((r) => `${r.suite} (Debian ${r.version}, php${r.php}-fpm)`).join(", ")}`;
+suites: ${Object.values(RELEASES)
+  .map((r) => `${r.suite} (Debian ${r.version}, php${r.php}-fpm)`)
+  .join(", ")}`;
 
 function fail(message: string): never {
   process.stderr.write(`lab: ${message}\n`);
@@ -48,10 +50,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (process.platform !== "linux" || process.getuid?.() !== 0) {
     const why = process.platform !== "linux" ? `this is ${process.platform}, not Linux` : `you are uid ${process.getuid?.()}`;
-    fail(
-      `lab hosts need root on Linux (systemd-nspawn, overlay mounts, network namespaces), but ${why}.\n` +
-        "`npm run test:unit` runs the unit tests only.",
-    );
+    fail(`lab hosts need root on Linux (systemd-nspawn, overlay mounts, network namespaces), but ${why}.\n` + "`npm run test:unit` runs the unit tests only.");
   }
   const dir = labDir();
   const options = {
@@ -64,9 +63,10 @@ async function main(argv: string[]): Promise<number> {
   /** The suite of each host: --suites as given, or --hosts N (default `hosts`) times --suite. */
   const suitesOf = (values: { hosts?: string; suite?: string; suites?: string }, hosts: number): string[] => {
     if (values.suite !== undefined && values.suites !== undefined) fail("give --suite or --suites, not both");
-    const list = values.suites !== undefined
-      ? values.suites.split(",").map((x) => x.trim())
-      : Array<string>(positiveInt(values.hosts, hosts, "--hosts")).fill(values.suite ?? DEFAULT_SUITE);
+    const list =
+      values.suites !== undefined
+        ? values.suites.split(",").map((x) => x.trim())
+        : Array<string>(positiveInt(values.hosts, hosts, "--hosts")).fill(values.suite ?? DEFAULT_SUITE);
     if (values.suites !== undefined && values.hosts !== undefined && Number(values.hosts) !== list.length) {
       fail(`--hosts ${values.hosts} does not match the ${list.length} entries of --suites (one host per entry)`);
     }

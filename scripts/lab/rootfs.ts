@@ -28,9 +28,21 @@ export const DEFAULT_SUITE = "bookworm";
  */
 function packageList(php: string, nginx: string): string[] {
   return [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-sftp-server", "iproute2",
-    `php${php}-fpm`, nginx, "procps", "python3-minimal", "cloud-init", "python3-cffi-backend",
-    "ca-certificates", "curl", "sudo",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "openssh-sftp-server",
+    "iproute2",
+    `php${php}-fpm`,
+    nginx,
+    "procps",
+    "python3-minimal",
+    "cloud-init",
+    "python3-cffi-backend",
+    "ca-certificates",
+    "curl",
+    "sudo",
   ];
 }
 
@@ -127,7 +139,10 @@ function aptSources(): [string, string[]][] {
     if (file.endsWith(".sources")) {
       for (const stanza of text.split(/\n\s*\n/)) {
         const field = (key: string) =>
-          stanza.match(new RegExp(`^${key}:\\s*(.*)$`, "mi"))?.[1].trim().split(/\s+/) ?? [];
+          stanza
+            .match(new RegExp(`^${key}:\\s*(.*)$`, "mi"))?.[1]
+            .trim()
+            .split(/\s+/) ?? [];
         if (field("Enabled")[0]?.toLowerCase() === "no") continue;
         if (field("Types").includes("deb") && field("URIs")[0]) sources.push([field("URIs")[0], field("Suites")]);
       }
@@ -258,7 +273,10 @@ const PHASES: [RegExp, string][] = [
  * installed without a line of their own, so the last counts stay a little under "fetched".
  */
 export function debootstrapProgress(logText: string): { phase: string; fetched: number; unpacked: number; configured: number } {
-  let fetched = 0, unpacked = 0, configured = 0, phase = "starting";
+  let fetched = 0,
+    unpacked = 0,
+    configured = 0,
+    phase = "starting";
   for (const line of logText.split("\n")) {
     if (/^I: Retrieving \S+ \S+$/.test(line)) fetched++;
     else if (/^I: Unpacking \S+\.\.\.$/.test(line)) unpacked++;
@@ -324,13 +342,9 @@ function configureRootfs(rel: Release, root: string): void {
   // sshd: root by key only, and only the per-host ed25519 key each host gets at `up`.
   put(
     "etc/ssh/sshd_config.d/lab.conf",
-    [
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "HostKey /etc/ssh/ssh_host_ed25519_key",
-      "",
-    ].join("\n"),
+    ["PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "HostKey /etc/ssh/ssh_host_ed25519_key", ""].join(
+      "\n",
+    ),
   );
   for (const f of fs.readdirSync(path.join(root, "etc/ssh"))) {
     if (f.startsWith("ssh_host_")) fs.rmSync(path.join(root, "etc/ssh", f));
@@ -346,7 +360,13 @@ function configureRootfs(rel: Release, root: string): void {
   // Downloaded .debs are not needed any more.
   const archives = path.join(root, "var/cache/apt/archives");
   for (const f of fs.readdirSync(archives)) if (f.endsWith(".deb")) fs.rmSync(path.join(archives, f));
-  for (const need of ["usr/lib/openssh/sftp-server", "usr/sbin/sshd", `usr/sbin/php-fpm${rel.php}`, "usr/sbin/nginx", `etc/php/${rel.php}/fpm/pool.d/www.conf`]) {
+  for (const need of [
+    "usr/lib/openssh/sftp-server",
+    "usr/sbin/sshd",
+    `usr/sbin/php-fpm${rel.php}`,
+    "usr/sbin/nginx",
+    `etc/php/${rel.php}/fpm/pool.d/www.conf`,
+  ]) {
     if (!fs.existsSync(path.join(root, need))) throw new Error(`${rel.suite} root fs has no /${need}`);
   }
 }

@@ -149,8 +149,7 @@ export interface Lock {
  */
 export function lockFile(path: string, what: string): Lock {
   const fd = fs.openSync(path, "a");
-  const tryLock = (...flags: string[]) =>
-    spawnSync("flock", [...flags, "3"], { stdio: ["ignore", "ignore", "inherit", fd] }).status === 0;
+  const tryLock = (...flags: string[]) => spawnSync("flock", [...flags, "3"], { stdio: ["ignore", "ignore", "inherit", fd] }).status === 0;
   if (!tryLock("-n")) {
     log(`waiting for ${what} (lock ${path})`);
     if (!tryLock("-x")) throw new Error(`could not lock ${path}`);
@@ -216,11 +215,11 @@ export function canConnect(port: number): Promise<boolean> {
 
 /** Mount points at or below `dir`, deepest first (from /proc/mounts). */
 export function mountsUnder(dir: string): string[] {
-  const unescape = (s: string) => s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (s: string) => s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
   return fs
     .readFileSync("/proc/mounts", "utf8")
     .split("\n")
-    .map((line) => unescape(line.split(" ")[1] ?? ""))
+    .map((line) => unescapeOctal(line.split(" ")[1] ?? ""))
     .filter((m) => m === dir || m.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
 }

@@ -4,7 +4,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { createHash } from "crypto";
+import { createHash } from "node:crypto";
 import type { ServiceNames } from "../core/converge";
 import type { BacklogProfile, ProfileInput } from "../core/profile";
 import { type HostPaths, resolvePaths } from "../core/render";
@@ -84,23 +84,32 @@ export class BacklogLaunchTemplate extends pulumi.ComponentResource {
       precedingUserData: args.precedingUserData,
     });
     const encoded = encodeUserData(text, args.compress ?? "auto");
-    super("backlog:index:BacklogLaunchTemplate", name, {
-      profile,
-      paths,
-      services: args.services ?? {},
-      stateName: args.stateName ?? STANDALONE_STATE_NAME,
-      precedingUserData: args.precedingUserData !== undefined,
-      userDataBytes: encoded.bytes,
-      userDataCompressed: encoded.compressed,
-      userDataSha256: createHash("sha256").update(text).digest("hex"),
-    }, opts);
+    super(
+      "backlog:index:BacklogLaunchTemplate",
+      name,
+      {
+        profile,
+        paths,
+        services: args.services ?? {},
+        stateName: args.stateName ?? STANDALONE_STATE_NAME,
+        precedingUserData: args.precedingUserData !== undefined,
+        userDataBytes: encoded.bytes,
+        userDataCompressed: encoded.compressed,
+        userDataSha256: createHash("sha256").update(text).digest("hex"),
+      },
+      opts,
+    );
     this.userDataText = text;
     this.userDataBytes = encoded.bytes;
     this.userDataCompressed = encoded.compressed;
-    this.launchTemplate = new aws.ec2.LaunchTemplate(name, {
-      ...(args.launchTemplate ?? {}),
-      userData: encoded.base64,
-    }, { parent: this });
+    this.launchTemplate = new aws.ec2.LaunchTemplate(
+      name,
+      {
+        ...(args.launchTemplate ?? {}),
+        userData: encoded.base64,
+      },
+      { parent: this },
+    );
     this.id = this.launchTemplate.id;
     this.latestVersion = this.launchTemplate.latestVersion;
     // The recorded profile and paths again as outputs: stack policies see outputs only.

@@ -85,8 +85,10 @@ function checkArgs(name: string, args: BacklogSsmAssociationArgs): void {
   const tags = Object.entries(args.targetTags ?? {});
   if (tags.length < 1 || tags.length > 5) problems.push(`targetTags: give 1 to 5 tags (State Manager takes at most 5 targets), got ${tags.length}`);
   for (const [k, v] of tags) {
-    if (!/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u.test(k) || k.startsWith("aws:")) problems.push(`targetTags: key ${JSON.stringify(k)} is not a tag key EC2 allows`);
-    if (typeof v !== "string" || !/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u.test(v)) problems.push(`targetTags[${JSON.stringify(k)}]: ${JSON.stringify(v)} is not a tag value EC2 allows`);
+    if (!/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u.test(k) || k.startsWith("aws:"))
+      problems.push(`targetTags: key ${JSON.stringify(k)} is not a tag key EC2 allows`);
+    if (typeof v !== "string" || !/^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u.test(v))
+      problems.push(`targetTags[${JSON.stringify(k)}]: ${JSON.stringify(v)} is not a tag value EC2 allows`);
   }
   const concurrency = args.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
   if (!CONCURRENCY.test(concurrency)) problems.push(`maxConcurrency ${JSON.stringify(concurrency)}: a number from 1, or a percentage from 1% to 100%`);
@@ -95,7 +97,8 @@ function checkArgs(name: string, args: BacklogSsmAssociationArgs): void {
   const schedule = args.scheduleExpression ?? DEFAULT_SCHEDULE;
   const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(schedule);
   if (rate) {
-    if (rate[2]?.startsWith("minute") && Number(rate[1]) < 30) problems.push(`scheduleExpression ${JSON.stringify(schedule)}: State Manager runs associations at most every 30 minutes`);
+    if (rate[2]?.startsWith("minute") && Number(rate[1]) < 30)
+      problems.push(`scheduleExpression ${JSON.stringify(schedule)}: State Manager runs associations at most every 30 minutes`);
   } else if (!/^cron\(.+\)$/.test(schedule)) {
     problems.push(`scheduleExpression ${JSON.stringify(schedule)}: use rate(N minutes|hours|days) or cron(...)`);
   }
@@ -136,36 +139,49 @@ export class BacklogSsmAssociation extends pulumi.ComponentResource {
     const maxConcurrency = args.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
     const maxErrors = args.maxErrors ?? DEFAULT_MAX_ERRORS;
     const scheduleExpression = args.scheduleExpression ?? DEFAULT_SCHEDULE;
-    super("backlog:index:BacklogSsmAssociation", name, {
-      profile,
-      paths,
-      services: args.services ?? {},
-      stateName: args.stateName ?? STANDALONE_STATE_NAME,
-      targetTags: args.targetTags,
-      maxConcurrency,
-      maxErrors,
-      scheduleExpression,
-    }, opts);
+    super(
+      "backlog:index:BacklogSsmAssociation",
+      name,
+      {
+        profile,
+        paths,
+        services: args.services ?? {},
+        stateName: args.stateName ?? STANDALONE_STATE_NAME,
+        targetTags: args.targetTags,
+        maxConcurrency,
+        maxErrors,
+        scheduleExpression,
+      },
+      opts,
+    );
 
-    this.document = new aws.ssm.Document(name, {
-      documentType: "Command",
-      documentFormat: "JSON",
-      targetType: "/AWS::EC2::Instance",
-      content,
-      tags: args.tags,
-    }, { parent: this });
-    this.association = new aws.ssm.Association(name, {
-      name: this.document.name,
-      // A new document version updates the association, and an updated association runs at once.
-      documentVersion: this.document.latestVersion,
-      targets: Object.entries(args.targetTags).map(([key, value]) => ({ key: `tag:${key}`, values: [value] })),
-      maxConcurrency,
-      maxErrors,
-      scheduleExpression,
-      outputLocation: args.outputLocation,
-      complianceSeverity: args.complianceSeverity,
-      tags: args.tags,
-    }, { parent: this });
+    this.document = new aws.ssm.Document(
+      name,
+      {
+        documentType: "Command",
+        documentFormat: "JSON",
+        targetType: "/AWS::EC2::Instance",
+        content,
+        tags: args.tags,
+      },
+      { parent: this },
+    );
+    this.association = new aws.ssm.Association(
+      name,
+      {
+        name: this.document.name,
+        // A new document version updates the association, and an updated association runs at once.
+        documentVersion: this.document.latestVersion,
+        targets: Object.entries(args.targetTags).map(([key, value]) => ({ key: `tag:${key}`, values: [value] })),
+        maxConcurrency,
+        maxErrors,
+        scheduleExpression,
+        outputLocation: args.outputLocation,
+        complianceSeverity: args.complianceSeverity,
+        tags: args.tags,
+      },
+      { parent: this },
+    );
     this.documentName = this.document.name;
     this.associationId = this.association.associationId;
     // The recorded profile and paths again as outputs: stack policies see outputs only.

@@ -135,11 +135,16 @@ export function hostKeysFromConsoleOutput(consoleOutput: string): string[] {
   if (begin < 0) return [];
   const end = text.indexOf("-----END SSH HOST KEY KEYS-----", begin);
   if (end < 0) return [];
-  return text.slice(begin, end).split("\n").slice(1)
-    // Console lines may carry a prefix such as "[   12.3] cloud-init[612]: " or "ec2: ".
-    .map((line) => /((?:ssh-|ecdsa-|sk-)[a-z0-9@.-]+) ([A-Za-z0-9+/]+={0,2})(?:\s|$)/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[1]} ${m[2]}`);
+  return (
+    text
+      .slice(begin, end)
+      .split("\n")
+      .slice(1)
+      // Console lines may carry a prefix such as "[   12.3] cloud-init[612]: " or "ec2: ".
+      .map((line) => /((?:ssh-|ecdsa-|sk-)[a-z0-9@.-]+) ([A-Za-z0-9+/]+={0,2})(?:\s|$)/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => `${m[1]} ${m[2]}`)
+  );
 }
 
 /** The preferred key of several (ed25519, then ECDSA, then RSA), or `undefined`. */
@@ -152,7 +157,7 @@ export function preferredHostKey(keys: readonly string[]): string | undefined {
 }
 
 function describe(i: Ec2Instance): string {
-  const name = i.tags["Name"];
+  const name = i.tags.Name;
   return `${i.instanceId} (${i.privateIp || "no private ip"}${name ? `, Name=${name}` : ""})`;
 }
 
@@ -203,7 +208,8 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
   if (args.addressKind !== "private" && args.addressKind !== "public") {
     throw new Error(`ec2Hosts: addressKind must be "private" or "public", not ${JSON.stringify(args.addressKind)}`);
   }
-  if (typeof args.user !== "string" || args.user === "") throw new Error("ec2Hosts: user is required (admin on Debian, ec2-user on Amazon Linux, ubuntu on Ubuntu)");
+  if (typeof args.user !== "string" || args.user === "")
+    throw new Error("ec2Hosts: user is required (admin on Debian, ec2-user on Amazon Linux, ubuntu on Ubuntu)");
   if (args.hostKeys === undefined || args.hostKeys === null) {
     throw new Error("ec2Hosts: hostKeys is required: host keys stay pinned (a map of instance id to key line, { ssmParameterPrefix }, or a function)");
   }
@@ -213,40 +219,52 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
   ];
   // One listing per state: the data source says which ids match, not in which state.
   const stateOf = new Map<string, { state: string; presence: HostPresence }>();
-  const listings = (Object.entries(EC2_STATES) as [HostPresence, readonly string[]][])
-    .flatMap(([presence, states]) => states.map((state) => ({ presence, state })));
-  const found = await Promise.all(listings.map(({ state }) => aws.ec2.getInstances({
-    instanceTags: Object.fromEntries(tagEntries),
-    instanceStateNames: [state],
-    ...(filters.length > 0 ? { filters } : {}),
-    ...(args.region ? { region: args.region } : {}),
-  }, args.invokeOptions)));
+  const listings = (Object.entries(EC2_STATES) as [HostPresence, readonly string[]][]).flatMap(([presence, states]) =>
+    states.map((state) => ({ presence, state })),
+  );
+  const found = await Promise.all(
+    listings.map(({ state }) =>
+      aws.ec2.getInstances(
+        {
+          instanceTags: Object.fromEntries(tagEntries),
+          instanceStateNames: [state],
+          ...(filters.length > 0 ? { filters } : {}),
+          ...(args.region ? { region: args.region } : {}),
+        },
+        args.invokeOptions,
+      ),
+    ),
+  );
   // An instance that changed state between two listings is taken in its first (most present) one.
   listings.forEach(({ presence, state }, k) => {
     for (const id of found[k]!.ids) if (!stateOf.has(id)) stateOf.set(id, { state, presence });
   });
   const ids = [...stateOf.keys()].sort();
-  const where = tagEntries.map(([k, v]) => `${k}=${v}`).join(", ") + (args.vpcId ? ` in ${args.vpcId}` : "") +
+  const where =
+    tagEntries.map(([k, v]) => `${k}=${v}`).join(", ") +
+    (args.vpcId ? ` in ${args.vpcId}` : "") +
     (args.subnetIds?.length ? ` in subnets ${args.subnetIds.join(", ")}` : "");
   if (ids.length === 0) {
     if (args.allowEmpty) return [];
     throw new Error(`ec2Hosts: no instance has ${where} (in any state); check the tags and the region, or set allowEmpty`);
   }
   const unnamed = (id: string): Ec2Instance => ({ instanceId: id, privateIp: "", publicIp: "", subnetId: "", tags: {} });
-  const instances: (Ec2Instance & { state: string; presence: HostPresence })[] = await Promise.all(ids.map(async (id) => {
-    const { presence } = stateOf.get(id)!;
-    const base = { ...unnamed(id), ...stateOf.get(id)! };
-    // A gone instance needs nothing more, but its name when names come from a tag.
-    if (presence === "gone" && args.nameTag === undefined) return base;
-    try {
-      const i = await aws.ec2.getInstance({ instanceId: id, ...(args.region ? { region: args.region } : {}) }, args.invokeOptions);
-      return { ...base, privateIp: i.privateIp ?? "", publicIp: i.publicIp ?? "", subnetId: i.subnetId ?? "", tags: i.tags ?? {} };
-    } catch (err) {
-      if (presence === "present") throw err;
-      // Not running: the instance may be gone from the API by now; what is known is enough.
-      return base;
-    }
-  }));
+  const instances: (Ec2Instance & { state: string; presence: HostPresence })[] = await Promise.all(
+    ids.map(async (id) => {
+      const { presence } = stateOf.get(id)!;
+      const base = { ...unnamed(id), ...stateOf.get(id)! };
+      // A gone instance needs nothing more, but its name when names come from a tag.
+      if (presence === "gone" && args.nameTag === undefined) return base;
+      try {
+        const i = await aws.ec2.getInstance({ instanceId: id, ...(args.region ? { region: args.region } : {}) }, args.invokeOptions);
+        return { ...base, privateIp: i.privateIp ?? "", publicIp: i.publicIp ?? "", subnetId: i.subnetId ?? "", tags: i.tags ?? {} };
+      } catch (err) {
+        if (presence === "present") throw err;
+        // Not running: the instance may be gone from the API by now; what is known is enough.
+        return base;
+      }
+    }),
+  );
 
   const problems: string[] = [];
   const hosts: Ec2Host[] = [];
@@ -254,16 +272,20 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
   // Running instances first: they take their names before a stopped or gone one with the same name.
   for (const instance of [...instances.filter((i) => i.presence === "present"), ...instances.filter((i) => i.presence !== "present")]) {
     if (instance.presence !== "present") {
-      const name = args.nameTag === undefined ? instance.instanceId : instance.tags[args.nameTag] ?? "";
+      const name = args.nameTag === undefined ? instance.instanceId : (instance.tags[args.nameTag] ?? "");
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name) || names.has(name)) {
-        pulumi.log.warn(`ec2Hosts: instance ${describe(instance)} is ${instance.state}: left out, its tag ${args.nameTag} ${JSON.stringify(name)} ` +
-          `is missing, invalid or taken by a running instance; a host of that name in the stack follows the fleet's onGone rule`);
+        pulumi.log.warn(
+          `ec2Hosts: instance ${describe(instance)} is ${instance.state}: left out, its tag ${args.nameTag} ${JSON.stringify(name)} ` +
+            `is missing, invalid or taken by a running instance; a host of that name in the stack follows the fleet's onGone rule`,
+        );
         continue;
       }
       names.add(name);
-      pulumi.log.warn(instance.presence === "stopped"
-        ? `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is not probed and not changed (no SSH); the stack keeps its last deploy until it runs again`
-        : `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is forgotten without SSH (what the deployment changed stays on its disk)`);
+      pulumi.log.warn(
+        instance.presence === "stopped"
+          ? `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is not probed and not changed (no SSH); the stack keeps its last deploy until it runs again`
+          : `ec2Hosts: instance ${describe(instance)} is ${instance.state}: host ${name} is forgotten without SSH (what the deployment changed stays on its disk)`,
+      );
       const address = (args.addressKind === "public" ? instance.publicIp : instance.privateIp) || "";
       // No SSH goes to it: no host key is looked up; the connection only names where it was.
       const connection: pulumi.Input<SshConnectionArgs> = {
@@ -277,7 +299,9 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
     }
     const address = args.addressKind === "public" ? instance.publicIp : instance.privateIp;
     if (!address) {
-      problems.push(`${describe(instance)}: has no ${args.addressKind} IPv4 address${args.addressKind === "public" ? " (use addressKind \"private\" with a proxy)" : ""}`);
+      problems.push(
+        `${describe(instance)}: has no ${args.addressKind} IPv4 address${args.addressKind === "public" ? ' (use addressKind "private" with a proxy)' : ""}`,
+      );
       continue;
     }
     let name = instance.instanceId;
@@ -290,11 +314,16 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
     }
     const key = await lookupKey(args.hostKeys, instance, args);
     if (key === undefined || key.trim() === "") {
-      const how = typeof args.hostKeys === "function" ? "your hostKeys function returned none"
-        : "ssmParameterPrefix" in args.hostKeys ? `SSM parameter ${(args.hostKeys as { ssmParameterPrefix: string }).ssmParameterPrefix}${instance.instanceId} does not exist`
-        : "it is not in the hostKeys map";
-      problems.push(`${describe(instance)}: no pinned SSH host key (${how}); read it from the instance's console output ` +
-        `(aws ec2 get-console-output --instance-id ${instance.instanceId} --latest --output text: the "BEGIN SSH HOST KEY KEYS" block)`);
+      const how =
+        typeof args.hostKeys === "function"
+          ? "your hostKeys function returned none"
+          : "ssmParameterPrefix" in args.hostKeys
+            ? `SSM parameter ${(args.hostKeys as { ssmParameterPrefix: string }).ssmParameterPrefix}${instance.instanceId} does not exist`
+            : "it is not in the hostKeys map";
+      problems.push(
+        `${describe(instance)}: no pinned SSH host key (${how}); read it from the instance's console output ` +
+          `(aws ec2 get-console-output --instance-id ${instance.instanceId} --latest --output text: the "BEGIN SSH HOST KEY KEYS" block)`,
+      );
       continue;
     }
     try {
@@ -316,8 +345,10 @@ export async function ec2Hosts(args: Ec2HostsArgs): Promise<Ec2Host[]> {
     hosts.push({ name, connection, instanceId: instance.instanceId, address, state: instance.state, presence: "present" });
   }
   if (problems.length > 0) {
-    throw new Error(`ec2Hosts: ${problems.length} of ${instances.length} instance(s) with ${where} cannot be used; nothing was touched:\n` +
-      problems.map((p) => `  - ${p}`).join("\n"));
+    throw new Error(
+      `ec2Hosts: ${problems.length} of ${instances.length} instance(s) with ${where} cannot be used; nothing was touched:\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
   }
   return hosts.sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
 }

@@ -4,14 +4,14 @@
  * to do with them), the values verification expects, whether the host already matches (drift),
  * and the boot-time winner of each managed kernel key.
  */
-import { basename } from "path";
+import { basename } from "node:path";
 import { unifiedDiff } from "./diff";
-import { ApplyPlan, ManagedService, RelistenSocket, STATE_DIR, ServiceAction, checkOwner, contentHash } from "./plan";
-import { HostReport, effectiveOf } from "./report";
-import { BacklogProfile, KernelValues, SysctlKey, kernelTargets } from "./profile";
-import { HostPaths, RenderedFile, render, resolvePaths } from "./render";
-import { ComparisonRow, ExpectedValue, compare, expectedValues, persistedExpectations, phpVersionOfUnit, socketMatches } from "./verify";
-import { SYSCTL_CONF, SYSCTL_SOURCE_DIRS, SysctlConflict, WantedValue, sysctlConflicts, NEUTRALIZED_MARKER } from "./sysctlSources";
+import { type ApplyPlan, type ManagedService, type RelistenSocket, STATE_DIR, type ServiceAction, checkOwner, contentHash } from "./plan";
+import { type HostReport, effectiveOf } from "./report";
+import { type BacklogProfile, type KernelValues, type SysctlKey, kernelTargets } from "./profile";
+import { type HostPaths, type RenderedFile, render, resolvePaths } from "./render";
+import { type ComparisonRow, type ExpectedValue, compare, expectedValues, persistedExpectations, phpVersionOfUnit, socketMatches } from "./verify";
+import { SYSCTL_CONF, SYSCTL_SOURCE_DIRS, type SysctlConflict, type WantedValue, sysctlConflicts, NEUTRALIZED_MARKER } from "./sysctlSources";
 
 /**
  * What to do with a line of another sysctl file that undoes the drop-in (see
@@ -98,7 +98,10 @@ export interface HostDecision {
   desiredHash: string;
   /** Kernel values the host had before the first deploy (the ones destroy puts back). */
   before: KernelValues;
-  /** Files in the sysctl load order that would override a managed key at boot. */
+  /**
+   * The {@link conflicts} that win at boot (tool `systemd-sysctl`), in the shape of 0.x: key, real
+   * file, line text. Kept for compatibility; {@link conflicts} has the line numbers and every tool.
+   */
   bootOverrides: BootOverride[];
   /** Lines of other sysctl files that undo the drop-in under some tool (see {@link sysctlConflicts}). */
   conflicts: SysctlConflict[];
@@ -133,7 +136,14 @@ export function formatChanges(c: HostChanges): string {
   const out: string[] = [];
   if (c.recovers) out.push("an earlier deploy was cut short: it is rolled back first");
   for (const s of c.settings) out.push(`${s.setting}: ${s.current ?? "missing"} → ${s.comparison === "atLeast" ? ">=" : ""}${s.wanted}`);
-  for (const f of c.files) out.push(`${f.path}: ${f.change === "create" ? "created" : "updated"}`, ...f.diff.replace(/\n$/, "").split("\n").map((l) => "    " + l));
+  for (const f of c.files)
+    out.push(
+      `${f.path}: ${f.change === "create" ? "created" : "updated"}`,
+      ...f.diff
+        .replace(/\n$/, "")
+        .split("\n")
+        .map((l) => "    " + l),
+    );
   for (const r of c.retired) out.push(`${r}: given back as it was before the first deploy`);
   for (const sv of c.services) out.push(`${sv.unit}: ${sv.action} (${sv.reason})`);
   return out.join("\n");
@@ -152,6 +162,10 @@ export function managedKeys(profile: BacklogProfile): SysctlKey[] {
 }
 
 /**
+ * @deprecated Not used by {@link decide} any more ({@link HostDecision.bootOverrides} is derived from
+ * src/core/sysctlSources.ts `sysctlConflicts`, which also knows links, masking, `/dev/null`, byte
+ * order and `sysctl --system`); kept for callers of 0.x.
+ *
  * The files of `sources` (`file:line` as grep prints them) that systemd-sysctl reads after
  * `dropIn` at boot and that set one of `keys`. systemd-sysctl sorts all files by name across
  * /etc, /run, /usr/local/lib and /usr/lib (for equal names the first directory wins) and applies
@@ -174,7 +188,7 @@ export function bootOverrides(sources: readonly string[], dropIn: string, keys: 
     if (name === ours) continue; // same name as ours in another directory: ours (/etc) shadows it
     const key = /^\s*-?\s*([a-z0-9_./]+)\s*=/.exec(line)?.[1]?.replace(/\//g, ".");
     if (key && keys.includes(key) && name > ours) {
-        out.push({ key, file, line: line.trim() });
+      out.push({ key, file, line: line.trim() });
     }
   }
   return out;
@@ -232,7 +246,11 @@ export function phpFpmOf(unit: string): PhpFpm | undefined {
  *
  * @throws Error naming the units found and the option to set.
  */
-export function resolvePhp(profile: BacklogProfile, report: Pick<HostReport, "phpUnits">, options: Pick<DecideOptions, "services" | "paths">): PhpFpm | undefined {
+export function resolvePhp(
+  profile: BacklogProfile,
+  report: Pick<HostReport, "phpUnits">,
+  options: Pick<DecideOptions, "services" | "paths">,
+): PhpFpm | undefined {
   if (report.phpUnits === undefined || profile.pools.length === 0) return undefined;
   const found = Object.entries(report.phpUnits);
   const named = options.services?.phpFpmUnit;
@@ -244,7 +262,9 @@ export function resolvePhp(profile: BacklogProfile, report: Pick<HostReport, "ph
   } else if (found.length === 0) {
     throw new Error("no php-fpm on this host (no php*-fpm.service unit): install php-fpm, or name it with services.phpFpmUnit and paths.phpFpmPoolDir");
   } else {
-    throw new Error(`several php-fpm versions on this host: ${found.map(([u, st]) => `${u} (${st})`).join(", ")}; name the one this profile is for with services.phpFpmUnit`);
+    throw new Error(
+      `several php-fpm versions on this host: ${found.map(([u, st]) => `${u} (${st})`).join(", ")}; name the one this profile is for with services.phpFpmUnit`,
+    );
   }
   const derived = phpFpmOf(unit);
   const binary = options.services?.phpFpmBinary ?? derived?.binary;
@@ -275,7 +295,10 @@ const RESTART_LINES: Record<"php-fpm" | "nginx", RegExp | undefined> = {
 /** A file's lines without its backlog values: equal before and after means only the backlog changed. */
 export function withoutBacklog(service: "php-fpm" | "nginx", content: string): string {
   return service === "php-fpm"
-    ? content.split("\n").filter((l) => !/^\s*listen\.backlog\s*=/.test(l)).join("\n")
+    ? content
+        .split("\n")
+        .filter((l) => !/^\s*listen\.backlog\s*=/.test(l))
+        .join("\n")
     : content.replace(/ backlog=\d+/g, "");
 }
 
@@ -298,7 +321,11 @@ export function fileChangeNeed(service: "php-fpm" | "nginx", path: string, host:
   }
   const pattern = RESTART_LINES[service];
   if (pattern) {
-    const lines = (t: string) => t.split("\n").filter((l) => pattern.test(l)).join("\n");
+    const lines = (t: string) =>
+      t
+        .split("\n")
+        .filter((l) => pattern.test(l))
+        .join("\n");
     if (lines(host) !== lines(wanted)) return { action: "restart", reason: `${path}: the listen address or socket owner/group/mode changes` };
   }
   return { action: "reload", reason: `${path}: settings other than the listen socket change` };
@@ -325,14 +352,18 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   if (missing.length > 0) {
     throw new Error(
       `${missing.join(", ")}: not exposed in /proc/sys on this host. The host is probably a container in a network ` +
-      "namespace owned by an unprivileged user namespace, where the kernel hides these keys; tune it from the machine that owns the namespace.");
+        "namespace owned by an unprivileged user namespace, where the kernel hides these keys; tune it from the machine that owns the namespace.",
+    );
   }
-  const global = kernelTargets(profile).filter((t) => t.scope === "machine").map((t) => t.key);
+  const global = kernelTargets(profile)
+    .filter((t) => t.scope === "machine")
+    .map((t) => t.key);
   if (global.length > 0 && report.container !== "none" && report.container !== "") {
     throw new Error(
       `${global.join(", ")}: global to the machine, not to the host's network namespace, and this host is a container ` +
-      `(${report.container}): setting it here would change every container on the machine, or fail. Set it on the machine itself, ` +
-      "or leave netdevMaxBacklog out of this profile.");
+        `(${report.container}): setting it here would change every container on the machine, or fail. Set it on the machine itself, ` +
+        "or leave netdevMaxBacklog out of this profile.",
+    );
   }
   const before: Partial<Record<SysctlKey, number>> = {};
   for (const k of keys) before[k] = report.before[k] ?? report.sysctls[k];
@@ -345,8 +376,9 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const mode = conflictMode(options.conflicts);
   const kernelExpected = expectedValues(profile, own, phpVersionOfUnit(names.phpFpmUnit));
   // What the drop-in will set, and the lines of other files that undo it under some tool.
-  const wanted: Record<string, WantedValue> = Object.fromEntries(kernelExpected.flatMap((e) =>
-    e.target.kind === "sysctl" ? [[e.target.key, { value: e.expected, comparison: e.comparison }]] : []));
+  const wanted: Record<string, WantedValue> = Object.fromEntries(
+    kernelExpected.flatMap((e) => (e.target.kind === "sysctl" ? [[e.target.key, { value: e.expected, comparison: e.comparison }]] : [])),
+  );
   const conflicts = sysctlConflicts({ files: report.sysctlFiles ?? [], lines: report.sysctlLines ?? [] }, paths.sysctlDropIn, wanted);
   // Verification also checks what boot and sysctl --system would leave; in mode report a conflict
   // shows there (advisory: it does not fail the deploy), in mode neutralize it must be gone.
@@ -369,7 +401,11 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   // Files an earlier deploy of this owner managed that this profile no longer has go back to their
   // originals; files another owner (another stack, a renamed resource) manages are left to it.
   const mine = report.owners[owner] ?? (Object.keys(report.owners).length === 0 ? report.managed : []);
-  const others = new Set(Object.entries(report.owners).filter(([o]) => o !== owner).flatMap(([, list]) => list));
+  const others = new Set(
+    Object.entries(report.owners)
+      .filter(([o]) => o !== owner)
+      .flatMap(([, list]) => list),
+  );
   // Conflicting lines to comment out (mode neutralize), per real file; a file neutralized by an
   // earlier deploy stays this owner's (destroy gives it back) while the mode stays neutralize.
   const neutralize: { path: string; lines: { line: number; text: string }[] }[] = [];
@@ -380,15 +416,17 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
         continue;
       }
       let entry = neutralize.find((n) => n.path === c.file);
-      if (!entry) neutralize.push(entry = { path: c.file, lines: [] });
+      if (!entry) {
+        entry = { path: c.file, lines: [] };
+        neutralize.push(entry);
+      }
       if (!entry.lines.some((l) => l.line === c.line)) entry.lines.push({ line: c.line, text: c.text });
       reasons.push(`${c.file}:${c.line} (${c.key} = ${c.value}) undoes the drop-in under ${c.tools.join(", ")}: it is commented out`);
     }
     for (const n of neutralize) n.lines.sort((a, b) => a.line - b.line);
   }
-  const neutralized = mode === "neutralize"
-    ? mine.filter((path) => isSysctlSource(path) && path !== paths.sysctlDropIn && !files.some((f) => f.path === path)).sort()
-    : [];
+  const neutralized =
+    mode === "neutralize" ? mine.filter((path) => isSysctlSource(path) && path !== paths.sysctlDropIn && !files.some((f) => f.path === path)).sort() : [];
   const retired = mine.filter((path) => !files.some((f) => f.path === path) && !others.has(path) && !neutralized.includes(path)).sort();
   const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
   for (const path of retired) {
@@ -426,14 +464,16 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     }
   }
 
-  const tcpPorts = (service: "php-fpm" | "nginx") => service === "nginx"
-    ? profile.listeners.map((l) => l.listen.port)
-    : profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : []));
+  const tcpPorts = (service: "php-fpm" | "nginx") =>
+    service === "nginx" ? profile.listeners.map((l) => l.listen.port) : profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : []));
   const services: ManagedService[] = [];
   const serviceOf = (service: "php-fpm" | "nginx", unit: string, test: string[]) => {
     const need = strongest(needs[service]);
     services.push({
-      unit, test, action: need.action, ...(need.reason ? { reason: need.reason } : {}),
+      unit,
+      test,
+      action: need.action,
+      ...(need.reason ? { reason: need.reason } : {}),
       ...(need.action === "relisten" || need.action === "reload" ? { relisten: relisten[service] } : {}),
       ports: [...new Set(tcpPorts(service))].sort((a, b) => a - b),
     });
@@ -452,30 +492,42 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     // What the next deploy should take for the host's own value while nobody changes it: the value
     // this deploy kept (mode atLeast, host above the profile), else the original from before the
     // first deploy (so after a deploy in mode exact a value once raised by hand is forgotten).
-    hostOwn: Object.fromEntries(kernelTargets(profile, own).map((t) => [t.key, t.keptHostValue ? t.value : before[t.key]])
-      .filter(([, v]) => v !== undefined)) as Record<string, number>,
+    hostOwn: Object.fromEntries(
+      kernelTargets(profile, own)
+        .map((t) => [t.key, t.keptHostValue ? t.value : before[t.key]])
+        .filter(([, v]) => v !== undefined),
+    ) as Record<string, number>,
     sockets: socketsToObserve(profile),
     generation: report.generation,
     ...(neutralize.length ? { neutralize } : {}),
     ...(neutralized.length ? { neutralized } : {}),
     ...(options.legacyName ? { legacyName: options.legacyName } : {}),
   };
-  const desiredHash = contentHash(JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit), ...(mode === "neutralize" ? { mode } : {}) }));
+  const desiredHash = contentHash(
+    JSON.stringify({ files: plan.files, expected, units: services.map((s) => s.unit), ...(mode === "neutralize" ? { mode } : {}) }),
+  );
   const changes: HostChanges = {
-    settings: current.filter((r, i) => !r.ok && !expected[i]?.advisory).map((r) => ({ setting: r.setting, current: r.effective, wanted: r.expected, comparison: r.comparison })),
-    files: files.filter((f) => report.files[f.path] !== contentHash(f.content)).map((f) => {
-      const have = report.files[f.path];
-      const host = have ? report.contents[f.path] : "";
-      return {
-        path: f.path,
-        change: have ? "update" as const : "create" as const,
-        diff: host === undefined ? "(the file on the host is too large to show)\n" : unifiedDiff(host, f.content, { maxLines: 60 }),
-      };
-    }).concat(neutralize.map((n) => ({
-      path: n.path,
-      change: "update" as const,
-      diff: n.lines.map((l) => `@@ line ${l.line} @@\n-${l.text}\n+${NEUTRALIZED_MARKER}${l.text}\n`).join(""),
-    }))),
+    settings: current
+      .filter((r, i) => !r.ok && !expected[i]?.advisory)
+      .map((r) => ({ setting: r.setting, current: r.effective, wanted: r.expected, comparison: r.comparison })),
+    files: files
+      .filter((f) => report.files[f.path] !== contentHash(f.content))
+      .map((f) => {
+        const have = report.files[f.path];
+        const host = have ? report.contents[f.path] : "";
+        return {
+          path: f.path,
+          change: have ? ("update" as const) : ("create" as const),
+          diff: host === undefined ? "(the file on the host is too large to show)\n" : unifiedDiff(host, f.content, { maxLines: 60 }),
+        };
+      })
+      .concat(
+        neutralize.map((n) => ({
+          path: n.path,
+          change: "update" as const,
+          diff: n.lines.map((l) => `@@ line ${l.line} @@\n-${l.text}\n+${NEUTRALIZED_MARKER}${l.text}\n`).join(""),
+        })),
+      ),
     retired,
     services: services.filter((sv) => sv.action !== "none").map((sv) => ({ unit: sv.unit, action: sv.action, reason: sv.reason ?? "" })),
     recovers: report.journalOpen,
@@ -488,7 +540,8 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     reasons,
     desiredHash,
     before,
-    bootOverrides: bootOverrides(report.sysctlSources, paths.sysctlDropIn, keys),
+    // The conflicts that win at boot, in the older shape (one model: sysctlConflicts).
+    bootOverrides: conflicts.filter((c) => c.tools.includes("systemd-sysctl")).map((c) => ({ key: c.key, file: c.file, line: c.text })),
     conflicts,
     conflictMode: mode,
     changes,
@@ -498,9 +551,6 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
 /** The unix paths and TCP ports whose listening sockets a profile's verification reads. */
 export function socketsToObserve(profile: BacklogProfile): { unixPaths: string[]; tcpPorts: number[] } {
   const unixPaths = profile.pools.flatMap((p) => (p.listen.kind === "unix" ? [p.listen.path] : []));
-  const tcpPorts = [
-    ...profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : [])),
-    ...profile.listeners.map((l) => l.listen.port),
-  ];
+  const tcpPorts = [...profile.pools.flatMap((p) => (p.listen.kind === "tcp" ? [p.listen.endpoint.port] : [])), ...profile.listeners.map((l) => l.listen.port)];
   return { unixPaths: [...new Set(unixPaths)].sort(), tcpPorts: [...new Set(tcpPorts)].sort((a, b) => a - b) };
 }

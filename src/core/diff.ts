@@ -60,7 +60,8 @@ export function unifiedDiff(before: string, after: string, options: DiffOptions 
   const maxLines = options.maxLines ?? 80;
   const a = lines(before);
   const b = lines(after);
-  if (a.length * b.length > 4_000_000) return `--- ${options.from ?? "host"}\n+++ ${options.to ?? "profile"}\n(files too large to compare here: ${a.length} and ${b.length} lines)\n`;
+  if (a.length * b.length > 4_000_000)
+    return `--- ${options.from ?? "host"}\n+++ ${options.to ?? "profile"}\n(files too large to compare here: ${a.length} and ${b.length} lines)\n`;
   const ops = edits(a, b);
   const changed = ops.map((o, k) => (o.kind !== " " ? k : -1)).filter((k) => k >= 0);
   const out: string[] = [`--- ${options.from ?? "host"}`, `+++ ${options.to ?? "profile"}`];

@@ -18,7 +18,7 @@
  * is random per run and never appears on a command line on the host, so nothing an unprivileged
  * user prints (a socket name, a file name) can start a section.
  */
-import { createHash, randomBytes } from "crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { quote } from "./shell";
 
 /** Where the library keeps a host's state: originals, journal, owners, values set. */
@@ -28,62 +28,62 @@ export const RUN_DIR = "/run/pulumi-backlog";
 
 /** Exit codes of the host scripts (beside 0). */
 export const SCRIPT_EXIT = Object.freeze({
-    /** A service's configuration test failed: files put back, no service touched. */
-    configTest: 10,
-    /** `sysctl -p` of the drop-in failed: everything put back. */
-    sysctl: 11,
-    /** A restart or reload failed: everything put back, the service started again on the old files. */
-    service: 12,
-    /** A file (or an original, or a state entry) could not be written: everything put back. */
-    write: 13,
-    /** Another run holds the host's lock. Nothing changed. */
-    locked: 14,
-    /** A port the new configuration listens on is held by a process outside the managed units. Nothing changed. */
-    portTaken: 15,
-    /** An interrupted earlier run could not be rolled back. Nothing else was done. */
-    recovery: 16,
-    /** The script was interrupted (lost connection, SIGTERM): everything put back. */
-    interrupted: 17,
-    /** A restore step failed: the state directory is kept so that a later destroy can finish. */
-    restore: 18,
-    /** Another run changed the host after this run's probe: its decisions are stale. Nothing changed. */
-    stale: 19,
+  /** A service's configuration test failed: files put back, no service touched. */
+  configTest: 10,
+  /** `sysctl -p` of the drop-in failed: everything put back. */
+  sysctl: 11,
+  /** A restart or reload failed: everything put back, the service started again on the old files. */
+  service: 12,
+  /** A file (or an original, or a state entry) could not be written: everything put back. */
+  write: 13,
+  /** Another run holds the host's lock. Nothing changed. */
+  locked: 14,
+  /** A port the new configuration listens on is held by a process outside the managed units. Nothing changed. */
+  portTaken: 15,
+  /** An interrupted earlier run could not be rolled back. Nothing else was done. */
+  recovery: 16,
+  /** The script was interrupted (lost connection, SIGTERM): everything put back. */
+  interrupted: 17,
+  /** A restore step failed: the state directory is kept so that a later destroy can finish. */
+  restore: 18,
+  /** Another run changed the host after this run's probe: its decisions are stale. Nothing changed. */
+  stale: 19,
 });
 
 /** A file the library owns on a host. */
 export interface ManagedFile {
-    /** Absolute path on the host. */
-    path: string;
-    /** Exact content (UTF-8). */
-    content: string;
-    /** Octal permission bits, e.g. `"0644"`. */
-    mode: string;
-    /** Owner user name. */
-    owner: string;
-    /** Owner group name. */
-    group: string;
-    /**
-     * Values known only on the host, when the script runs (optional: without it the content is
-     * written byte for byte). Each key is a placeholder that occurs in `content` (`@NAME@`:
-     * capitals, digits and `_` between two `@`); its value names a shell variable that the script
-     * running the apply steps has set before them (src/core/standalone.ts does, for kernel values
-     * read on the host). As the file is written each placeholder becomes the variable's value, which
-     * must be a whole number, and a line holding a placeholder whose variable is empty is left out.
-     * Any other value stops the apply (exit 13, everything put back).
-     */
-    runtimeValues?: Record<string, string>;
+  /** Absolute path on the host. */
+  path: string;
+  /** Exact content (UTF-8). */
+  content: string;
+  /** Octal permission bits, e.g. `"0644"`. */
+  mode: string;
+  /** Owner user name. */
+  owner: string;
+  /** Owner group name. */
+  group: string;
+  /**
+   * Values known only on the host, when the script runs (optional: without it the content is
+   * written byte for byte). Each key is a placeholder that occurs in `content` (`@NAME@`:
+   * capitals, digits and `_` between two `@`); its value names a shell variable that the script
+   * running the apply steps has set before them (src/core/standalone.ts does, for kernel values
+   * read on the host). As the file is written each placeholder becomes the variable's value, which
+   * must be a whole number, and a line holding a placeholder whose variable is empty is left out.
+   * Any other value stops the apply (exit 13, everything put back).
+   */
+  runtimeValues?: Record<string, string>;
 }
 
 /** One listening socket to listen() again with a new backlog, as the probe found it. */
 export interface RelistenSocket {
-    /** Socket inode (`ss` prints it; `/proc/PID/fd/N` links to `socket:[inode]`). */
-    inode: number;
-    /** The backlog to pass to listen() (the kernel caps it at net.core.somaxconn). */
-    backlog: number;
-    /** The socket's backlog now (`ss` Send-Q), given back if the transaction rolls back. */
-    oldBacklog: number;
-    /** What the socket is, for messages: a unix path or `host:port`. */
-    label: string;
+  /** Socket inode (`ss` prints it; `/proc/PID/fd/N` links to `socket:[inode]`). */
+  inode: number;
+  /** The backlog to pass to listen() (the kernel caps it at net.core.somaxconn). */
+  backlog: number;
+  /** The socket's backlog now (`ss` Send-Q), given back if the transaction rolls back. */
+  oldBacklog: number;
+  /** What the socket is, for messages: a unix path or `host:port`. */
+  label: string;
 }
 
 /**
@@ -100,92 +100,102 @@ export type ServiceAction = "none" | "relisten" | "reload" | "restart";
 
 /** A service whose configuration is among the managed files. */
 export interface ManagedService {
-    /** systemd unit, e.g. `php8.2-fpm` or `nginx`. */
-    unit: string;
-    /** Command (argv) that tests the whole configuration, e.g. `["php-fpm8.2", "-t"]`. */
-    test: string[];
-    /** What to do after the files changed. */
-    action: ServiceAction;
-    /** Why this action (shown in previews and outputs). */
-    reason?: string;
-    /** Sockets to listen() again (actions `relisten` and `reload`). */
-    relisten?: RelistenSocket[];
-    /**
-     * TCP ports the new configuration listens on: before anything changes, each is checked for a
-     * listening socket held by a process outside the managed units (the apply stops, exit 15).
-     */
-    ports?: number[];
-    /**
-     * The action is decided on the host during the apply (the standalone script, which has no probe
-     * before it): names of the shell variables that hold, once {@link ApplyPlan.beforeServices} has
-     * run, the action (`none`, `relisten`, `reload`, `restart`), its reason, the sockets to listen()
-     * again (` inode=backlog` pairs) and their backlogs now (` inode=backlog`, for a rollback);
-     * `announce` names a shell function called as `announce UNIT TEXT` when a relisten falls back to
-     * a restart. {@link action} and {@link relisten} are then ignored. Default: decided in the program.
-     */
-    decidedOnHost?: { action: string; reason: string; pairs: string; olds: string; announce?: string };
+  /** systemd unit, e.g. `php8.2-fpm` or `nginx`. */
+  unit: string;
+  /** Command (argv) that tests the whole configuration, e.g. `["php-fpm8.2", "-t"]`. */
+  test: string[];
+  /** What to do after the files changed. */
+  action: ServiceAction;
+  /** Why this action (shown in previews and outputs). */
+  reason?: string;
+  /** Sockets to listen() again (actions `relisten` and `reload`). */
+  relisten?: RelistenSocket[];
+  /**
+   * TCP ports the new configuration listens on: before anything changes, each is checked for a
+   * listening socket held by a process outside the managed units (the apply stops, exit 15).
+   */
+  ports?: number[];
+  /**
+   * The action is decided on the host during the apply (the standalone script, which has no probe
+   * before it): names of the shell variables that hold, once {@link ApplyPlan.beforeServices} has
+   * run, the action (`none`, `relisten`, `reload`, `restart`), its reason, the sockets to listen()
+   * again (` inode=backlog` pairs) and their backlogs now (` inode=backlog`, for a rollback);
+   * `announce` names a shell function called as `announce UNIT TEXT` when a relisten falls back to
+   * a restart. {@link action} and {@link relisten} are then ignored. Default: decided in the program.
+   */
+  decidedOnHost?: { action: string; reason: string; pairs: string; olds: string; announce?: string };
 }
 
 /** What one apply run does on one host. */
 export interface ApplyPlan {
-    /** The host's state directory. Default {@link STATE_DIR}. */
-    stateDir: string;
-    /**
-     * Who applies: names this deployment's entry among the host's owners (the resource name, or
-     * `standalone`). Pattern {@link OWNER_PATTERN}. Originals are kept once per host, whoever came
-     * first; restore gives back only what no other owner still manages.
-     */
-    owner: string;
-    files: ManagedFile[];
-    /** The sysctl drop-in among {@link files}, loaded with `sysctl -p`; omitted when no kernel value is managed. */
-    sysctlFile?: string;
-    /** Kernel keys (dotted, e.g. `net.core.somaxconn`) whose values before the first deploy are kept for restore. */
-    sysctlKeys: string[];
-    services: ManagedService[];
-    /**
-     * Files an earlier deploy of this owner managed that the profile no longer has (a pool removed,
-     * say): each is given back as it was before the first deploy, like destroy does for all files.
-     */
-    retired?: string[];
-    /**
-     * Decide the retired files on the host instead (the standalone script, which has no probe
-     * before it): every file this owner managed last time that is not in {@link files} and that no
-     * other owner manages goes back to its original. Names of the retired files are printed
-     * (`@@<token> retired <path>`) and each changes its service's need (see the standalone script).
-     */
-    retireStale?: boolean;
-    /**
-     * Shell lines run inside the transaction after the files are written, tested and `sysctl -p`
-     * loaded, just before the service steps: where the standalone script decides each service's
-     * action ({@link ManagedService.decidedOnHost}). A failing service step after them still rolls
-     * everything back. Default: none.
-     */
-    beforeServices?: string[];
-    /**
-     * The host's own value of each kernel key this deploy assumed (see converge.ts `hostOwnValues`),
-     * kept on the host so that the next deploy still knows a value raised by hand was the host's.
-     */
-    hostOwn?: Record<string, number>;
-    /** The sockets the report at the end shows, for verification: unix paths and TCP ports. */
-    sockets: { unixPaths: string[]; tcpPorts: number[] };
-    /**
-     * The host's state generation the probe saw (each committed apply adds one). Under the lock the
-     * apply checks it first: when another run changed the host in between, it stops (exit 19)
-     * before touching anything, instead of acting on stale decisions. Omitted: not checked.
-     */
-    generation?: number;
-    /** State directory name of the 0.1 layout (`<state>/<name>/`), moved into place once. */
-    legacyName?: string;
-    /**
-     * Lines of other sysctl files to comment out (mode `conflicts: "neutralize"`), per real file (not
-     * a link): each line number with its text as the probe read it (trimmed; the run stops, exit 19,
-     * when the line differs by then). The line becomes {@link NEUTRALIZED_PREFIX} + the line. The
-     * file's original is kept once, like a managed file's, and the file joins this owner's files, so
-     * destroy puts it back byte for byte; a failed run puts it back too. Default: none.
-     */
-    neutralize?: { path: string; lines: { line: number; text: string }[] }[];
-    /** Files neutralized by an earlier deploy that stay this owner's (so destroy gives them back). Default: none. */
-    neutralized?: string[];
+  /** The host's state directory. Default {@link STATE_DIR}. */
+  stateDir: string;
+  /**
+   * Who applies: names this deployment's entry among the host's owners (the resource name, or
+   * `standalone`). Pattern {@link OWNER_PATTERN}. Originals are kept once per host, whoever came
+   * first; restore gives back only what no other owner still manages.
+   */
+  owner: string;
+  files: ManagedFile[];
+  /** The sysctl drop-in among {@link files}, loaded with `sysctl -p`; omitted when no kernel value is managed. */
+  sysctlFile?: string;
+  /** Kernel keys (dotted, e.g. `net.core.somaxconn`) whose values before the first deploy are kept for restore. */
+  sysctlKeys: string[];
+  services: ManagedService[];
+  /**
+   * Files an earlier deploy of this owner managed that the profile no longer has (a pool removed,
+   * say): each is given back as it was before the first deploy, like destroy does for all files.
+   */
+  retired?: string[];
+  /**
+   * Decide the retired files on the host instead (the standalone script, which has no probe
+   * before it): every file this owner managed last time that is not in {@link files} and that no
+   * other owner manages goes back to its original. Names of the retired files are printed
+   * (`@@<token> retired <path>`) and each changes its service's need (see the standalone script).
+   */
+  retireStale?: boolean;
+  /**
+   * Shell lines run inside the transaction after the files are written, tested and `sysctl -p`
+   * loaded, just before the service steps: where the standalone script decides each service's
+   * action ({@link ManagedService.decidedOnHost}). A failing service step after them still rolls
+   * everything back. Default: none.
+   */
+  beforeServices?: string[];
+  /**
+   * The host's own value of each kernel key this deploy assumed (see converge.ts `hostOwnValues`),
+   * kept on the host so that the next deploy still knows a value raised by hand was the host's.
+   */
+  hostOwn?: Record<string, number>;
+  /** The sockets the report at the end shows, for verification: unix paths and TCP ports. */
+  sockets: { unixPaths: string[]; tcpPorts: number[] };
+  /**
+   * The host's state generation the probe saw (each committed apply adds one). Under the lock the
+   * apply checks it first: when another run changed the host in between, it stops (exit 19)
+   * before touching anything, instead of acting on stale decisions. Omitted: not checked.
+   */
+  generation?: number;
+  /** State directory name of the 0.1 layout (`<state>/<name>/`), moved into place once. */
+  legacyName?: string;
+  /**
+   * Lines of other sysctl files to comment out (mode `conflicts: "neutralize"`), per real file (not
+   * a link): each line number with its text as the probe read it (trimmed; the run stops, exit 19,
+   * when the line differs by then). The line becomes {@link NEUTRALIZED_PREFIX} + the line. The
+   * file's original is kept once, like a managed file's, and the file joins this owner's files, so
+   * destroy puts it back byte for byte; a failed run puts it back too. Default: none.
+   */
+  neutralize?: { path: string; lines: { line: number; text: string }[] }[];
+  /** Files neutralized by an earlier deploy that stay this owner's (so destroy gives them back). Default: none. */
+  neutralized?: string[];
+  /**
+   * Conflicting sysctl lines decided on the host instead of {@link neutralize} (the standalone
+   * script, which has no probe before it): a shell command run inside the transaction, under the
+   * lock, after the files are written, that prints one line per line to comment out,
+   * `PATH<TAB>LINE<TAB>TEXT` (TEXT trimmed, as the listing of {@link sysctlListing} shows it). Each
+   * is commented out as {@link neutralize} does; these files, and every sysctl file (`sourcePattern`)
+   * this owner's record already holds, stay this owner's: {@link retireStale} does not give them back.
+   * `sourcePattern` is a shell `case` pattern of the sysctl files. Default: none.
+   */
+  neutralizeOnHost?: { list: string; sourcePattern: string };
 }
 
 /** What a neutralized sysctl line starts with (src/core/sysctlSources.ts NEUTRALIZED_MARKER). */
@@ -193,34 +203,34 @@ export const NEUTRALIZED_PREFIX = "# pulumi-backlog neutralized (conflicts with 
 
 /** Options every script takes. */
 export interface ScriptOptions {
-    /** Report token (see {@link reportToken}); the parser needs the same one. */
-    token: string;
-    /** Root-only run directory (lock, pause hooks). Default {@link RUN_DIR}; tests use a temp dir. */
-    runDir?: string;
-    /** Seconds each service command (test, restart, reload) may take before it is stopped. Default 90. */
-    stepTimeoutSeconds?: number;
-    /** Seconds to wait for another run's lock. Default 120. */
-    lockWaitSeconds?: number;
+  /** Report token (see {@link reportToken}); the parser needs the same one. */
+  token: string;
+  /** Root-only run directory (lock, pause hooks). Default {@link RUN_DIR}; tests use a temp dir. */
+  runDir?: string;
+  /** Seconds each service command (test, restart, reload) may take before it is stopped. Default 90. */
+  stepTimeoutSeconds?: number;
+  /** Seconds to wait for another run's lock. Default 120. */
+  lockWaitSeconds?: number;
 }
 
 /** What a probe (or the report at the end of an apply or restore) reads. */
 export interface ProbeSpec {
-    stateDir: string;
-    /** This deployment's owner name (see {@link ApplyPlan.owner}). */
-    owner: string;
-    sysctlKeys: string[];
-    paths: string[];
-    units: string[];
-    /** Unix socket paths whose listening sockets are reported. */
-    unixPaths: string[];
-    /** TCP ports whose listening sockets are reported. */
-    tcpPorts: number[];
-    /**
-     * Find the host's php-fpm: its units (`php*-fpm.service`) with their state, and for each the
-     * pool files named here (basenames, e.g. `app.conf`) in that version's pool directory
-     * (`/etc/php/<version>/fpm/pool.d`, or `/etc/php-fpm.d` for a unit named `php-fpm`).
-     */
-    discoverPhp?: { poolFiles: string[] };
+  stateDir: string;
+  /** This deployment's owner name (see {@link ApplyPlan.owner}). */
+  owner: string;
+  sysctlKeys: string[];
+  paths: string[];
+  units: string[];
+  /** Unix socket paths whose listening sockets are reported. */
+  unixPaths: string[];
+  /** TCP ports whose listening sockets are reported. */
+  tcpPorts: number[];
+  /**
+   * Find the host's php-fpm: its units (`php*-fpm.service`) with their state, and for each the
+   * pool files named here (basenames, e.g. `app.conf`) in that version's pool directory
+   * (`/etc/php/<version>/fpm/pool.d`, or `/etc/php-fpm.d` for a unit named `php-fpm`).
+   */
+  discoverPhp?: { poolFiles: string[] };
 }
 
 /** Owner names: a resource name's safe form (no `/`, not `.` or `..`, not a state entry's name). */
@@ -228,15 +238,17 @@ export const OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /** Checks an owner name; throws naming the value and the rule. */
 export function checkOwner(owner: string): string {
-    if (typeof owner !== "string" || !OWNER_PATTERN.test(owner) || ["orig", "txn", "owners"].includes(owner)) {
-        throw new Error(`owner ${JSON.stringify(owner)}: must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit, and not orig, txn or owners`);
-    }
-    return owner;
+  if (typeof owner !== "string" || !OWNER_PATTERN.test(owner) || ["orig", "txn", "owners"].includes(owner)) {
+    throw new Error(
+      `owner ${JSON.stringify(owner)}: must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit, and not orig, txn or owners`,
+    );
+  }
+  return owner;
 }
 
 /** A fresh random report token (hex, 32 characters). */
 export function reportToken(): string {
-    return randomBytes(16).toString("hex");
+  return randomBytes(16).toString("hex");
 }
 
 /** Directories systemd-sysctl reads at boot, in precedence order for equal file names (first wins). */
@@ -244,20 +256,20 @@ export const SYSCTL_DIRS = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sy
 
 /** `/proc/sys` path of a dotted sysctl key. */
 export function procPath(key: string): string {
-    if (!/^[a-z0-9_]+(\.[a-z0-9_]+)+$/.test(key)) {
-        throw new Error(`sysctl key ${JSON.stringify(key)} is not a dotted kernel parameter name`);
-    }
-    return "/proc/sys/" + key.replace(/\./g, "/");
+  if (!/^[a-z0-9_]+(\.[a-z0-9_]+)+$/.test(key)) {
+    throw new Error(`sysctl key ${JSON.stringify(key)} is not a dotted kernel parameter name`);
+  }
+  return "/proc/sys/" + key.replace(/\./g, "/");
 }
 
 /** Name under which a file's original is kept in the state directory. */
 export function backupName(path: string): string {
-    return createHash("sha256").update(path).digest("hex").slice(0, 16);
+  return createHash("sha256").update(path).digest("hex").slice(0, 16);
 }
 
 /** sha256 of a file's content, as `sha256sum` prints it. */
 export function contentHash(content: string): string {
-    return createHash("sha256").update(content, "utf8").digest("hex");
+  return createHash("sha256").update(content, "utf8").digest("hex");
 }
 
 /**
@@ -266,17 +278,17 @@ export function contentHash(content: string): string {
  * deploy's restart is no crash loop, so the unit's start counter is reset first.
  */
 export function serviceAction(action: "restart" | "reload", unit: string, timeoutSeconds = 90): string {
-    return `systemctl reset-failed ${quote(unit)} >/dev/null 2>&1; timeout -k 5 ${Math.trunc(timeoutSeconds)} systemctl ${action} ${quote(unit)}`;
+  return `systemctl reset-failed ${quote(unit)} >/dev/null 2>&1; timeout -k 5 ${Math.trunc(timeoutSeconds)} systemctl ${action} ${quote(unit)}`;
 }
 
 function checkUnit(unit: string): string {
-    if (!/^[A-Za-z0-9@_.+-]{1,128}$/.test(unit)) throw new Error(`unit ${JSON.stringify(unit)}: must be a systemd unit name`);
-    return unit;
+  if (!/^[A-Za-z0-9@_.+-]{1,128}$/.test(unit)) throw new Error(`unit ${JSON.stringify(unit)}: must be a systemd unit name`);
+  return unit;
 }
 
 function checkNumber(n: number, what: string, max = 2147483647): number {
-    if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Error(`${what} ${JSON.stringify(n)}: must be a whole number from 0 to ${max}`);
-    return n;
+  if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new Error(`${what} ${JSON.stringify(n)}: must be a whole number from 0 to ${max}`);
+  return n;
 }
 
 /**
@@ -590,18 +602,18 @@ pb_interrupted() {
 
 /** Shell that sets the script's fixed variables and loads the library. */
 function header(stateDir: string, owner: string, opts: ScriptOptions): string[] {
-    if (!/^[0-9a-f]{16,64}$/.test(opts.token)) throw new Error("report token must be 16-64 lowercase hex digits");
-    return [
-        `T=${quote(opts.token)}`,
-        `S=${quote(stateDir)}`,
-        `OWNER=${quote(checkOwner(owner))}`,
-        `R=${quote(opts.runDir ?? RUN_DIR)}`,
-        `ST=${checkNumber(opts.stepTimeoutSeconds ?? 90, "stepTimeoutSeconds", 3600)}`,
-        `LOCKWAIT=${checkNumber(opts.lockWaitSeconds ?? 120, "lockWaitSeconds", 3600)}`,
-        `PB_RELISTEN_PL=${quote(RELISTEN_PERL)}`,
-        `PB_RELISTEN_PY=${quote(RELISTEN_PYTHON)}`,
-        LIBRARY.replace(/\\\$\{/g, "${"),
-    ];
+  if (!/^[0-9a-f]{16,64}$/.test(opts.token)) throw new Error("report token must be 16-64 lowercase hex digits");
+  return [
+    `T=${quote(opts.token)}`,
+    `S=${quote(stateDir)}`,
+    `OWNER=${quote(checkOwner(owner))}`,
+    `R=${quote(opts.runDir ?? RUN_DIR)}`,
+    `ST=${checkNumber(opts.stepTimeoutSeconds ?? 90, "stepTimeoutSeconds", 3600)}`,
+    `LOCKWAIT=${checkNumber(opts.lockWaitSeconds ?? 120, "lockWaitSeconds", 3600)}`,
+    `PB_RELISTEN_PL=${quote(RELISTEN_PERL)}`,
+    `PB_RELISTEN_PY=${quote(RELISTEN_PYTHON)}`,
+    LIBRARY.replace(/\\\$\{/g, "${"),
+  ];
 }
 
 /**
@@ -610,7 +622,7 @@ function header(stateDir: string, owner: string, opts: ScriptOptions): string[] 
  * {@link applyScript} (the standalone script).
  */
 export function scriptLibrary(stateDir: string, owner: string, opts: ScriptOptions): string[] {
-    return header(stateDir, owner, opts);
+  return header(stateDir, owner, opts);
 }
 
 /**
@@ -618,155 +630,187 @@ export function scriptLibrary(stateDir: string, owner: string, opts: ScriptOptio
  * a state directory of the 0.1 layout (`<state>/<owner>/`) into place. Run under the lock.
  */
 function recoverLines(legacyName?: string): string[] {
-    const legacy = legacyName && OWNER_PATTERN.test(legacyName) && !["orig", "txn", "owners"].includes(legacyName) ? quote(legacyName) : "";
-    return [
-        "pb_step recover",
-        ...(legacy ? [`L="$S/"${legacy}; if [ ! -d "$S/orig" ] && [ -d "$L/orig" ]; then mv "$L/orig" "$S/orig" && for f in "$L"/applied.* "$L"/own.*; do [ -f "$f" ] && mv "$f" "$S/"; done; rm -rf "$L/prev"; rmdir "$L" 2>/dev/null; fi`] : []),
-        `if [ -e "$S/txn/open" ]; then if pb_rollback; then pb_at "recovered"; else pb_at "failed recover"; echo "an earlier run on this host was cut short and could not be rolled back; see $S/txn"; exit 16; fi; elif [ -d "$S/txn" ]; then rm -rf "$S/txn"; fi`,
-    ];
+  const legacy = legacyName && OWNER_PATTERN.test(legacyName) && !["orig", "txn", "owners"].includes(legacyName) ? quote(legacyName) : "";
+  return [
+    "pb_step recover",
+    ...(legacy
+      ? [
+          `L="$S/"${legacy}; if [ ! -d "$S/orig" ] && [ -d "$L/orig" ]; then mv "$L/orig" "$S/orig" && for f in "$L"/applied.* "$L"/own.*; do [ -f "$f" ] && mv "$f" "$S/"; done; rm -rf "$L/prev"; rmdir "$L" 2>/dev/null; fi`,
+        ]
+      : []),
+    `if [ -e "$S/txn/open" ]; then if pb_rollback; then pb_at "recovered"; else pb_at "failed recover"; echo "an earlier run on this host was cut short and could not be rolled back; see $S/txn"; exit 16; fi; elif [ -d "$S/txn" ]; then rm -rf "$S/txn"; fi`,
+  ];
+}
+
+/**
+ * Shell commands that list the host's sysctl sources for `keys` (dotted): `files` prints every
+ * sysctl file (names only: a same-named file in an earlier directory masks a later one, whatever
+ * it sets), a link as `PATH -> TARGET` (`readlink -f`; `!unsafe` outside the safe path set);
+ * `lines` prints the numbered lines (`PATH:N:TEXT`, as `grep -H -n`) that assign one of `keys`.
+ * src/core/sysctlSources.ts decides which line wins under which tool: the probe's report is read by
+ * report.ts, the standalone script reads the same output with its awk port. Names outside the safe
+ * set are left out; control characters but tab are dropped from lines. Undefined for no keys.
+ *
+ * @param keys - managed kernel keys, dotted (`net.core.somaxconn`).
+ */
+export function sysctlListing(keys: readonly string[]): { files: string; lines: string } | undefined {
+  const keyPattern = keys.map((k) => k.replace(/\./g, "[./]")).join("|");
+  if (!keyPattern) return undefined;
+  const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
+  const each = `for f in ${globs} /etc/sysctl.conf; do case \${f##*/} in *[!A-Za-z0-9_.+@-]*) continue;; esac; `;
+  return {
+    files:
+      `${each}if [ -L "$f" ]; then t=$(readlink -f -- "$f"); case $t in ''|*[!A-Za-z0-9_.+@/-]*) t='!unsafe';; esac; printf '%s -> %s\\n' "$f" "$t"; ` +
+      `elif [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done`,
+    lines:
+      `${each}[ -f "$f" ] || continue; ` +
+      `grep -H -n -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null | tr -d '\\000-\\010\\013-\\037\\177'; done`,
+  };
 }
 
 /** Lines that print the current state: kernel values, managed files, sysctl.d, sockets, units, state. */
 function observeLines(spec: ProbeSpec): string[] {
-    const lines: string[] = [];
-    // While an earlier run's journal is open, the values it will give back are what count.
-    for (const key of spec.sysctlKeys) {
-        const p = quote(procPath(key));
-        const kept = `"$S/txn/k/"${quote(key)}`;
-        lines.push(`pb_at ${quote("sysctl " + key)}; if [ -e "$S/txn/open" ] && [ -f ${kept} ]; then cat ${kept}; elif [ -r ${p} ]; then cat ${p}; else echo '!missing'; fi`);
+  const lines: string[] = [];
+  // While an earlier run's journal is open, the values it will give back are what count.
+  for (const key of spec.sysctlKeys) {
+    const p = quote(procPath(key));
+    const kept = `"$S/txn/k/"${quote(key)}`;
+    lines.push(
+      `pb_at ${quote("sysctl " + key)}; if [ -e "$S/txn/open" ] && [ -f ${kept} ]; then cat ${kept}; elif [ -r ${p} ]; then cat ${p}; else echo '!missing'; fi`,
+    );
+  }
+  for (const path of spec.paths) lines.push(`pb_file ${quote(path)}`);
+  if (spec.discoverPhp) {
+    for (const f of spec.discoverPhp.poolFiles) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*\.conf$/.test(f)) throw new Error(`pool file ${JSON.stringify(f)}: must be a file name ending in .conf`);
     }
-    for (const path of spec.paths) lines.push(`pb_file ${quote(path)}`);
-    if (spec.discoverPhp) {
-        for (const f of spec.discoverPhp.poolFiles) {
-            if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*\.conf$/.test(f)) throw new Error(`pool file ${JSON.stringify(f)}: must be a file name ending in .conf`);
-        }
-        lines.push(
-            `pb_units=$(for f in /etc/systemd/system/php*-fpm.service /run/systemd/system/php*-fpm.service /usr/lib/systemd/system/php*-fpm.service /lib/systemd/system/php*-fpm.service; do [ -f "$f" ] && basename "$f" .service; done | grep -E '^php([0-9]+\\.[0-9]+)?-fpm$' | sort -u)`,
-            `pb_at php-units; for u in $pb_units; do v=$(systemctl is-active "$u" 2>/dev/null | head -n 1); echo "$u \${v:-unknown}"; done`,
-            "for u in $pb_units; do",
-            `  case $u in php-fpm) d=/etc/php-fpm.d;; *) v=\${u#php}; d=/etc/php/\${v%-fpm}/fpm/pool.d;; esac`,
-            ...spec.discoverPhp.poolFiles.map((f) => `  pb_file "$d/"${quote(f)}`),
-            "done",
-        );
-    }
-    const keyPattern = spec.sysctlKeys.map((k) => k.replace(/\./g, "[./]")).join("|");
-    if (keyPattern) {
-        const globs = SYSCTL_DIRS.map((d) => `${quote(d)}/*.conf`).join(" ");
-        // Every sysctl file (names only: a same-named file in an earlier directory masks a later
-        // one, whatever it sets), links with what they resolve to, then the numbered lines that
-        // assign a managed key (src/core/sysctlSources.ts decides which wins under which tool).
-        // Names outside the safe set are left out; control characters are dropped from lines.
-        const each = `for f in ${globs} /etc/sysctl.conf; do case \${f##*/} in *[!A-Za-z0-9_.+@-]*) continue;; esac; `;
-        lines.push(
-            `pb_at sysctl-files; ${each}if [ -L "$f" ]; then t=$(readlink -f -- "$f"); case $t in ''|*[!A-Za-z0-9_.+@/-]*) t='!unsafe';; esac; printf '%s -> %s\\n' "$f" "$t"; ` +
-            `elif [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done`,
-            `pb_at sysctl-lines; ${each}[ -f "$f" ] || continue; ` +
-            `grep -H -n -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null | tr -d '\\000-\\010\\013-\\037\\177'; done`,
-        );
-    }
-    // Only the sockets the profile names, selected by ss itself: a socket whose name holds a
-    // newline or a fake row never matches the exact path filter.
-    for (const path of spec.unixPaths) {
-        lines.push(`pb_at ${quote("unix " + path)}; ss -H -l -n -x src ${quote(path)}`);
-    }
-    for (const port of spec.tcpPorts) {
-        lines.push(`pb_at ${quote("tcp " + checkNumber(port, "port", 65535))}; ss -H -l -n -t -e ${quote(`sport = :${port}`)} | sed 's/ cgroup:.*//'`);
-    }
-    lines.push("pb_at container; systemd-detect-virt --container 2>/dev/null || true");
-    for (const unit of spec.units) {
-        lines.push(`pb_at ${quote("unit " + checkUnit(unit))}; v=$(systemctl is-active ${quote(unit)} 2>/dev/null | head -n 1); echo "\${v:-unknown}"`);
-    }
-    lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
-    lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
-    // Files with a kept original (any owner), then each owner's files.
-    lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
-    lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
-    lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
-    lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
-    return lines;
+    lines.push(
+      `pb_units=$(for f in /etc/systemd/system/php*-fpm.service /run/systemd/system/php*-fpm.service /usr/lib/systemd/system/php*-fpm.service /lib/systemd/system/php*-fpm.service; do [ -f "$f" ] && basename "$f" .service; done | grep -E '^php([0-9]+\\.[0-9]+)?-fpm$' | sort -u)`,
+      `pb_at php-units; for u in $pb_units; do v=$(systemctl is-active "$u" 2>/dev/null | head -n 1); echo "$u \${v:-unknown}"; done`,
+      "for u in $pb_units; do",
+      `  case $u in php-fpm) d=/etc/php-fpm.d;; *) v=\${u#php}; d=/etc/php/\${v%-fpm}/fpm/pool.d;; esac`,
+      ...spec.discoverPhp.poolFiles.map((f) => `  pb_file "$d/"${quote(f)}`),
+      "done",
+    );
+  }
+  const listing = sysctlListing(spec.sysctlKeys);
+  if (listing) lines.push(`pb_at sysctl-files; ${listing.files}`, `pb_at sysctl-lines; ${listing.lines}`);
+  // Only the sockets the profile names, selected by ss itself: a socket whose name holds a
+  // newline or a fake row never matches the exact path filter.
+  for (const path of spec.unixPaths) {
+    lines.push(`pb_at ${quote("unix " + path)}; ss -H -l -n -x src ${quote(path)}`);
+  }
+  for (const port of spec.tcpPorts) {
+    lines.push(`pb_at ${quote("tcp " + checkNumber(port, "port", 65535))}; ss -H -l -n -t -e ${quote(`sport = :${port}`)} | sed 's/ cgroup:.*//'`);
+  }
+  lines.push("pb_at container; systemd-detect-virt --container 2>/dev/null || true");
+  for (const unit of spec.units) {
+    lines.push(`pb_at ${quote("unit " + checkUnit(unit))}; v=$(systemctl is-active ${quote(unit)} 2>/dev/null | head -n 1); echo "\${v:-unknown}"`);
+  }
+  lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
+  lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
+  // Files with a kept original (any owner), then each owner's files.
+  lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
+  lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
+  lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
+  lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
+  return lines;
 }
 
 function wrap(lines: string[]): string {
-    // One function, called on the last line: a script cut short in transit defines nothing or is never called.
-    return ["pb_main() {", ...lines, "}", "pb_main", ""].join("\n");
+  // One function, called on the last line: a script cut short in transit defines nothing or is never called.
+  return ["pb_main() {", ...lines, "}", "pb_main", ""].join("\n");
 }
 
 /** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
 export function probeScript(spec: ProbeSpec, opts: ScriptOptions): string {
-    return wrap([...header(spec.stateDir, spec.owner, opts), ...observeLines(spec), "pb_at end"]);
+  return wrap([...header(spec.stateDir, spec.owner, opts), ...observeLines(spec), "pb_at end"]);
 }
 
 /** The sed expressions (as shell words) that fill a file's run-time values, after checking each variable. */
 function runtimeLines(f: ManagedFile): { checks: string[]; sedArgs: string } {
-    const values = Object.entries(f.runtimeValues ?? {});
-    const checks: string[] = [];
-    const args: string[] = [];
-    values.forEach(([placeholder, variable], i) => {
-        if (!/^@[A-Z][A-Z0-9_]*@$/.test(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${JSON.stringify(placeholder)} must look like @NAME@ (capitals, digits, _)`);
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) throw new Error(`runtimeValues of ${f.path}: ${JSON.stringify(variable)} is not a shell variable name`);
-        if (!f.content.includes(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${placeholder} does not occur in the content`);
-        checks.push(
-            `case \${${variable}-} in *[!0-9]*) pb_fail 13 ${quote("write " + f.path)} ${quote(`${variable} is not a whole number`)};; esac`,
-            `if [ -n "\${${variable}-}" ]; then rv${i}="s/${placeholder}/\${${variable}}/g"; else rv${i}='/${placeholder}/d'; fi`,
-        );
-        args.push(`-e "$rv${i}"`);
-    });
-    return { checks, sedArgs: args.join(" ") };
+  const values = Object.entries(f.runtimeValues ?? {});
+  const checks: string[] = [];
+  const args: string[] = [];
+  values.forEach(([placeholder, variable], i) => {
+    if (!/^@[A-Z][A-Z0-9_]*@$/.test(placeholder))
+      throw new Error(`runtimeValues of ${f.path}: placeholder ${JSON.stringify(placeholder)} must look like @NAME@ (capitals, digits, _)`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) throw new Error(`runtimeValues of ${f.path}: ${JSON.stringify(variable)} is not a shell variable name`);
+    if (!f.content.includes(placeholder)) throw new Error(`runtimeValues of ${f.path}: placeholder ${placeholder} does not occur in the content`);
+    checks.push(
+      `case \${${variable}-} in *[!0-9]*) pb_fail 13 ${quote("write " + f.path)} ${quote(`${variable} is not a whole number`)};; esac`,
+      `if [ -n "\${${variable}-}" ]; then rv${i}="s/${placeholder}/\${${variable}}/g"; else rv${i}='/${placeholder}/d'; fi`,
+    );
+    args.push(`-e "$rv${i}"`);
+  });
+  return { checks, sedArgs: args.join(" ") };
 }
 
 /** Lines that run a service's action, rolling everything back when it fails. */
 function serviceLines(s: ManagedService, timeout: number): string[] {
-    const unit = quote(checkUnit(s.unit));
-    const lines: string[] = [];
-    const restart = (why: string) => [
-        `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-        `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("restart " + s.unit)} "$out" "$st"; fi`,
-        `  pb_at ${quote("did " + s.unit + " restart")} ${why}`,
-    ];
-    const host = s.decidedOnHost;
-    if (host) {
-        for (const v of [host.action, host.reason, host.pairs, host.olds, host.announce ?? "pb_at"]) {
-            if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(v)) throw new Error(`decidedOnHost of ${s.unit}: ${JSON.stringify(v)} is not a shell name`);
-        }
+  const unit = quote(checkUnit(s.unit));
+  const lines: string[] = [];
+  const restart = (why: string) => [
+    `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+    `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("restart " + s.unit)} "$out" "$st"; fi`,
+    `  pb_at ${quote("did " + s.unit + " restart")} ${why}`,
+  ];
+  const host = s.decidedOnHost;
+  if (host) {
+    for (const v of [host.action, host.reason, host.pairs, host.olds, host.announce ?? "pb_at"]) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(v)) throw new Error(`decidedOnHost of ${s.unit}: ${JSON.stringify(v)} is not a shell name`);
     }
-    const pairs = host ? `$${host.pairs}` : (s.relisten ?? []).map((r) => `${checkNumber(r.inode, "inode", Number.MAX_SAFE_INTEGER)}=${checkNumber(r.backlog, "backlog")}`).join(" ");
-    const olds = host ? `"${s.unit} $${host.olds}"` : quote(`${s.unit} ${(s.relisten ?? []).map((r) => `${r.inode}=${checkNumber(r.oldBacklog, "oldBacklog")}`).join(" ")}`);
-    const relisten = (after: string) => [
-        // What the sockets had, so that a rollback can listen() again with the old backlog.
-        `  pb_note "$S/txn/s/"${unit} ${olds} || pb_fail 13 ${quote("journal " + s.unit)}`,
-        `  if out=$(pb_relisten ${unit} ${pairs} 2>&1); then pb_at ${quote("did " + s.unit + " " + after)}; printf '%s\\n' "$out"; else`,
-        `    pb_at ${quote("fallback " + s.unit)}; printf '%s\\n' "$out"`,
-        ...(host?.announce ? [`    ${host.announce} ${unit} "restart (fallback: $(printf '%s\\n' "$out" | head -n 1))"`] : []),
-        ...restart("'(fallback)'").map((l) => "  " + l),
-        "  fi",
+  }
+  const pairs = host
+    ? `$${host.pairs}`
+    : (s.relisten ?? []).map((r) => `${checkNumber(r.inode, "inode", Number.MAX_SAFE_INTEGER)}=${checkNumber(r.backlog, "backlog")}`).join(" ");
+  const olds = host
+    ? `"${s.unit} $${host.olds}"`
+    : quote(`${s.unit} ${(s.relisten ?? []).map((r) => `${r.inode}=${checkNumber(r.oldBacklog, "oldBacklog")}`).join(" ")}`);
+  const relisten = (after: string) => [
+    // What the sockets had, so that a rollback can listen() again with the old backlog.
+    `  pb_note "$S/txn/s/"${unit} ${olds} || pb_fail 13 ${quote("journal " + s.unit)}`,
+    `  if out=$(pb_relisten ${unit} ${pairs} 2>&1); then pb_at ${quote("did " + s.unit + " " + after)}; printf '%s\\n' "$out"; else`,
+    `    pb_at ${quote("fallback " + s.unit)}; printf '%s\\n' "$out"`,
+    ...(host?.announce ? [`    ${host.announce} ${unit} "restart (fallback: $(printf '%s\\n' "$out" | head -n 1))"`] : []),
+    ...restart("'(fallback)'").map((l) => "  " + l),
+    "  fi",
+  ];
+  lines.push(`pb_step ${quote("service " + s.unit)}`);
+  if (host) {
+    const reload = [
+      `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+      `  if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
+      `  pb_at ${quote("did " + s.unit + " reload")}`,
     ];
-    lines.push(`pb_step ${quote("service " + s.unit)}`);
-    if (host) {
-        const reload = [
-            `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-            `  if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
-            `  pb_at ${quote("did " + s.unit + " reload")}`,
-        ];
-        lines.push(
-            `case $${host.action} in`,
-            "restart)", ...restart(`"$${host.reason}"`), "  ;;",
-            "reload)", ...reload, `  if [ -n "${pairs}" ]; then`, ...relisten("relisten").map((l) => "  " + l), "  fi;;",
-            `relisten) if [ -n "${pairs}" ]; then`, ...relisten("relisten").map((l) => "  " + l), "  fi;;",
-            "esac",
-        );
-    } else if (s.action === "restart") {
-        lines.push("if :; then", ...restart(""), "fi");
-    } else if (s.action === "reload") {
-        lines.push(
-            `: > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-            `if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
-            `pb_at ${quote("did " + s.unit + " reload")}`,
-        );
-        if (pairs) lines.push("if :; then", ...relisten("relisten"), "fi");
-    } else if (s.action === "relisten" && pairs) {
-        lines.push("if :; then", ...relisten("relisten"), "fi");
-    }
-    return lines;
+    lines.push(
+      `case $${host.action} in`,
+      "restart)",
+      ...restart(`"$${host.reason}"`),
+      "  ;;",
+      "reload)",
+      ...reload,
+      `  if [ -n "${pairs}" ]; then`,
+      ...relisten("relisten").map((l) => "  " + l),
+      "  fi;;",
+      `relisten) if [ -n "${pairs}" ]; then`,
+      ...relisten("relisten").map((l) => "  " + l),
+      "  fi;;",
+      "esac",
+    );
+  } else if (s.action === "restart") {
+    lines.push("if :; then", ...restart(""), "fi");
+  } else if (s.action === "reload") {
+    lines.push(
+      `: > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
+      `if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
+      `pb_at ${quote("did " + s.unit + " reload")}`,
+    );
+    if (pairs) lines.push("if :; then", ...relisten("relisten"), "fi");
+  } else if (s.action === "relisten" && pairs) {
+    lines.push("if :; then", ...relisten("relisten"), "fi");
+  }
+  return lines;
 }
 
 /**
@@ -782,126 +826,175 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
  * Any failure from step 3 on puts back everything the journal recorded.
  */
 export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
-    const timeout = opts.stepTimeoutSeconds ?? 90;
-    const lines = [...header(plan.stateDir, plan.owner, opts),
-        "pb_step lock", "pb_lock", ...recoverLines(plan.legacyName),
-        "trap pb_interrupted HUP PIPE TERM INT",
-        `PB_GEN=$(cat "$S/generation" 2>/dev/null) || PB_GEN=0; case $PB_GEN in ''|*[!0-9]*) PB_GEN=0;; esac`,
-        ...(plan.generation !== undefined ? [`if [ "$PB_GEN" != ${checkNumber(plan.generation, "generation", Number.MAX_SAFE_INTEGER)} ]; then pb_at "failed changed"; echo "another run changed this host after this run's probe (state generation $PB_GEN, probed ${plan.generation}); nothing was done: run pulumi up again"; exit 19; fi`] : []),
-        "pb_step ports",
-    ];
-    const units = plan.services.map((s) => quote(checkUnit(s.unit))).join(" ");
-    for (const s of plan.services) {
-        for (const port of s.ports ?? []) {
-            lines.push(`if ! out=$(pb_port_free ${checkNumber(port, "port", 65535)} ${units}); then pb_at ${quote("failed port " + port)}; printf '%s\\n' "$out"; exit 15; fi`);
-        }
+  const timeout = opts.stepTimeoutSeconds ?? 90;
+  const lines = [
+    ...header(plan.stateDir, plan.owner, opts),
+    "pb_step lock",
+    "pb_lock",
+    ...recoverLines(plan.legacyName),
+    "trap pb_interrupted HUP PIPE TERM INT",
+    `PB_GEN=$(cat "$S/generation" 2>/dev/null) || PB_GEN=0; case $PB_GEN in ''|*[!0-9]*) PB_GEN=0;; esac`,
+    ...(plan.generation !== undefined
+      ? [
+          `if [ "$PB_GEN" != ${checkNumber(plan.generation, "generation", Number.MAX_SAFE_INTEGER)} ]; then pb_at "failed changed"; echo "another run changed this host after this run's probe (state generation $PB_GEN, probed ${plan.generation}); nothing was done: run pulumi up again"; exit 19; fi`,
+        ]
+      : []),
+    "pb_step ports",
+  ];
+  const units = plan.services.map((s) => quote(checkUnit(s.unit))).join(" ");
+  for (const s of plan.services) {
+    for (const port of s.ports ?? []) {
+      lines.push(
+        `if ! out=$(pb_port_free ${checkNumber(port, "port", 65535)} ${units}); then pb_at ${quote("failed port " + port)}; printf '%s\\n' "$out"; exit 15; fi`,
+      );
     }
+  }
+  lines.push(
+    "pb_step journal",
+    `mkdir -p "$S/orig" "$S/owners" && chmod 700 "$S" || { pb_at "failed state"; echo "cannot create $S"; exit 13; }`,
+    `mkdir -p "$S/txn/f" "$S/txn/k" "$S/txn/u" "$S/txn/s" && pb_note "$S/txn/open" "$OWNER" || pb_fail 13 journal "cannot write the journal in $S/txn"`,
+    "PB_CHANGED=''",
+  );
+  for (const key of plan.sysctlKeys) {
+    const name = quote("sysctl." + key);
+    lines.push(`[ -f "$S/orig/"${name} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/orig/"${name} "$v"; } || pb_fail 13 ${quote("keep " + key)}`);
+  }
+  for (const f of plan.files) {
+    const b = backupName(f.path);
+    const { checks, sedArgs } = runtimeLines(f);
+    if (!/^[0-7]{3,4}$/.test(f.mode)) throw new Error(`mode of ${f.path} ${JSON.stringify(f.mode)}: must be octal permission bits`);
     lines.push(
-        "pb_step journal",
-        `mkdir -p "$S/orig" "$S/owners" && chmod 700 "$S" || { pb_at "failed state"; echo "cannot create $S"; exit 13; }`,
-        `mkdir -p "$S/txn/f" "$S/txn/k" "$S/txn/u" "$S/txn/s" && pb_note "$S/txn/open" "$OWNER" || pb_fail 13 journal "cannot write the journal in $S/txn"`,
-        "PB_CHANGED=''",
+      `pb_step ${quote("write " + b)}`,
+      ...checks,
+      `pb_put ${quote(f.path)} ${b} ${quote(f.mode)} ${quote(f.owner + ":" + f.group)} ${contentHash(f.content)}${sedArgs ? " " + sedArgs : ""} <<'PULUMI_BACKLOG_B64' || pb_fail 13 ${quote("write " + f.path)} "could not write the file (disk full, or read-only?)"`,
+      Buffer.from(f.content, "utf8")
+        .toString("base64")
+        .replace(/(.{76})/g, "$1\n")
+        .replace(/\n$/, ""),
+      "PULUMI_BACKLOG_B64",
     );
+  }
+  for (const n of plan.neutralize ?? []) {
+    if (!/^\/[A-Za-z0-9_.+/-]{1,4095}$/.test(n.path)) throw new Error(`neutralize ${JSON.stringify(n.path)}: not a sysctl file path`);
+    const pairs = n.lines
+      .map((l) => {
+        if (/[\n\r]/.test(l.text)) throw new Error(`neutralize ${n.path}:${l.line}: the line text holds a line break`);
+        return `${checkNumber(l.line, "line", 999999999)} ${quote(l.text)}`;
+      })
+      .join(" ");
+    lines.push(
+      `pb_step ${quote("neutralize " + n.path)}`,
+      `PB_NEUTRAL=${quote(NEUTRALIZED_PREFIX)}`,
+      `out=$(pb_neutralize ${quote(n.path)} ${backupName(n.path)} ${pairs}); rc=$?; if [ "$rc" != 0 ]; then pb_fail $([ "$rc" = 19 ] && echo 19 || echo 13) ${quote("neutralize " + n.path)} "$out"; fi`,
+      `pb_at ${quote("neutralized " + n.path)}`,
+    );
+  }
+  const onHost = plan.neutralizeOnHost;
+  if (onHost) {
+    lines.push(
+      `pb_step ${quote("neutralize on host")}`,
+      `PB_NEUTRAL=${quote(NEUTRALIZED_PREFIX)}`,
+      `pb_nl=$(${onHost.list}) || pb_fail 13 ${quote("neutralize")} "could not list the conflicting sysctl lines"`,
+      "while IFS=$(printf '\\t') read -r np nn nt; do",
+      `  [ -n "$np" ] || continue`,
+      `  b=$(printf '%s' "$np" | sha256sum | cut -c1-16)`,
+      `  out=$(pb_neutralize "$np" "$b" "$nn" "$nt"); rc=$?; if [ "$rc" != 0 ]; then pb_fail $([ "$rc" = 19 ] && echo 19 || echo 13) "neutralize $np" "$out"; fi`,
+      `  pb_at "neutralized $np"`,
+      `  printf '%s\\n' "$np" >> "$S/txn/neutralized" || pb_fail 13 "journal" "cannot write $S/txn/neutralized"`,
+      "done <<PB_NEUTRALIZE",
+      "$pb_nl",
+      "PB_NEUTRALIZE",
+    );
+  }
+  for (const path of plan.retired ?? []) {
+    lines.push(`pb_give_back ${quote(path)} ${backupName(path)} || pb_fail 13 ${quote("give back " + path)}`);
+  }
+  if (plan.retireStale) {
+    const current = plan.files.map((f) => f.path).join("\n");
+    lines.push(
+      `if [ -f "$S/owners/$OWNER" ]; then`,
+      `  others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
+      "  while IFS= read -r p; do",
+      `    [ -n "$p" ] || continue`,
+      `    printf '%s\\n' ${quote(current)} | grep -qxF -- "$p" && continue`,
+      `    printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
+      // A sysctl file this owner neutralized stays its own while it neutralizes (decided on the host).
+      ...(onHost ? [`    case $p in ${onHost.sourcePattern}) printf '%s\\n' "$p" >> "$S/txn/neutralized"; continue;; esac`] : []),
+      `    b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
+      `    pb_give_back "$p" "$b" || pb_fail 13 "give back $p"`,
+      `    pb_at "retired $p"`,
+      `  done < "$S/owners/$OWNER"`,
+      "fi",
+    );
+  }
+  const ownerList = [...plan.files.map((f) => f.path), ...new Set([...(plan.neutralize ?? []).map((n) => n.path), ...(plan.neutralized ?? [])])].join("\n");
+  lines.push(
+    // Files neutralized on the host join the record (each once, not twice with the list above).
+    ...(onHost
+      ? [
+          `PB_OWNED=$(printf '%s\\n' ${quote(ownerList)}; [ ! -f "$S/txn/neutralized" ] || sort -u "$S/txn/neutralized" | grep -vxF -e ${quote(ownerList)})`,
+          `pb_txn_keep "$S/owners/$OWNER" owner && pb_note "$S/owners/$OWNER" "$PB_OWNED" || pb_fail 13 "owner" "cannot record this deployment's files"`,
+        ]
+      : [
+          `pb_txn_keep "$S/owners/$OWNER" owner && pb_note "$S/owners/$OWNER" ${quote(ownerList)} || pb_fail 13 "owner" "cannot record this deployment's files"`,
+        ]),
+    "pb_step test",
+  );
+  for (const s of plan.services) {
+    lines.push(`if ! out=$(timeout -k 5 ${timeout} ${s.test.map(quote).join(" ")} 2>&1); then pb_fail 10 ${quote("test " + s.unit)} "$out"; fi`);
+  }
+  if (plan.sysctlFile) {
+    lines.push("pb_step sysctl");
     for (const key of plan.sysctlKeys) {
-        const name = quote("sysctl." + key);
-        lines.push(`[ -f "$S/orig/"${name} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/orig/"${name} "$v"; } || pb_fail 13 ${quote("keep " + key)}`);
+      lines.push(
+        `[ -f "$S/txn/k/"${quote(key)} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/txn/k/"${quote(key)} "$v"; } || pb_fail 13 ${quote("keep " + key)}`,
+      );
     }
-    for (const f of plan.files) {
-        const b = backupName(f.path);
-        const { checks, sedArgs } = runtimeLines(f);
-        if (!/^[0-7]{3,4}$/.test(f.mode)) throw new Error(`mode of ${f.path} ${JSON.stringify(f.mode)}: must be octal permission bits`);
-        lines.push(
-            `pb_step ${quote("write " + b)}`,
-            ...checks,
-            `pb_put ${quote(f.path)} ${b} ${quote(f.mode)} ${quote(f.owner + ":" + f.group)} ${contentHash(f.content)}${sedArgs ? " " + sedArgs : ""} <<'PULUMI_BACKLOG_B64' || pb_fail 13 ${quote("write " + f.path)} "could not write the file (disk full, or read-only?)"`,
-            Buffer.from(f.content, "utf8").toString("base64").replace(/(.{76})/g, "$1\n").replace(/\n$/, ""),
-            "PULUMI_BACKLOG_B64",
-        );
+    lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then pb_fail 11 sysctl "$out"; fi`);
+    // What this deploy set: a later value that differs was set by someone else (see converge.ts).
+    for (const key of plan.sysctlKeys) {
+      const applied = `"$S/"${quote("applied." + key)}`;
+      lines.push(
+        `pb_txn_keep ${applied} ${quote("applied." + key)} && v=$(cat ${quote(procPath(key))}) && pb_note ${applied} "$v" || pb_fail 13 ${quote("record " + key)}`,
+      );
+      const own = plan.hostOwn?.[key];
+      if (own !== undefined) {
+        const file = `"$S/"${quote("own." + key)}`;
+        lines.push(`pb_txn_keep ${file} ${quote("own." + key)} && pb_note ${file} ${quote(String(Math.trunc(own)))} || pb_fail 13 ${quote("record " + key)}`);
+      }
     }
-    for (const n of plan.neutralize ?? []) {
-        if (!/^\/[A-Za-z0-9_.+/-]{1,4095}$/.test(n.path)) throw new Error(`neutralize ${JSON.stringify(n.path)}: not a sysctl file path`);
-        const pairs = n.lines.map((l) => {
-            if (/[\n\r]/.test(l.text)) throw new Error(`neutralize ${n.path}:${l.line}: the line text holds a line break`);
-            return `${checkNumber(l.line, "line", 999999999)} ${quote(l.text)}`;
-        }).join(" ");
-        lines.push(
-            `pb_step ${quote("neutralize " + n.path)}`,
-            `PB_NEUTRAL=${quote(NEUTRALIZED_PREFIX)}`,
-            `out=$(pb_neutralize ${quote(n.path)} ${backupName(n.path)} ${pairs}); rc=$?; if [ "$rc" != 0 ]; then pb_fail $([ "$rc" = 19 ] && echo 19 || echo 13) ${quote("neutralize " + n.path)} "$out"; fi`,
-            `pb_at ${quote("neutralized " + n.path)}`,
-        );
-    }
-    for (const path of plan.retired ?? []) {
-        lines.push(`pb_give_back ${quote(path)} ${backupName(path)} || pb_fail 13 ${quote("give back " + path)}`);
-    }
-    if (plan.retireStale) {
-        const current = plan.files.map((f) => f.path).join("\n");
-        lines.push(
-            `if [ -f "$S/owners/$OWNER" ]; then`,
-            `  others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
-            "  while IFS= read -r p; do",
-            `    [ -n "$p" ] || continue`,
-            `    printf '%s\\n' ${quote(current)} | grep -qxF -- "$p" && continue`,
-            `    printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
-            `    b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
-            `    pb_give_back "$p" "$b" || pb_fail 13 "give back $p"`,
-            `    pb_at "retired $p"`,
-            `  done < "$S/owners/$OWNER"`,
-            "fi",
-        );
-    }
-    const ownerList = [...plan.files.map((f) => f.path), ...new Set([...(plan.neutralize ?? []).map((n) => n.path), ...(plan.neutralized ?? [])])].join("\n");
-    lines.push(
-        `pb_txn_keep "$S/owners/$OWNER" owner && pb_note "$S/owners/$OWNER" ${quote(ownerList)} || pb_fail 13 "owner" "cannot record this deployment's files"`,
-        "pb_step test",
-    );
-    for (const s of plan.services) {
-        lines.push(`if ! out=$(timeout -k 5 ${timeout} ${s.test.map(quote).join(" ")} 2>&1); then pb_fail 10 ${quote("test " + s.unit)} "$out"; fi`);
-    }
-    if (plan.sysctlFile) {
-        lines.push("pb_step sysctl");
-        for (const key of plan.sysctlKeys) {
-            lines.push(`[ -f "$S/txn/k/"${quote(key)} ] || { v=$(cat ${quote(procPath(key))}) && pb_note "$S/txn/k/"${quote(key)} "$v"; } || pb_fail 13 ${quote("keep " + key)}`);
-        }
-        lines.push(`if ! out=$(sysctl -p ${quote(plan.sysctlFile)} 2>&1); then pb_fail 11 sysctl "$out"; fi`);
-        // What this deploy set: a later value that differs was set by someone else (see converge.ts).
-        for (const key of plan.sysctlKeys) {
-            const applied = `"$S/"${quote("applied." + key)}`;
-            lines.push(`pb_txn_keep ${applied} ${quote("applied." + key)} && v=$(cat ${quote(procPath(key))}) && pb_note ${applied} "$v" || pb_fail 13 ${quote("record " + key)}`);
-            const own = plan.hostOwn?.[key];
-            if (own !== undefined) {
-                const file = `"$S/"${quote("own." + key)}`;
-                lines.push(`pb_txn_keep ${file} ${quote("own." + key)} && pb_note ${file} ${quote(String(Math.trunc(own)))} || pb_fail 13 ${quote("record " + key)}`);
-            }
-        }
-    }
-    lines.push(...(plan.beforeServices ?? []));
-    for (const s of plan.services) lines.push(...serviceLines(s, timeout));
-    lines.push(
-        "pb_step commit",
-        `pb_note "$S/generation" "$((PB_GEN + 1))" || pb_fail 13 commit "cannot write $S/generation"`,
-        `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
-        "trap - HUP PIPE TERM INT",
-        "pb_at changed $PB_CHANGED",
-        ...observeLines({
-            stateDir: plan.stateDir, owner: plan.owner, sysctlKeys: plan.sysctlKeys, paths: plan.files.map((f) => f.path),
-            units: plan.services.map((s) => s.unit), ...plan.sockets,
-        }),
-        "pb_at end",
-    );
-    return wrap(lines);
+  }
+  lines.push(...(plan.beforeServices ?? []));
+  for (const s of plan.services) lines.push(...serviceLines(s, timeout));
+  lines.push(
+    "pb_step commit",
+    `pb_note "$S/generation" "$((PB_GEN + 1))" || pb_fail 13 commit "cannot write $S/generation"`,
+    `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
+    "trap - HUP PIPE TERM INT",
+    "pb_at changed $PB_CHANGED",
+    ...observeLines({
+      stateDir: plan.stateDir,
+      owner: plan.owner,
+      sysctlKeys: plan.sysctlKeys,
+      paths: plan.files.map((f) => f.path),
+      units: plan.services.map((s) => s.unit),
+      ...plan.sockets,
+    }),
+    "pb_at end",
+  );
+  return wrap(lines);
 }
 
 /** What a restore gives back. */
 export interface RestorePlan {
-    stateDir: string;
-    /** See {@link ApplyPlan.legacyName}. */
-    legacyName?: string;
-    owner: string;
-    /** The files this owner managed (used when the host has no owner record, from the 0.1 layout). */
-    paths: string[];
-    sysctlKeys: string[];
-    services: Pick<ManagedService, "unit">[];
+  stateDir: string;
+  /** See {@link ApplyPlan.legacyName}. */
+  legacyName?: string;
+  owner: string;
+  /** The files this owner managed (used when the host has no owner record, from the 0.1 layout). */
+  paths: string[];
+  sysctlKeys: string[];
+  services: Pick<ManagedService, "unit">[];
 }
 
 /**
@@ -911,41 +1004,58 @@ export interface RestorePlan {
  * and the state directory goes, but only once every step succeeded (exit 18 keeps it).
  */
 export function restoreScript(plan: RestorePlan, opts: ScriptOptions): string {
-    const timeout = opts.stepTimeoutSeconds ?? 90;
-    const lines = [...header(plan.stateDir, plan.owner, opts), "pb_step lock", "pb_lock", ...recoverLines(plan.legacyName), "trap '' HUP PIPE", "rc=0"];
-    const fallback = plan.paths.join("\n");
+  const timeout = opts.stepTimeoutSeconds ?? 90;
+  const lines = [...header(plan.stateDir, plan.owner, opts), "pb_step lock", "pb_lock", ...recoverLines(plan.legacyName), "trap '' HUP PIPE", "rc=0"];
+  const fallback = plan.paths.join("\n");
+  lines.push(
+    "pb_step restore",
+    `if [ -f "$S/owners/$OWNER" ]; then mine=$(cat "$S/owners/$OWNER"); elif [ -d "$S/owners" ] && [ -n "$(ls -A "$S/owners")" ]; then mine=''; else mine=${quote(fallback)}; fi`,
+    `others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
+    "restored=''",
+    "while IFS= read -r p; do",
+    `  [ -n "$p" ] || continue`,
+    `  printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
+    `  b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
+    `  if [ -f "$S/orig/$b.absent" ]; then rm -f "$p" || { rc=18; break; }`,
+    `  elif [ -f "$S/orig/$b.file" ]; then pb_copy "$S/orig/$b.file" "$p" || { rc=18; break; }`,
+    `  else pb_at "warning no original kept for $p"; continue; fi`,
+    "  restored=1",
+    "done <<PB_MINE",
+    "$mine",
+    "PB_MINE",
+    `[ "$rc" = 0 ] || { pb_at "failed restore files"; echo "could not give back every file (disk full?); the originals stay in $S"; }`,
+    `if [ -n "$others" ]; then`,
+    `  pb_at "warning shared with other owners: kernel values left as they are"`,
+    ...plan.services.map(
+      (s) =>
+        `  if [ -n "$restored" ] && ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`,
+    ),
+    `  [ "$rc" = 0 ] && rm -f "$S/owners/$OWNER"`,
+    "else",
+  );
+  for (const key of plan.sysctlKeys) {
+    const name = quote("sysctl." + key);
     lines.push(
-        "pb_step restore",
-        `if [ -f "$S/owners/$OWNER" ]; then mine=$(cat "$S/owners/$OWNER"); elif [ -d "$S/owners" ] && [ -n "$(ls -A "$S/owners")" ]; then mine=''; else mine=${quote(fallback)}; fi`,
-        `others=$(for o in "$S"/owners/*; do [ -f "$o" ] && [ "$o" != "$S/owners/$OWNER" ] && cat "$o" && echo; done)`,
-        "restored=''",
-        "while IFS= read -r p; do",
-        `  [ -n "$p" ] || continue`,
-        `  printf '%s\\n' "$others" | grep -qxF -- "$p" && continue`,
-        `  b=$(printf '%s' "$p" | sha256sum | cut -c1-16)`,
-        `  if [ -f "$S/orig/$b.absent" ]; then rm -f "$p" || { rc=18; break; }`,
-        `  elif [ -f "$S/orig/$b.file" ]; then pb_copy "$S/orig/$b.file" "$p" || { rc=18; break; }`,
-        `  else pb_at "warning no original kept for $p"; continue; fi`,
-        "  restored=1",
-        "done <<PB_MINE",
-        "$mine",
-        "PB_MINE",
-        `[ "$rc" = 0 ] || { pb_at "failed restore files"; echo "could not give back every file (disk full?); the originals stay in $S"; }`,
-        `if [ -n "$others" ]; then`,
-        `  pb_at "warning shared with other owners: kernel values left as they are"`,
-        ...plan.services.map((s) => `  if [ -n "$restored" ] && ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`),
-        `  [ "$rc" = 0 ] && rm -f "$S/owners/$OWNER"`,
-        "else",
+      `  if [ -f "$S/orig/"${name} ]; then cat "$S/orig/"${name} > ${quote(procPath(key))} || { pb_at ${quote("failed restore " + key)}; rc=18; }; fi`,
     );
-    for (const key of plan.sysctlKeys) {
-        const name = quote("sysctl." + key);
-        lines.push(`  if [ -f "$S/orig/"${name} ]; then cat "$S/orig/"${name} > ${quote(procPath(key))} || { pb_at ${quote("failed restore " + key)}; rc=18; }; fi`);
-    }
-    for (const s of plan.services) {
-        lines.push(`  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`);
-    }
-    lines.push(`  [ "$rc" = 0 ] && rm -rf "$S"`, "fi");
-    lines.push(...observeLines({ stateDir: plan.stateDir, owner: plan.owner, sysctlKeys: plan.sysctlKeys, paths: plan.paths, units: plan.services.map((s) => s.unit), unixPaths: [], tcpPorts: [] }));
-    lines.push("pb_at end", `exit "$rc"`);
-    return wrap(lines);
+  }
+  for (const s of plan.services) {
+    lines.push(
+      `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then pb_at ${quote("failed restart " + s.unit)}; printf '%s\\n' "$out"; rc=18; fi`,
+    );
+  }
+  lines.push(`  [ "$rc" = 0 ] && rm -rf "$S"`, "fi");
+  lines.push(
+    ...observeLines({
+      stateDir: plan.stateDir,
+      owner: plan.owner,
+      sysctlKeys: plan.sysctlKeys,
+      paths: plan.paths,
+      units: plan.services.map((s) => s.unit),
+      unixPaths: [],
+      tcpPorts: [],
+    }),
+  );
+  lines.push("pb_at end", `exit "$rc"`);
+  return wrap(lines);
 }

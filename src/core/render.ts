@@ -13,14 +13,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Mustache from "mustache";
-import {
-  type BacklogProfile,
-  type KernelValues,
-  type Listener,
-  type Pool,
-  formatPoolListen,
-  kernelTargets,
-} from "./profile";
+import { type BacklogProfile, type KernelValues, type Listener, type Pool, formatPoolListen, kernelTargets } from "./profile";
 import { ProfileError, Problems, isSafeAbsolutePath } from "./validation";
 
 /**
@@ -56,7 +49,18 @@ export const DEBIAN_12_PATHS: HostPaths = Object.freeze({
  */
 export function debianPaths(phpVersion: string): HostPaths {
   if (typeof phpVersion !== "string" || !/^[5-9]\.\d{1,2}$/.test(phpVersion)) {
-    throw new ProfileError([{ path: "phpVersion", value: phpVersion, rule: "safe-path", message: "must be MAJOR.MINOR, e.g. 8.2", fix: "give the PHP version of the php-fpm package, e.g. \"8.2\"" }], "render options");
+    throw new ProfileError(
+      [
+        {
+          path: "phpVersion",
+          value: phpVersion,
+          rule: "safe-path",
+          message: "must be MAJOR.MINOR, e.g. 8.2",
+          fix: 'give the PHP version of the php-fpm package, e.g. "8.2"',
+        },
+      ],
+      "render options",
+    );
   }
   return Object.freeze({ ...DEBIAN_12_PATHS, phpFpmPoolDir: `/etc/php/${phpVersion}/fpm/pool.d` });
 }
@@ -120,11 +124,21 @@ export function resolvePaths(paths?: Partial<HostPaths>): HostPaths {
   for (const key of ["sysctlDropIn", "phpFpmPoolDir", "nginxConf"] as const) {
     const v: unknown = out[key];
     if (!isSafeAbsolutePath(v) || v === "/") {
-      problems.add(`paths.${key}`, v, "safe-path", "must be a plain absolute path (letters, digits, _ . + - between single slashes)",
-        `use e.g. ${DEBIAN_12_PATHS[key]}`);
+      problems.add(
+        `paths.${key}`,
+        v,
+        "safe-path",
+        "must be a plain absolute path (letters, digits, _ . + - between single slashes)",
+        `use e.g. ${DEBIAN_12_PATHS[key]}`,
+      );
     } else if (key !== "phpFpmPoolDir" && !v.endsWith(".conf")) {
-      problems.add(`paths.${key}`, v, "safe-path", "must end in .conf: systemd-sysctl and nginx's include only read *.conf",
-        `use e.g. ${DEBIAN_12_PATHS[key]}`);
+      problems.add(
+        `paths.${key}`,
+        v,
+        "safe-path",
+        "must end in .conf: systemd-sysctl and nginx's include only read *.conf",
+        `use e.g. ${DEBIAN_12_PATHS[key]}`,
+      );
     }
   }
   if (problems.count > 0) throw new ProfileError(problems.all, "render options");
@@ -143,8 +157,8 @@ const SYSCTL_COMMENTS: Record<string, string> = {
  */
 export function renderSysctlDropIn(profile: BacklogProfile, options: RenderOptions = {}): string {
   const settings = kernelTargets(profile, options.hostBefore).map((t) => {
-    const source = t.key === "net.core.somaxconn" ? profile.sources.somaxconn
-      : t.key === "net.ipv4.tcp_max_syn_backlog" ? profile.sources.tcpMaxSynBacklog : "opt-in";
+    const source =
+      t.key === "net.core.somaxconn" ? profile.sources.somaxconn : t.key === "net.ipv4.tcp_max_syn_backlog" ? profile.sources.tcpMaxSynBacklog : "opt-in";
     const notes: string[] = [`Profile value ${t.profileValue} (${source}).`];
     if (t.keptHostValue) notes.push(`The host had ${t.hostBefore} before: mode atLeast keeps the larger value.`);
     return { key: t.key, value: t.value, comment: SYSCTL_COMMENTS[t.key], notes };

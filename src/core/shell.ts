@@ -16,8 +16,27 @@ const SAFE_WORD = /^[A-Za-z0-9_@%+:,./-]+$/;
 /** Words that are special when unquoted in command position (shell reserved words). */
 // An array, not a Set: this module runs inside the dynamic provider, whose serialized code cannot carry Sets.
 const RESERVED: readonly string[] = Object.freeze([
-  "!", "{", "}", "[[", "]]", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function",
-  "if", "in", "select", "then", "time", "until", "while",
+  "!",
+  "{",
+  "}",
+  "[[",
+  "]]",
+  "case",
+  "do",
+  "done",
+  "elif",
+  "else",
+  "esac",
+  "fi",
+  "for",
+  "function",
+  "if",
+  "in",
+  "select",
+  "then",
+  "time",
+  "until",
+  "while",
 ]);
 
 /**

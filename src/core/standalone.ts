@@ -25,6 +25,11 @@
  *   somaxconn change loses no request; a restart where it cannot work, with the reason), reload
  *   (+ relisten) or restart. All of it runs inside the apply's transaction, as on the SSH path: a
  *   failed reload or restart puts every file and value back and starts the service again on them (exit 12);
+ * - sysctl conflicts follow the SSH path's model (src/core/sysctlSources.ts, run on the host as
+ *   `sysctlSourcesAwk`, see {@link conflictShell}): each line of another sysctl file that undoes
+ *   the drop-in is reported, and with `conflicts: "neutralize"` commented out inside the apply's
+ *   transaction with the SSH path's marker (plan.ts `ApplyPlan.neutralizeOnHost`); the rows of what
+ *   boot and `sysctl --system` would leave are verified (advisory in mode `report`);
  * - verification is {@link expectedValues} and {@link compare}'s: each sysctl equal to the value
  *   applied, each socket's effective backlog (`ss` Send-Q) equal to `min(backlog, somaxconn)`, the
  *   sockets matched as {@link socketMatches} does, and the same hints.
@@ -36,22 +41,19 @@
  * @packageDocumentation
  */
 
-import { createHash } from "crypto";
+import { createHash } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { STATE_DIR, type ServiceNames, managedKeys, serviceNames, socketsToObserve } from "./converge";
 import { type ApplyPlan, type ManagedFile, type ManagedService, applyScript, backupName, procPath, scriptLibrary } from "./plan";
-import {
-  type BacklogProfile,
-  type KernelValues,
-  type ProfileInput,
-  SOMAXCONN,
-  type SysctlKey,
-  toProfile,
-  kernelTargets,
-} from "./profile";
+import { type BacklogProfile, type KernelValues, type ProfileInput, SOMAXCONN, type SysctlKey, toProfile, kernelTargets } from "./profile";
 import { type HostPaths, type RenderedFile, render, renderSysctlDropIn, resolvePaths } from "./render";
 import { quote } from "./shell";
 import { type ExpectedValue, type ListeningSocket, type SocketSelector, compare, expectedValues } from "./verify";
 import { canonicalIpv6 } from "./validation";
+import { type ConflictMode, conflictMode, isSysctlSource } from "./converge";
+import { SYSCTL_CONF, SYSCTL_SOURCE_DIRS, conflictAdvice, sysctlSourcesAwk } from "./sysctlSources";
+import { persistedExpectations } from "./verify";
+import { sysctlListing } from "./plan";
 
 /** Exit status of the standalone script. */
 export const STANDALONE_EXIT = Object.freeze({
@@ -87,6 +89,23 @@ export interface StandaloneOptions {
   readonly stateName?: string;
   /** What carries the script, shown in its header comment, e.g. `"EC2 user data"`. Default: none. */
   readonly carrier?: string;
+  /**
+   * What to do with a line of another sysctl file that undoes the drop-in under boot,
+   * `sysctl --system` or `sysctl -p` (docs/sysctl.md), decided on the host with the SSH path's model
+   * (src/core/sysctlSources.ts, run as `sysctlSourcesAwk`): `"report"` (default) prints a line per
+   * conflict and shows what boot and `sysctl --system` would leave as advisory verification rows;
+   * `"neutralize"` also comments the line out with the SSH path's marker, inside the apply's
+   * transaction (original kept in the state directory), and those rows must then hold; `"none"`
+   * leaves sysctl conflicts out of the script (as before issue #14: about 3 KB less after gzip,
+   * what EC2 user data's 16 KB needs; `backlogUserData`'s default).
+   */
+  readonly conflicts?: ConflictMode | "none";
+  /**
+   * Carry the sysctl conflict functions ({@link conflictShell}) gzipped in base64 rather than as
+   * text: for a carrier that is size-limited and not compressed (the SSM document, 64 KB); a
+   * carrier that gzips the whole script (EC2 user data) does better with text. Default `false`.
+   */
+  readonly compact?: boolean;
 }
 
 /** Default state directory name of the standalone script. */
@@ -116,8 +135,9 @@ export function kernelVariables(i: number): { want: string; kept: string } {
  * or unset is left out. The TypeScript twin of the `sed` in plan.ts, for checks and tests.
  */
 export function fillRuntimeValues(content: string, runtimeValues: Readonly<Record<string, string>>, env: Readonly<Record<string, string | undefined>>): string {
-  const lines = content.split("\n").filter((line) =>
-    !Object.entries(runtimeValues).some(([placeholder, variable]) => line.includes(placeholder) && !env[variable]));
+  const lines = content
+    .split("\n")
+    .filter((line) => !Object.entries(runtimeValues).some(([placeholder, variable]) => line.includes(placeholder) && !env[variable]));
   let out = lines.join("\n");
   for (const [placeholder, variable] of Object.entries(runtimeValues)) {
     const v = env[variable];
@@ -169,17 +189,25 @@ export function dropInTemplate(profile: BacklogProfile, templateDir?: string): {
       return line;
     });
     if (valueLines !== 1 || noteLines !== 1) {
-      throw new Error(`standalone script: the sysctl drop-in template changed shape (${t.key}: ${valueLines} value line(s), ${noteLines} note line(s)); update dropInTemplate`);
+      throw new Error(
+        `standalone script: the sysctl drop-in template changed shape (${t.key}: ${valueLines} value line(s), ${noteLines} note line(s)); update dropInTemplate`,
+      );
     }
     runtimeValues[ph.value] = vars.want;
     runtimeValues[ph.kept] = vars.kept;
   });
   const content = lines.join("\n");
   // Self-check against render() itself: nothing kept, and every value kept.
-  const env = (keep: boolean) => Object.fromEntries(targets.flatMap((t, i) => {
-    const v = keep ? probe[t.key] : undefined;
-    return [[kernelVariables(i).want, String(v ?? t.profileValue)], [kernelVariables(i).kept, v === undefined ? "" : String(v)]];
-  }));
+  const env = (keep: boolean) =>
+    Object.fromEntries(
+      targets.flatMap((t, i) => {
+        const v = keep ? probe[t.key] : undefined;
+        return [
+          [kernelVariables(i).want, String(v ?? t.profileValue)],
+          [kernelVariables(i).kept, v === undefined ? "" : String(v)],
+        ];
+      }),
+    );
   if (fillRuntimeValues(content, runtimeValues, env(false)) !== plain || fillRuntimeValues(content, runtimeValues, env(true)) !== kept) {
     throw new Error("standalone script: the sysctl drop-in with placeholders does not fill back to render()'s output; update dropInTemplate");
   }
@@ -260,7 +288,7 @@ END { if (list != "") exit; if (n == 0) print "missing"; else print low " " same
 export function socketSelectorEnv(selector: SocketSelector): string {
   if (selector.kind === "unix") return `PB_KIND=unix PB_PATH=${quote(selector.path)}`;
   const e = selector.endpoint;
-  const host = e.host === null ? "" : (e.family === "ipv6" ? canonicalIpv6(e.host) ?? e.host : e.host);
+  const host = e.host === null ? "" : e.family === "ipv6" ? (canonicalIpv6(e.host) ?? e.host) : e.host;
   return `PB_KIND=tcp PB_PORT=${e.port} PB_HOST=${quote(host)} PB_FAMILY=${e.family} PB_DUAL=${selector.dualStack ? 1 : 0}`;
 }
 
@@ -365,6 +393,145 @@ function rows(profile: BacklogProfile): ScriptRow[] {
   });
 }
 
+/** A row of what boot or `sysctl --system` would leave (verify.ts `persistedExpectations`), with its hint's parts. */
+interface PersistedRow {
+  setting: string;
+  tool: string;
+  key: SysctlKey;
+  /** Index of the key in {@link kernelTargets}. */
+  index: number;
+  advisory: boolean;
+  /** compare()'s hint around the effective value and its source (`[a, b, c]`: a VALUE b SOURCE c), and without a source (`[d, e]`). */
+  withSource: [string, string, string];
+  withoutSource: [string, string];
+}
+
+function persistedRows(profile: BacklogProfile, advisory: boolean): PersistedRow[] {
+  const targets = kernelTargets(profile);
+  const kernel = expectedValues(profile).filter((e) => e.target.kind === "sysctl");
+  const value = 987654311;
+  const src = "@PB_SOURCE@";
+  return persistedExpectations(kernel, advisory).map((e): PersistedRow => {
+    if (e.target.kind !== "persisted") throw new Error("standalone script: persistedExpectations gave a row that is not persisted");
+    const { key, tool } = e.target;
+    const hint = (source?: string) => {
+      const [row] = compare([{ ...e, comparison: "equal" }], {
+        sysctls: {},
+        sockets: [],
+        persisted: { [tool]: { [key]: { value, ...(source ? { source } : {}) } } },
+      });
+      if (row === undefined || row.ok || !row.hint) throw new Error(`standalone script: no hint for ${e.setting}`);
+      return row.hint;
+    };
+    const a = hint(src);
+    const b = hint();
+    const [a1, rest = ""] = a.split(String(value)) as [string, string?];
+    const [a2, a3 = ""] = rest.split(src) as [string, string?];
+    const [b1, b2 = ""] = b.split(String(value)) as [string, string?];
+    if (!a.includes(src) || a.split(String(value)).length !== 2 || b.split(String(value)).length !== 2) {
+      throw new Error(`standalone script: the hint of ${e.setting} changed shape; update persistedRows`);
+    }
+    return {
+      setting: e.setting,
+      tool,
+      key,
+      index: targets.findIndex((t) => t.key === key),
+      advisory: e.advisory === true,
+      withSource: [a1, a2, a3],
+      withoutSource: [b1, b2],
+    };
+  });
+}
+
+/** The shell `case` pattern of the sysctl files the library may comment lines out of (converge.ts `isSysctlSource`). */
+function sysctlSourcePattern(): string {
+  const pattern = [quote(SYSCTL_CONF), ...SYSCTL_SOURCE_DIRS.map((d) => `${quote(d)}/*.conf`)].join("|");
+  // The glob's * may match a '/': the case arm is checked again with isSysctlSource's rule below.
+  if (!isSysctlSource(SYSCTL_CONF) || !SYSCTL_SOURCE_DIRS.every((d) => isSysctlSource(`${d}/x.conf`)))
+    throw new Error("standalone script: isSysctlSource changed; update sysctlSourcePattern");
+  return pattern;
+}
+
+/**
+ * The shell functions of the sysctl conflicts in the standalone script for `profile` (plain text;
+ * the script carries them gzipped, see {@link standaloneScript}), empty when no kernel key is managed:
+ * - `pb_sysctl_awk OUT PLANNED` lists the host's sysctl sources (plan.ts `sysctlListing`, the
+ *   probe's own commands) into `sysctlSourcesAwk` (src/core/sysctlSources.ts) with the drop-in's
+ *   values (`$pb_wantspec`, `KEY=VALUE=equal …`);
+ * - `pb_conflict_lines FUNCTION` calls FUNCTION with one sentence per conflicting line
+ *   (`formatConflict`'s, then `conflictAdvice`'s);
+ * - `pb_neutral_list` (mode neutralize; run by the apply under its lock) says each on descriptor 3
+ *   and prints `FILE<TAB>LINE<TAB>TEXT` per line to comment out;
+ * - `pb_prows` prints the verification rows of what boot and `sysctl --system` would leave that
+ *   differ (verify.ts `persistedExpectations`, compare()'s hint with the winning file:line), advisory
+ *   (`pb_adv`) in mode report, else mismatches (`pb_pbad`). Needs `pb_out`, `pb_read`, `pb_say`, `pb_tell`.
+ *
+ * @param profileInput - the profile (validated here).
+ * @param options - `paths` (the drop-in's path; default Debian 12) and `conflicts` (default `"report"`).
+ */
+export function conflictShell(profileInput: ProfileInput | BacklogProfile, options: Pick<StandaloneOptions, "paths" | "conflicts"> = {}): string {
+  const profile = resolveProfile(profileInput);
+  if (options.conflicts === "none") return "";
+  const mode = conflictMode(options.conflicts, "conflicts");
+  const listing = sysctlListing(managedKeys(profile));
+  if (!listing) return "";
+  const dropIn = resolvePaths(options.paths).sysctlDropIn;
+  const rows = persistedRows(profile, mode === "report");
+  const advice = quote(conflictAdvice(mode));
+  const other = mode === "neutralize" ? quote("Not a sysctl file this library edits: change it by hand.") : advice;
+  // The parts of compare()'s hints that do not depend on the row are given once.
+  const [first] = rows;
+  if (
+    first &&
+    rows.some(
+      (r) =>
+        r.withSource[1] !== first.withSource[1] ||
+        r.withSource[2] !== first.withSource[2] ||
+        r.withoutSource[1] !== first.withoutSource[1] ||
+        r.withSource[0] !== r.withoutSource[0],
+    )
+  ) {
+    throw new Error("standalone script: the persisted rows' hints differ beyond their start; update conflictShell");
+  }
+  return [
+    `pb_sysctl_awk() { { echo @files; ${listing.files}; echo @lines; ${listing.lines}; } 2>/dev/null | LC_ALL=C awk -v dropin=${quote(dropIn)} -v want="$pb_wantspec" -v planned="$2" -v out="$1" ${quote(sysctlSourcesAwk())}; }`,
+    "pb_conflict_lines() {",
+    "  pb_sysctl_awk messages 1 | while IFS= read -r pb_m; do",
+    mode === "neutralize"
+      ? `    case $pb_m in 1*) "$1" "\${pb_m#??}. "${advice};; *) "$1" "\${pb_m#??}. "${other};; esac`
+      : `    "$1" "\${pb_m#??}. "${advice}`,
+    "  done",
+    "}",
+    mode === "neutralize" ? "pb_tell_conflict() { pb_tell 'sysctl conflict' \"$1\"; }" : 'pb_say_conflict() { pb_say "sysctl conflict: $1"; }',
+    ...(mode === "neutralize" ? ["pb_neutral_list() { pb_conflict_lines pb_tell_conflict; pb_sysctl_awk neutralize 1; }"] : []),
+    // pb_prow SETTING EXPECTED TOOL KEY PROC ADVISORY HINT_START
+    "pb_prow() {",
+    '  pb_w=$(printf \'%s\\n\' "$pb_winners" | awk -F \'\\t\' -v t="$3" -v k="$4" \'$1 == t && $2 == k { print $3 " " $4; exit }\')',
+    "  pb_eff=${pb_w%% *}; pb_src=${pb_w#* }",
+    '  if [ -z "$pb_eff" ]; then pb_src=\'\'; pb_eff=$(pb_read "$5") || pb_eff=missing; fi',
+    // Shown only when it differs (the console of an SSM run shows 2,500 characters).
+    '  if [ "$pb_eff" != missing ] && [ "$pb_eff" -eq "$2" ]; then return 0; fi',
+    '  if [ -n "$6" ]; then pb_adv=$((pb_adv + 1)); pb_out "$1" "$2" "$pb_eff" advisory; else pb_pbad=$((pb_pbad + 1)); pb_out "$1" "$2" "$pb_eff" MISMATCH; fi',
+    ...(first
+      ? [
+          `  if [ -n "$pb_src" ]; then printf '    hint: %s%s%s%s%s\\n' "$7" "$pb_eff" ${quote(first.withSource[1])} "$pb_src" ${quote(first.withSource[2])}; ` +
+            `else printf '    hint: %s%s%s\\n' "$7" "$pb_eff" ${quote(first.withoutSource[1])}; fi`,
+        ]
+      : []),
+    "}",
+    "pb_prows() {",
+    "  pb_winners=$(pb_sysctl_awk winners '')",
+    ...rows.map(
+      (r) =>
+        `  pb_prow ${quote(r.setting)} "$${kernelVariables(r.index).want}" ${quote(r.tool)} ${quote(r.key)} ${quote(procPath(r.key))} ${r.advisory ? 1 : "''"} ` +
+        quote(r.withSource[0]),
+    ),
+    "  return 0",
+    "}",
+    "",
+  ].join("\n");
+}
+
 function say(text: string): string {
   return `pb_say ${quote(text)}`;
 }
@@ -382,6 +549,8 @@ interface DecisionInputs {
   names: ServiceNames;
   files: readonly RenderedFile[];
   checked: readonly ScriptRow[];
+  /** Further settings the table shows (the width of its first column). Default: none. */
+  extraSettings?: readonly string[];
 }
 
 function decisionLines(d: DecisionInputs): string[] {
@@ -390,13 +559,13 @@ function decisionLines(d: DecisionInputs): string[] {
   const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
   const svc = (kind: RenderedFile["kind"]) => (kind === "nginx" ? "nginx" : "php");
   const serviceFiles = files.map((f, i) => ({ f, i })).filter(({ f }) => f.kind !== "sysctl");
-  const width = Math.max("SETTING".length, ...checked.map((r) => r.expected.setting.length));
+  const width = Math.max("SETTING".length, ...checked.map((r) => r.expected.setting.length), ...(d.extraSettings ?? []).map((x) => x.length));
   const format = quote(`%-${width}s  %-9s  %-9s  %s\\n`);
   return [
     "# Decisions: converge.ts decide() at run time (pulumi-backlog test/unit/decisions.test.ts).",
     "pb_read() { pb_r=$(cat \"$1\" 2>/dev/null) || return 1; case $pb_r in ''|*[!0-9]*) return 1;; esac; printf '%s' \"$pb_r\"; }",
-    "pb_sysctl() { if pb_r=$(pb_read \"$1\"); then printf '%s 1' \"$pb_r\"; else printf missing; fi; }",
-    "pb_min() { if [ \"$1\" -lt \"$2\" ]; then printf '%s' \"$1\"; else printf '%s' \"$2\"; fi; }",
+    'pb_sysctl() { if pb_r=$(pb_read "$1"); then printf \'%s 1\' "$pb_r"; else printf missing; fi; }',
+    'pb_min() { if [ "$1" -lt "$2" ]; then printf \'%s\' "$1"; else printf \'%s\' "$2"; fi; }',
     `pb_sock() { awk -v list="\${1-}" ${quote(SOCKET_AWK)}; }`,
     // Only the sockets the profile names, selected by ss itself (a socket name holding a newline and
     // a fake row never matches an exact path filter); TCP with -e for the inodes. The probe's order.
@@ -410,95 +579,99 @@ function decisionLines(d: DecisionInputs): string[] {
     // is open, the copy its rollback gives back) copied to DIR/I, or DIR/I.absent; neither: unreadable.
     "pb_keep() {",
     "  pb_f=$4",
-    "  if [ -e \"$S/txn/open\" ] && [ -f \"$S/txn/f/$5.path\" ]; then",
-    "    if [ -f \"$S/txn/f/$5.absent\" ]; then : > \"$1/$3.absent\"; return 0; fi",
+    '  if [ -e "$S/txn/open" ] && [ -f "$S/txn/f/$5.path" ]; then',
+    '    if [ -f "$S/txn/f/$5.absent" ]; then : > "$1/$3.absent"; return 0; fi',
     "    pb_f=$S/txn/f/$5.file",
     "  fi",
-    "  if [ -f \"$pb_f\" ]; then cp \"$pb_f\" \"$1/$3\" 2>/dev/null || rm -f \"$1/$3\"; else : > \"$1/$3.absent\"; fi",
+    '  if [ -f "$pb_f" ]; then cp "$pb_f" "$1/$3" 2>/dev/null || rm -f "$1/$3"; else : > "$1/$3.absent"; fi',
     "}",
-    "pb_save_before() { pb_files pb_keep \"$1\"; }",
+    'pb_save_before() { pb_files pb_keep "$1"; }',
     // pb_need SERVICE ACTION REASON: converge.ts strongest(): the strongest action, its distinct reasons joined.
     "pb_need() {",
     "  case $2 in relisten) pb_n=1;; reload) pb_n=2;; *) pb_n=3;; esac",
-    "  if [ \"$1\" = php ]; then pb_b=$pb_rank_php; pb_w=$pb_why_php; else pb_b=$pb_rank_nginx; pb_w=$pb_why_nginx; fi",
-    "  if [ \"$pb_n\" -gt \"$pb_b\" ]; then pb_b=$pb_n; pb_w=$3",
-    "  elif [ \"$pb_n\" = \"$pb_b\" ]; then case \"; $pb_w; \" in *\"; $3; \"*) ;; *) pb_w=\"$pb_w; $3\";; esac",
+    '  if [ "$1" = php ]; then pb_b=$pb_rank_php; pb_w=$pb_why_php; else pb_b=$pb_rank_nginx; pb_w=$pb_why_nginx; fi',
+    '  if [ "$pb_n" -gt "$pb_b" ]; then pb_b=$pb_n; pb_w=$3',
+    '  elif [ "$pb_n" = "$pb_b" ]; then case "; $pb_w; " in *"; $3; "*) ;; *) pb_w="$pb_w; $3";; esac',
     "  fi",
-    "  if [ \"$1\" = php ]; then pb_rank_php=$pb_b; pb_why_php=$pb_w; else pb_rank_nginx=$pb_b; pb_why_nginx=$pb_w; fi",
+    '  if [ "$1" = php ]; then pb_rank_php=$pb_b; pb_why_php=$pb_w; else pb_rank_nginx=$pb_b; pb_why_nginx=$pb_w; fi',
     "}",
     // converge.ts withoutBacklog(): the file without its backlog values.
     "pb_strip() { if [ \"$1\" = php ]; then sed '/^[[:space:]]*listen\\.backlog[[:space:]]*=/d'; else sed 's/ backlog=[0-9][0-9]*//g'; fi; }",
     // pb_file_need DIR SERVICE I PATH: converge.ts fileChangeNeed() of the file as it was (DIR/I) and is now (PATH).
     "pb_file_need() {",
     "  pb_o=$1/$3",
-    "  if [ -f \"$pb_o.absent\" ]; then",
-    "    [ -f \"$4\" ] || return 0",
-    "    if [ \"$2\" = php ]; then pb_need php restart \"$4 is new: a new pool listens only after a restart\"; else pb_need nginx reload \"$4 is new: nginx loads it on reload\"; fi",
+    '  if [ -f "$pb_o.absent" ]; then',
+    '    [ -f "$4" ] || return 0',
+    '    if [ "$2" = php ]; then pb_need php restart "$4 is new: a new pool listens only after a restart"; else pb_need nginx reload "$4 is new: nginx loads it on reload"; fi',
     "    return 0",
     "  fi",
-    "  if [ ! -f \"$pb_o\" ]; then",
-    "    if [ \"$2\" = php ]; then pb_need php restart \"$4 may have changed (not compared)\"; else pb_need nginx reload \"$4 may have changed (not compared)\"; fi",
+    '  if [ ! -f "$pb_o" ]; then',
+    '    if [ "$2" = php ]; then pb_need php restart "$4 may have changed (not compared)"; else pb_need nginx reload "$4 may have changed (not compared)"; fi',
     "    return 0",
     "  fi",
-    "  cmp -s \"$pb_o\" \"$4\" && return 0",
-    "  pb_strip \"$2\" < \"$pb_o\" > \"$pb_o.a\"; pb_strip \"$2\" < \"$4\" > \"$pb_o.b\"",
-    "  if cmp -s \"$pb_o.a\" \"$pb_o.b\"; then pb_need \"$2\" relisten \"$4: only the backlog changes\"; return 0; fi",
-    "  if [ \"$2\" = php ]; then",
+    '  cmp -s "$pb_o" "$4" && return 0',
+    '  pb_strip "$2" < "$pb_o" > "$pb_o.a"; pb_strip "$2" < "$4" > "$pb_o.b"',
+    '  if cmp -s "$pb_o.a" "$pb_o.b"; then pb_need "$2" relisten "$4: only the backlog changes"; return 0; fi',
+    '  if [ "$2" = php ]; then',
     `    pb_x=${quote(PHP_FPM_RESTART_LINES_ERE)}; grep -E "$pb_x" < "$pb_o" > "$pb_o.a"; grep -E "$pb_x" < "$4" > "$pb_o.b"`,
-    "    if ! cmp -s \"$pb_o.a\" \"$pb_o.b\"; then pb_need php restart \"$4: the listen address or socket owner/group/mode changes\"; return 0; fi",
+    '    if ! cmp -s "$pb_o.a" "$pb_o.b"; then pb_need php restart "$4: the listen address or socket owner/group/mode changes"; return 0; fi',
     "  fi",
-    "  pb_need \"$2\" reload \"$4: settings other than the listen socket change\"",
+    '  pb_need "$2" reload "$4: settings other than the listen socket change"',
     "}",
     // pb_sock_need SERVICE EXPECTED SETTING LIST (`INODE SEND-Q` lines of the matching sockets): none:
     // restart; a Send-Q that differs: listen() again on that socket with the expected backlog.
     "pb_sock_need() {",
-    "  if [ -z \"$4\" ]; then pb_need \"$1\" restart \"$3: no listening socket\"; return 0; fi",
+    '  if [ -z "$4" ]; then pb_need "$1" restart "$3: no listening socket"; return 0; fi',
     "  pb_qs=''; pb_differs=''",
     "  while read -r pb_ino pb_q; do",
-    "    pb_qs=\"${pb_qs:+$pb_qs/}$pb_q\"",
-    "    [ \"$pb_q\" != \"$2\" ] || continue",
+    '    pb_qs="${pb_qs:+$pb_qs/}$pb_q"',
+    '    [ "$pb_q" != "$2" ] || continue',
     "    pb_differs=1",
-    "    [ \"$pb_ino\" != - ] || continue",
-    "    if [ \"$1\" = php ]; then pb_pairs_php=\"$pb_pairs_php $pb_ino=$2\"; pb_olds_php=\"$pb_olds_php $pb_ino=$pb_q\"; else pb_pairs_nginx=\"$pb_pairs_nginx $pb_ino=$2\"; pb_olds_nginx=\"$pb_olds_nginx $pb_ino=$pb_q\"; fi",
+    '    [ "$pb_ino" != - ] || continue',
+    '    if [ "$1" = php ]; then pb_pairs_php="$pb_pairs_php $pb_ino=$2"; pb_olds_php="$pb_olds_php $pb_ino=$pb_q"; else pb_pairs_nginx="$pb_pairs_nginx $pb_ino=$2"; pb_olds_nginx="$pb_olds_nginx $pb_ino=$pb_q"; fi',
     "  done <<PB_SOCKETS",
     "$4",
     "PB_SOCKETS",
-    "  [ -z \"$pb_differs\" ] || pb_need \"$1\" relisten \"$3: $pb_qs \u2192 $2\"",
+    '  [ -z "$pb_differs" ] || pb_need "$1" relisten "$3: $pb_qs \u2192 $2"',
     "}",
     "pb_unit_need() {",
-    "  pb_v=$(systemctl is-active \"$2\" 2>/dev/null | head -n 1)",
-    "  case ${pb_v:-unknown} in active|reloading) ;; *) pb_need \"$1\" restart \"$2 is ${pb_v:-unknown}\";; esac",
+    '  pb_v=$(systemctl is-active "$2" 2>/dev/null | head -n 1)',
+    '  case ${pb_v:-unknown} in active|reloading) ;; *) pb_need "$1" restart "$2 is ${pb_v:-unknown}";; esac',
     "}",
     // One row per expected value (verify.ts's expectedValues), shared by the decision (pb_list=1: each
     // socket row's sockets to pb_sock_need) and the verification (pb_list='': the table row, compare()'s result and hint).
     // pb_row GROUP SETTING EXPECTED "VALUE SAME"|missing|LIST HINT_MISSING HINT_LOW HINT_TRUNC_BEFORE HINT_TRUNC_AFTER HINT_HIGH
     "pb_row() {",
-    "  if [ -n \"$pb_list\" ]; then [ \"$1\" = sysctl ] || pb_sock_need \"$1\" \"$3\" \"$2\" \"$4\"; return 0; fi",
+    '  if [ -n "$pb_list" ]; then [ "$1" = sysctl ] || pb_sock_need "$1" "$3" "$2" "$4"; return 0; fi',
     "  pb_total=$((pb_total + 1)); pb_eff=${4% *}; pb_same=${4#* }",
-    "  if [ \"$4\" = missing ]; then pb_eff=missing; pb_same=1; fi",
-    "  if [ \"$pb_eff\" != missing ] && [ \"$pb_same\" = 1 ] && [ \"$pb_eff\" -eq \"$3\" ]; then",
+    '  if [ "$4" = missing ]; then pb_eff=missing; pb_same=1; fi',
+    '  if [ "$pb_eff" != missing ] && [ "$pb_same" = 1 ] && [ "$pb_eff" -eq "$3" ]; then',
     `    printf ${format} "$2" "$3" "$pb_eff" ok; return 0`,
     "  fi",
     "  pb_bad=$((pb_bad + 1))",
-    "  if [ \"$pb_eff\" = missing ]; then pb_hint=$5",
-    "  elif [ \"$pb_eff\" -lt \"$3\" ] && [ -n \"$7\" ] && [ -n \"$pb_sx\" ] && [ \"$pb_sx\" -lt \"$3\" ]; then pb_hint=\"$7$pb_sx$8\"",
-    "  elif [ \"$pb_eff\" -lt \"$3\" ]; then pb_hint=$6",
+    '  if [ "$pb_eff" = missing ]; then pb_hint=$5',
+    '  elif [ "$pb_eff" -lt "$3" ] && [ -n "$7" ] && [ -n "$pb_sx" ] && [ "$pb_sx" -lt "$3" ]; then pb_hint="$7$pb_sx$8"',
+    '  elif [ "$pb_eff" -lt "$3" ]; then pb_hint=$6',
     "  else pb_hint=$9; fi",
     `  printf ${format} "$2" "$3" "$pb_eff" MISMATCH`,
     "  printf '    hint: %s\\n' \"$pb_hint\"",
     "}",
     "pb_rows() {",
-    ...checked.map((r) => `  pb_row ${r.group} ${quote(r.expected.setting)} ${r.expectedWord} ${r.effectiveWord} ` +
-      `${quote(r.hints.missing)} ${quote(r.hints.low)} ${quote(r.hints.truncated?.[0] ?? "")} ${quote(r.hints.truncated?.[1] ?? "")} ${quote(r.hints.high)}`),
+    ...checked.map(
+      (r) =>
+        `  pb_row ${r.group} ${quote(r.expected.setting)} ${r.expectedWord} ${r.effectiveWord} ` +
+        `${quote(r.hints.missing)} ${quote(r.hints.low)} ${quote(r.hints.truncated?.[0] ?? "")} ${quote(r.hints.truncated?.[1] ?? "")} ${quote(r.hints.high)}`,
+    ),
     "  return 0",
     "}",
     `pb_head() { printf ${format} SETTING EXPECTED EFFECTIVE RESULT; }`,
+    `pb_out() { printf ${format} "$1" "$2" "$3" "$4"; }`,
     // pb_decide BEFORE_DIR APPLY_LOG: sets pb_act_SERVICE, pb_why_SERVICE, pb_pairs_SERVICE (inode=backlog) and pb_retired.
     "pb_decide() {",
     "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''",
-    "  pb_files pb_file_need \"$1\"",
+    '  pb_files pb_file_need "$1"',
     // Files this owner managed last time and the profile no longer has: the apply gave them back (ApplyPlan.retireStale).
-    "  pb_retired=$(sed -n \"s/^@@$T retired //p\" \"$2\" 2>/dev/null | sort)",
+    '  pb_retired=$(sed -n "s/^@@$T retired //p" "$2" 2>/dev/null | sort)',
     "  while IFS= read -r pb_p; do",
     `    case $pb_p in ${quote(poolDir)}*) pb_need php restart "$pb_p goes: its pool stops listening on restart";; esac`,
     `    [ "$pb_p" != ${quote(paths.nginxConf)} ] || pb_need nginx reload "$pb_p goes back to its original"`,
@@ -546,7 +719,7 @@ export function decisionShell(profileInput: ProfileInput | BacklogProfile, optio
 /**
  * The standalone script for `profile`: `#!/bin/sh`, runs as root without a terminal, applies the
  * profile through {@link applyScript}, then gives each service converge.ts's least disruptive
- * action (see {@link decisionShell}), verifies and prints the table and `pulumi-backlog: OK` or
+ * action (see `decisionShell` in src/core/standalone.ts), verifies and prints the table and `pulumi-backlog: OK` or
  * `pulumi-backlog: MISMATCH`. Pure and deterministic: the same profile and options give the same bytes.
  *
  * @throws `ProfileError` for an invalid profile or path option; `Error` for a bad state name.
@@ -565,28 +738,55 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
   const keys = managedKeys(profile);
   const files: RenderedFile[] = render(profile, { paths });
   const dropIn = dropInTemplate(profile);
-  const managed: ManagedFile[] = files.map((f) => f.kind === "sysctl"
-    ? { path: f.path, content: dropIn.content, mode: f.mode, owner: f.owner, group: f.group, runtimeValues: dropIn.runtimeValues }
-    : { path: f.path, content: f.content, mode: f.mode, owner: f.owner, group: f.group });
+  const managed: ManagedFile[] = files.map((f) =>
+    f.kind === "sysctl"
+      ? { path: f.path, content: dropIn.content, mode: f.mode, owner: f.owner, group: f.group, runtimeValues: dropIn.runtimeValues }
+      : { path: f.path, content: f.content, mode: f.mode, owner: f.owner, group: f.group },
+  );
   // What each service needs is decided on the host inside the apply's transaction (pb_decide, after
   // the files are written and sysctl -p loaded): a failed reload or restart puts everything back.
-  const onHost = (sv: "php" | "nginx") => ({ action: `pb_act_${sv}`, reason: `pb_why_${sv}`, pairs: `pb_pairs_${sv}`, olds: `pb_olds_${sv}`, announce: "pb_tell" });
+  const onHost = (sv: "php" | "nginx") => ({
+    action: `pb_act_${sv}`,
+    reason: `pb_why_${sv}`,
+    pairs: `pb_pairs_${sv}`,
+    olds: `pb_olds_${sv}`,
+    announce: "pb_tell",
+  });
   const services: ManagedService[] = [];
   if (profile.pools.length > 0) services.push({ unit: names.phpFpmUnit, test: [names.phpFpmBinary, "-t"], action: "none", decidedOnHost: onHost("php") });
   if (profile.listeners.length > 0) services.push({ unit: names.nginxUnit, test: [names.nginxBinary, "-t"], action: "none", decidedOnHost: onHost("nginx") });
   const beforeServices = [
-    "pb_decide \"$pb_before\" \"$pb_state/apply.log\"",
-    "[ -z \"$pb_retired\" ] || printf '%s\\n' \"$pb_retired\" | while IFS= read -r pb_p; do pb_tell \"$pb_p\" 'given back as it was before the first deploy'; done",
-    ...services.map((sv) => `[ "$${sv.decidedOnHost?.action}" = none ] || pb_tell ${quote(sv.unit)} "$${sv.decidedOnHost?.action} ($${sv.decidedOnHost?.reason})"`),
+    'pb_decide "$pb_before" "$pb_state/apply.log"',
+    '[ -z "$pb_retired" ] || printf \'%s\\n\' "$pb_retired" | while IFS= read -r pb_p; do pb_tell "$pb_p" \'given back as it was before the first deploy\'; done',
+    ...services.map(
+      (sv) => `[ "$${sv.decidedOnHost?.action}" = none ] || pb_tell ${quote(sv.unit)} "$${sv.decidedOnHost?.action} ($${sv.decidedOnHost?.reason})"`,
+    ),
   ];
   const sockets = socketsToObserve(profile);
+  // Sysctl conflicts: the SSH path's model (sysctlSources.ts) run on the host by its awk port.
+  const none = options.conflicts === "none";
+  const mode = none ? "report" : conflictMode(options.conflicts, "conflicts");
+  const listing = none ? undefined : sysctlListing(keys);
+  const conflictsPart = conflictShell(profile, { paths: options.paths, conflicts: none ? "none" : mode });
   const plan: ApplyPlan = {
-    stateDir, owner: stateName, legacyName: stateName, files: managed, sysctlFile: paths.sysctlDropIn, sysctlKeys: keys, services, sockets,
-    retireStale: true, beforeServices,
+    stateDir,
+    owner: stateName,
+    legacyName: stateName,
+    files: managed,
+    sysctlFile: paths.sysctlDropIn,
+    sysctlKeys: keys,
+    services,
+    sockets,
+    retireStale: true,
+    beforeServices,
+    ...(listing && mode === "neutralize" ? { neutralizeOnHost: { list: "pb_neutral_list", sourcePattern: sysctlSourcePattern() } } : {}),
   };
   // The apply's report goes to a root-only log and is only shown, never parsed for values (but
   // for the names of retired files): a token derived from the profile keeps this script's bytes deterministic.
-  const token = createHash("sha256").update(JSON.stringify({ profile: profile.name, stateName, files: managed })).digest("hex").slice(0, 32);
+  const token = createHash("sha256")
+    .update(JSON.stringify({ profile: profile.name, stateName, files: managed }))
+    .digest("hex")
+    .slice(0, 32);
   // plan.ts's shell library once, at the top: the apply (a subshell) and the service actions both use it.
   const library = scriptLibrary(stateDir, stateName, { token });
   const apply = applyScript(plan, { token });
@@ -609,10 +809,20 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     `pb_state=${quote(stateDir)}`,
     "pb_say() { printf 'pulumi-backlog: %s\\n' \"$*\"; }",
     // From inside the apply (whose output goes to its log): a line for the reader, on descriptor 3.
-    "pb_tell() { printf 'pulumi-backlog: %s: %s\\n' \"$1\" \"$2\" >&3; }",
+    'pb_tell() { printf \'pulumi-backlog: %s: %s\\n\' "$1" "$2" >&3; }',
     ...decisionLines({ profile, paths, names, files, checked }),
+    // The sysctl conflict functions (conflictShell), gzipped and in base64 (deterministic: no name, no
+    // time): the SSM document holds 64 KB. They are this generator's own code, run as it is.
+    ...(conflictsPart && options.compact
+      ? [
+          `eval "$(printf '%s' ${quote(gzipSync(Buffer.from(conflictsPart, "utf8"), { level: 9 }).toString("base64"))} | base64 -d | gzip -dc)"`,
+          `command -v pb_prows >/dev/null 2>&1 || { ${say("FAILED: cannot unpack the script's sysctl functions (base64 -d | gzip -dc); nothing changed")}; exit ${STANDALONE_EXIT.cannotRun}; }`,
+        ]
+      : conflictsPart
+        ? conflictsPart.replace(/\n$/, "").split("\n")
+        : []),
     "pb_host=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || true)",
-    "pb_host=\"$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)${pb_host:+ ($pb_host)}\"",
+    'pb_host="$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)${pb_host:+ ($pb_host)}"',
     `pb_say ${quote(`profile "${profile.name}" (mode ${profile.mode}) on `)}"$pb_host"`,
     `if [ "$(id -u)" != 0 ]; then ${say("FAILED: must run as root (cloud-init and the SSM agent do); nothing changed")}; exit ${STANDALONE_EXIT.cannotRun}; fi`,
     "",
@@ -642,9 +852,12 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
       L.push(`${v.want}=${t.profileValue}; ${v.kept}=''`);
     }
   });
-  const keptLines = targets.map((t, i) =>
-    `if [ -n "$${kernelVariables(i).kept}" ]; then printf '%s\\n' "$${kernelVariables(i).kept}" > "$pb_state/"${quote("kept." + t.key)}; ` +
-    `else rm -f "$pb_state/"${quote("kept." + t.key)}; fi`);
+  L.push(`pb_wantspec="${targets.map((t, i) => `${t.key}=$${kernelVariables(i).want}=equal`).join(" ")}"`);
+  const keptLines = targets.map(
+    (t, i) =>
+      `if [ -n "$${kernelVariables(i).kept}" ]; then printf '%s\\n' "$${kernelVariables(i).kept}" > "$pb_state/"${quote("kept." + t.key)}; ` +
+      `else rm -f "$pb_state/"${quote("kept." + t.key)}; fi`,
+  );
   L.push(
     "",
     "# 2. The service files before the apply (root-only copies), to classify each change afterwards.",
@@ -652,7 +865,7 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     `pb_tmp=$(mktemp -d /run/pulumi-backlog-before.XXXXXX 2>/dev/null || mktemp -d "$pb_state/before.XXXXXX") || { pb_say "FAILED: cannot create a temporary directory"; exit ${STANDALONE_EXIT.cannotRun}; }`,
     "trap 'rm -rf \"$pb_tmp\"' EXIT",
     "pb_before=$pb_tmp",
-    "pb_save_before \"$pb_before\"",
+    'pb_save_before "$pb_before"',
     "",
     "# 3. Apply: plan.ts's applyScript, one transaction under the host's lock: write, give back retired",
     "#    files, test, sysctl -p, then per service the least disruptive action (pb_decide), carried out.",
@@ -660,38 +873,43 @@ export function standaloneScript(profileInput: ProfileInput | BacklogProfile, op
     "exec 3>&1",
     "(",
     applyBody.replace(/\n$/, ""),
-    ") > \"$pb_state/apply.log\" 2>&1",
+    ') > "$pb_state/apply.log" 2>&1',
     "pb_rc=$?",
-    "if [ \"$pb_rc\" != 0 ]; then",
+    'if [ "$pb_rc" != 0 ]; then',
     "  case $pb_rc in",
     `    ${STANDALONE_EXIT.configTest}) ${say("FAILED: a configuration test failed; every file was put back and no service was touched:")};;`,
     `    ${STANDALONE_EXIT.sysctl}) ${say("FAILED: sysctl -p of the drop-in failed; every file was put back:")};;`,
     `    ${STANDALONE_EXIT.write}) ${say("FAILED: a file could not be written; every file was put back:")};;`,
     `    ${STANDALONE_EXIT.restart}) ${say("FAILED: a reload or restart failed; every file was put back and the service started again on the old files:")};;`,
-    "    *) pb_say \"FAILED: the apply step stopped with exit status $pb_rc:\";;",
+    '    *) pb_say "FAILED: the apply step stopped with exit status $pb_rc:";;',
     "  esac",
     `  sed -n '/^@@${token} failed/,$p' "$pb_state/apply.log" | sed 's/^@@${token} failed /  step: /'`,
-    "  exit \"$pb_rc\"",
+    '  exit "$pb_rc"',
     "fi",
     "# Which values were kept as the host's own (applyScript recorded every value it set in applied.<key>).",
     ...keptLines,
     "",
     // What relisten did, from the apply's log.
     "sed -n 's/^listened socket /  listened socket /p' \"$pb_state/apply.log\"",
+    ...(listing && mode === "report" ? ["pb_conflict_lines pb_say_conflict"] : []),
     "",
     "# 4. Verification: one row per expected value (verify.ts's expectedValues and compare).",
     "pb_socks=$(pb_ss); pb_list=''",
     `pb_sx=$(pb_read ${quote(procPath(SOMAXCONN))}) || pb_sx=''`,
-    "pb_total=0; pb_bad=0",
+    "pb_total=0; pb_bad=0; pb_adv=0; pb_pbad=0",
     "pb_head",
     "pb_rows",
+    // What boot and sysctl --system would leave (advisory in mode report).
+    ...(conflictsPart ? ["pb_prows"] : []),
   );
   L.push(
-    "if [ \"$pb_bad\" = 0 ]; then",
-    `  pb_say "OK: all $pb_total settings verified (/proc/sys and ss) against profile "${quote(`"${profile.name}"`)}`,
+    'pb_advnote=\'\'; [ "$pb_adv" = 0 ] || pb_advnote="; $pb_adv advisory row(s): what boot or sysctl --system would leave differs (conflicts report)"',
+    '[ "$pb_pbad" = 0 ] || pb_advnote="; $pb_pbad row(s) of what boot or sysctl --system would leave differ"',
+    'if [ "$pb_bad" = 0 ] && [ "$pb_pbad" = 0 ]; then',
+    `  pb_say "OK: all $pb_total settings verified (/proc/sys and ss) against profile "${quote(`"${profile.name}"`)}"$pb_advnote"`,
     `  exit ${STANDALONE_EXIT.ok}`,
     "fi",
-    `pb_say "MISMATCH: $pb_bad of $pb_total settings differ from profile "${quote(`"${profile.name}"`)}"; details: $pb_state/apply.log"`,
+    `pb_say "MISMATCH: $pb_bad of $pb_total settings differ from profile "${quote(`"${profile.name}"`)}"$pb_advnote; details: $pb_state/apply.log"`,
     `exit ${STANDALONE_EXIT.mismatch}`,
     "",
   );

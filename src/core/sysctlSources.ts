@@ -19,7 +19,13 @@
  */
 
 /** Directories of sysctl.d files, in precedence order for equal file names (first wins). */
-export const SYSCTL_SOURCE_DIRS: readonly string[] = Object.freeze(["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"]);
+export const SYSCTL_SOURCE_DIRS: readonly string[] = Object.freeze([
+  "/etc/sysctl.d",
+  "/run/sysctl.d",
+  "/usr/local/lib/sysctl.d",
+  "/usr/lib/sysctl.d",
+  "/lib/sysctl.d",
+]);
 
 /** The classic file: read by `sysctl -p`, last by `sysctl --system`, at boot only through a link. */
 export const SYSCTL_CONF = "/etc/sysctl.conf";
@@ -153,7 +159,12 @@ export function winners(sources: SysctlSources, tool: SysctlTool, keys: readonly
  * The value each key has after a tool ran: the winning line's value, else the running value
  * (`running`, from /proc/sys) when no file sets it.
  */
-export function valuesAfter(sources: SysctlSources, tool: SysctlTool, keys: readonly string[], running: Record<string, number | undefined>): Record<string, number | undefined> {
+export function valuesAfter(
+  sources: SysctlSources,
+  tool: SysctlTool,
+  keys: readonly string[],
+  running: Record<string, number | undefined>,
+): Record<string, number | undefined> {
   const w = winners(sources, tool, keys);
   return Object.fromEntries(keys.map((k) => [k, w[k]?.value ?? running[k]]));
 }
@@ -200,7 +211,11 @@ export function sysctlConflicts(sources: SysctlSources, dropIn: string, wanted: 
         const id = `${a.file}\u0000${a.line}\u0000${key}`;
         let entry = found.get(id);
         if (!entry) {
-          entry = { c: { key, file: a.file, line: a.line, value: a.value, text: a.text, wanted: (wanted[key] as WantedValue).value }, tools: new Set(), via: new Set() };
+          entry = {
+            c: { key, file: a.file, line: a.line, value: a.value, text: a.text, wanted: (wanted[key] as WantedValue).value },
+            tools: new Set(),
+            via: new Set(),
+          };
           found.set(id, entry);
         }
         entry.tools.add(tool);
@@ -219,6 +234,16 @@ export function formatConflict(c: SysctlConflict): string {
   return `${c.file}:${c.line}${via} sets ${c.key} = ${c.value} (the profile wants ${c.wanted}); it wins over the drop-in under ${c.tools.join(", ")}`;
 }
 
+/**
+ * What a warning about a conflict says after {@link formatConflict}'s sentence, by conflicts mode
+ * (shared by BacklogHost's warnings and the standalone script's lines).
+ */
+export function conflictAdvice(mode: "report" | "neutralize"): string {
+  return mode === "neutralize"
+    ? "Mode neutralize: this run comments it out (destroy puts it back)."
+    : 'Left in place (conflicts: "report"); set conflicts: "neutralize" to comment it out, or change the file.';
+}
+
 /** The marker that starts a neutralized line; the original line follows it. */
 export const NEUTRALIZED_MARKER = "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): ";
 
@@ -233,4 +258,194 @@ export function parseAssignmentText(text: string): { key: string; value: number 
   const raw = m[2] as string;
   const value = /^\d{1,10}$/.test(raw) && Number(raw) <= 4294967295 ? Number(raw) : null;
   return { key, value };
+}
+
+// ---------------------------------------------------------------------------------------
+// The same model in awk, for the standalone script (which decides on the host, without Node)
+
+/** Sentinels that {@link sysctlSourcesAwk} fills into {@link formatConflict}'s own sentence. */
+const SENTINEL = Object.freeze({ file: "@PB_FILE@", line: 987654301, key: "@PB_KEY@", value: 987654302, wanted: 987654303, tool: "@PB_TOOL", via: "@PB_VIA" });
+
+/** {@link formatConflict}'s sentence as awk templates: without and with links, and the joiners of lists. */
+function conflictTemplates(): { plain: string; via: string; toolSep: string; viaSep: string } {
+  const base = { key: SENTINEL.key, file: SENTINEL.file, line: SENTINEL.line, value: SENTINEL.value, text: "", wanted: SENTINEL.wanted };
+  const tools = [`${SENTINEL.tool}1@`, `${SENTINEL.tool}2@`] as unknown as SysctlTool[];
+  const two = formatConflict({ ...base, tools, via: [`${SENTINEL.via}1@`, `${SENTINEL.via}2@`] });
+  const between = (a: string, b: string) => two.slice(two.indexOf(a) + a.length, two.indexOf(b));
+  const toolSep = between(`${SENTINEL.tool}1@`, `${SENTINEL.tool}2@`);
+  const viaSep = between(`${SENTINEL.via}1@`, `${SENTINEL.via}2@`);
+  const one = (via: string[]) => formatConflict({ ...base, tools: [`${SENTINEL.tool}@`] as unknown as SysctlTool[], via });
+  const plain = one([]);
+  const via = one([`${SENTINEL.via}@`]);
+  for (const t of [plain, via]) {
+    for (const s of [SENTINEL.file, String(SENTINEL.line), SENTINEL.key, String(SENTINEL.value), String(SENTINEL.wanted), `${SENTINEL.tool}@`]) {
+      if (!t.includes(s) || /[\\&\t\n"]/.test(t)) throw new Error("sysctlSourcesAwk: formatConflict changed shape; update conflictTemplates");
+    }
+  }
+  return { plain, via, toolSep, viaSep };
+}
+
+/**
+ * A POSIX awk program (Debian's mawk runs it; with `LC_ALL=C`, so that strings compare byte by
+ * byte, as file names sort for systemd and procps) that reads what {@link sysctlListing} (plan.ts)
+ * prints, `@files` and then `@lines` before each part, and applies this module's model to it:
+ * {@link loadOrder}, {@link appliedAssignments}, {@link winners}, {@link withDropIn} and
+ * {@link sysctlConflicts}, generated from the same constants ({@link SYSCTL_SOURCE_DIRS},
+ * {@link SYSCTL_CONF}, {@link SYSCTL_TOOLS}) and {@link formatConflict}'s sentence.
+ * test/unit/core/sysctlSources.test.ts runs it beside the TypeScript on the same sources.
+ *
+ * Variables (`-v`):
+ * - `dropin`: the drop-in's path;
+ * - `want`: the managed keys with the drop-in's values, `KEY=VALUE=equal|atLeast` separated by spaces;
+ * - `planned`: `1` to take the drop-in as holding `want` (its present lines ignored, counted as
+ *   present even when absent: {@link withDropIn}), empty to read it as it is;
+ * - `out`: `messages` (one line per conflict: `1` or `0` for whether the file is one the library may
+ *   comment lines out of, a tab, then {@link formatConflict}'s sentence), `neutralize`
+ *   (`FILE<TAB>LINE<TAB>TEXT` per conflicting line in such a file) or `winners` (per tool and key,
+ *   `TOOL<TAB>KEY<TAB>VALUE<TAB>FILE:LINE`, VALUE and source empty when no file sets the key).
+ * No `'` (it is passed quoted to a shell) and no `{{` (SSM reads `{{ … }}` as a parameter).
+ */
+export function sysctlSourcesAwk(): string {
+  const t = conflictTemplates();
+  const q = (s: string) => `"${s}"`;
+  const awk = `
+function cmp(a, b) { return a < b ? -1 : (a > b ? 1 : 0) }
+function trim(s) { sub(/^[ \\t\\r\\v\\f]+/, "", s); sub(/[ \\t\\r\\v\\f]+$/, "", s); return s }
+function base(p) { return substr(p, match(p, /[^\\/]*$/)) }
+function dir(p) { return substr(p, 1, length(p) - length(base(p)) - 1) }
+function issource(f,    i) {
+  if (f == conf) return 1
+  for (i = 1; i <= ndirs; i++) if (dir(f) == dirs[i] && base(f) ~ /^[A-Za-z0-9_.+@-]+\\.conf$/) return 1
+  return 0
+}
+function order(tool,    i, j, k, n, p, r, nm, have, names, nn, x) {
+  no = 0
+  if (tool == "sysctl -p") { if (conf in present) seqp[++no] = conf; return }
+  nn = 0
+  for (i = 1; i <= nfiles + extra; i++) {
+    p = i <= nfiles ? files[i] : dropin
+    r = 0
+    for (j = 1; j <= ndirs; j++) if (dir(p) == dirs[j]) { r = j; break }
+    if (r == 0 || p !~ /\\.conf$/) continue
+    nm = base(p)
+    if (!(nm in rank)) { names[++nn] = nm; rank[nm] = r; by[nm] = p }
+    else if (r < rank[nm]) { rank[nm] = r; by[nm] = p }
+  }
+  for (i = 2; i <= nn; i++) { x = names[i]; for (j = i - 1; j >= 1 && cmp(names[j], x) > 0; j--) names[j + 1] = names[j]; names[j + 1] = x }
+  for (i = 1; i <= nn; i++) { seqp[++no] = by[names[i]]; delete rank[names[i]]; delete by[names[i]] }
+  if (tool == "sysctl --system" && (conf in present)) seqp[++no] = conf
+}
+function assignments(tool,    i, j, p, f) {
+  na = 0
+  order(tool)
+  for (i = 1; i <= no; i++) {
+    p = seqp[i]
+    if ((p in target) && target[p] == "/dev/null") continue
+    f = (p in target) ? target[p] : p
+    if (planned != "" && p == dropin) {
+      for (j = 1; j <= nkeys; j++) { na++; ap[na] = p; af[na] = f; al[na] = j; ak[na] = keys[j]; av[na] = wv[keys[j]]; at[na] = keys[j] " = " wv[keys[j]] }
+      continue
+    }
+    for (j = 1; j <= nlines; j++) {
+      if (lp[j] != p || !(lk[j] in wv)) continue
+      na++; ap[na] = p; af[na] = f; al[na] = ln[j]; ak[na] = lk[j]; av[na] = lv[j]; at[na] = lt[j]
+    }
+  }
+}
+function ok(v, k) { return wc[k] == "atLeast" ? v + 0 >= wv[k] + 0 : v + 0 == wv[k] + 0 }
+BEGIN {
+  ndirs = split(${q(SYSCTL_SOURCE_DIRS.join(" "))}, dirs, " ")
+  conf = ${q(SYSCTL_CONF)}
+  ntools = split(${q(SYSCTL_TOOLS.join(","))}, tools, ",")
+  nkeys = split(want, w, " ")
+  for (i = 1; i <= nkeys; i++) { split(w[i], kv, "="); keys[i] = kv[1]; wv[kv[1]] = kv[2]; wc[kv[1]] = kv[3] }
+  section = ""; nfiles = 0; nlines = 0
+}
+$0 == "@files" || $0 == "@lines" { section = $0; next }
+section == "@files" && $0 != "" {
+  p = $0; t = ""
+  i = index($0, " -> ")
+  if (i > 0) { p = substr($0, 1, i - 1); t = substr($0, i + 4) }
+  if (p in present) next
+  present[p] = 1; files[++nfiles] = p
+  if (i > 0) target[p] = t
+  next
+}
+section == "@lines" && $0 != "" {
+  i = index($0, ":"); if (i == 0) next
+  p = substr($0, 1, i - 1); rest = substr($0, i + 1)
+  i = index(rest, ":"); if (i == 0) next
+  n = substr(rest, 1, i - 1); text = trim(substr(rest, i + 1))
+  if (n !~ /^[0-9]+$/) next
+  s = text; sub(/^-/, "", s); s = trim(s)
+  if (!match(s, /^[A-Za-z0-9_.\\/-]+/)) next
+  k = substr(s, 1, RLENGTH); s = trim(substr(s, RLENGTH + 1))
+  if (substr(s, 1, 1) != "=") next
+  v = trim(substr(s, 2))
+  gsub(/\\//, ".", k)
+  if (v !~ /^[0-9]+$/ || length(v) > 10 || v + 0 > 4294967295) v = ""
+  nlines++; lp[nlines] = p; ln[nlines] = n + 0; lk[nlines] = k; lv[nlines] = v; lt[nlines] = text
+}
+END {
+  extra = (planned != "" && !(dropin in present)) ? 1 : 0
+  if (out == "winners") {
+    for (ti = 1; ti <= ntools; ti++) {
+      assignments(tools[ti])
+      for (j = 1; j <= nkeys; j++) {
+        wvv = ""; src = ""
+        for (i = 1; i <= na; i++) if (ak[i] == keys[j] && av[i] != "") { wvv = av[i]; src = af[i] ":" al[i] }
+        printf "%s\\t%s\\t%s\\t%s\\n", tools[ti], keys[j], wvv, src
+      }
+    }
+    exit
+  }
+  nc = 0
+  for (ti = 1; ti <= ntools; ti++) {
+    assignments(tools[ti])
+    for (j = 1; j <= nkeys; j++) {
+      k = keys[j]; after = 0
+      for (i = 1; i <= na; i++) if (ak[i] == k && ap[i] == dropin) after = i
+      for (i = after + 1; i <= na; i++) {
+        if (ak[i] != k || ap[i] == dropin || av[i] == "" || ok(av[i], k)) continue
+        id = af[i] SUBSEP al[i] SUBSEP k
+        if (!(id in cidx)) { cidx[id] = ++nc; cf[nc] = af[i]; cl[nc] = al[i]; ck[nc] = k; cv[nc] = av[i]; ct[nc] = at[i]; ctools[nc] = ""; cvia[nc] = "" }
+        c = cidx[id]
+        if (index(ctools[c], "|" tools[ti] "|") == 0) ctools[c] = ctools[c] "|" tools[ti] "|"
+        if (ap[i] != af[i] && index(cvia[c], "|" ap[i] "|") == 0) cvia[c] = cvia[c] "|" ap[i] "|"
+      }
+    }
+  }
+  for (i = 1; i <= nc; i++) srt[i] = i
+  for (i = 2; i <= nc; i++) {
+    x = srt[i]
+    for (j = i - 1; j >= 1; j--) { y = srt[j]; r = cmp(cf[y], cf[x]); if (r < 0 || (r == 0 && cl[y] <= cl[x])) break; srt[j + 1] = y }
+    srt[j + 1] = x
+  }
+  for (s = 1; s <= nc; s++) {
+    c = srt[s]
+    if (out == "neutralize") { if (issource(cf[c])) printf "%s\\t%s\\t%s\\n", cf[c], cl[c], ct[c]; continue }
+    tl = ""
+    for (ti = 1; ti <= ntools; ti++) if (index(ctools[c], "|" tools[ti] "|")) tl = tl (tl == "" ? "" : ${q(t.toolSep)}) tools[ti]
+    nv = split(cvia[c], vs, "|"); vl = ""; m = 0
+    for (i = 1; i <= nv; i++) if (vs[i] != "") vv[++m] = vs[i]
+    for (i = 2; i <= m; i++) { x = vv[i]; for (j = i - 1; j >= 1 && cmp(vv[j], x) > 0; j--) vv[j + 1] = vv[j]; vv[j + 1] = x }
+    for (i = 1; i <= m; i++) vl = vl (i == 1 ? "" : ${q(t.viaSep)}) vv[i]
+    msg = m > 0 ? ${q(t.via)} : ${q(t.plain)}
+    msg = fill(msg, ${q(SENTINEL.file)}, cf[c]); msg = fill(msg, ${q(String(SENTINEL.line))}, cl[c]); msg = fill(msg, ${q(SENTINEL.key)}, ck[c])
+    msg = fill(msg, ${q(String(SENTINEL.value))}, cv[c]); msg = fill(msg, ${q(String(SENTINEL.wanted))}, wv[ck[c]])
+    msg = fill(msg, ${q(SENTINEL.tool + "@")}, tl); msg = fill(msg, ${q(SENTINEL.via + "@")}, vl)
+    printf "%s\\t%s\\n", issource(cf[c]), msg
+  }
+}
+function fill(s, a, b,    i) { i = index(s, a); if (i == 0) return s; return substr(s, 1, i - 1) b substr(s, i + length(a)) }
+`;
+  if (awk.includes("'") || awk.includes("{{")) throw new Error("sysctlSourcesAwk: the program holds a ' or {{");
+  // Indentation off: the program travels in EC2 user data (16 KB after gzip).
+  return (
+    awk
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .join("\n") + "\n"
+  );
 }

@@ -4,7 +4,7 @@
  * safe to place in an ini file, an nginx file and a shell argument, and the parsers for
  * listen addresses.
  *
- * Everything here is pure and knows nothing about the shape of a profile; `profile.ts`
+ * Everything here is pure and knows nothing about the shape of a profile; `profile/walk.ts`
  * walks the input and calls these checks with the field path of each value.
  *
  * @packageDocumentation
@@ -24,7 +24,7 @@ export interface Problem {
   readonly path: string;
   /** The offending value as given (or as derived, for derived fields). */
   readonly value: unknown;
-  /** Id of the rule that failed (see `rules` in `profile.ts` and docs/profile.md). */
+  /** Id of the rule that failed (see `rules` in `profile/rules.ts` and docs/profile.md). */
   readonly rule: string;
   /** What is wrong and why it matters. */
   readonly message: string;
@@ -169,29 +169,29 @@ export const LIMITS = Object.freeze({
  * returns `undefined` otherwise (strings such as `"1024"`, `NaN`, `1.5`, `-1`, `0` below
  * the minimum are all rejected, never coerced).
  */
-export function checkInt(
-  problems: Problems,
-  path: string,
-  value: unknown,
-  range: IntRange,
-  rule: string,
-  what: string,
-): number | undefined {
+export function checkInt(problems: Problems, path: string, value: unknown, range: IntRange, rule: string, what: string): number | undefined {
   if (typeof value !== "number") {
-    problems.add(path, value, rule, `${what} must be a number, got ${typeof value}`,
-      `write a whole number between ${range.min} and ${range.max} (not a string)`);
+    problems.add(
+      path,
+      value,
+      rule,
+      `${what} must be a number, got ${typeof value}`,
+      `write a whole number between ${range.min} and ${range.max} (not a string)`,
+    );
     return undefined;
   }
   if (!Number.isInteger(value)) {
-    problems.add(path, value, rule, `${what} must be a whole number`,
-      `write a whole number between ${range.min} and ${range.max}`);
+    problems.add(path, value, rule, `${what} must be a whole number`, `write a whole number between ${range.min} and ${range.max}`);
     return undefined;
   }
   if (value < range.min || value > range.max) {
-    problems.add(path, value, rule, `${what} must be between ${range.min} and ${range.max}`,
-      value < range.min
-        ? `raise it to at least ${range.min}; -1/0 ("use the default") are not accepted: give the number`
-        : `lower it to at most ${range.max}`);
+    problems.add(
+      path,
+      value,
+      rule,
+      `${what} must be between ${range.min} and ${range.max}`,
+      value < range.min ? `raise it to at least ${range.min}; -1/0 ("use the default") are not accepted: give the number` : `lower it to at most ${range.max}`,
+    );
     return undefined;
   }
   return value;
@@ -237,8 +237,7 @@ export const SOCKET_MODE_PATTERN = /^0?[0-7]{3}$/;
  * `pm.status_path`), or one of the array directives with a subkey
  * (`php_admin_value[memory_limit]`, `env[PATH]`).
  */
-export const INI_KEY_PATTERN =
-  /^(?:[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*|(?:env|php_value|php_admin_value|php_flag|php_admin_flag)\[[A-Za-z0-9_.-]{1,128}\])$/;
+export const INI_KEY_PATTERN = /^(?:[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*|(?:env|php_value|php_admin_value|php_flag|php_admin_flag)\[[A-Za-z0-9_.-]{1,128}\])$/;
 
 /**
  * php-fpm extra directive value: 1–1024 characters, letters, digits, space and
@@ -275,15 +274,7 @@ export const OWNED_POOL_KEYS: readonly string[] = Object.freeze([
 ]);
 
 /** Check a string field against a pattern; returns the string or `undefined` (problem recorded). */
-export function checkPattern(
-  problems: Problems,
-  path: string,
-  value: unknown,
-  pattern: RegExp,
-  rule: string,
-  what: string,
-  fix: string,
-): string | undefined {
+export function checkPattern(problems: Problems, path: string, value: unknown, pattern: RegExp, rule: string, what: string, fix: string): string | undefined {
   if (typeof value !== "string") {
     problems.add(path, value, rule, `${what} must be a string, got ${typeof value}`, fix);
     return undefined;
@@ -331,19 +322,21 @@ export function isSafeAbsolutePath(value: unknown): value is string {
  */
 export function checkAbsolutePath(problems: Problems, path: string, value: unknown, what: string): string | undefined {
   if (typeof value !== "string") {
-    problems.add(path, value, "safe-path", `${what} must be a string, got ${typeof value}`,
-      "give an absolute path such as /var/www/html");
+    problems.add(path, value, "safe-path", `${what} must be a string, got ${typeof value}`, "give an absolute path such as /var/www/html");
     return undefined;
   }
   if (!value.startsWith("/")) {
-    problems.add(path, value, "safe-path", `${what} must be an absolute path (start with /)`,
-      `write it from the root, e.g. /${value.replace(/^\.?\/*/, "")}`);
+    problems.add(path, value, "safe-path", `${what} must be an absolute path (start with /)`, `write it from the root, e.g. /${value.replace(/^\.?\/*/, "")}`);
     return undefined;
   }
   if (!isSafeAbsolutePath(value)) {
-    problems.add(path, value, "safe-path",
+    problems.add(
+      path,
+      value,
+      "safe-path",
       `${what} ${/[\s;{}[\]="'`$\\]/.test(value) ? describeBadString(value) : "may only use letters, digits, _ . + - between single slashes, with no . or .. segment"}`,
-      "use a plain absolute path such as /run/php/app.sock or /var/www/html");
+      "use a plain absolute path such as /run/php/app.sock or /var/www/html",
+    );
     return undefined;
   }
   return value;
@@ -352,17 +345,21 @@ export function checkAbsolutePath(problems: Problems, path: string, value: unkno
 /** Why a unix socket path is refused, or `undefined` when it is fine. */
 export function unixSocketPathProblem(value: string): { message: string; fix: string } | undefined {
   if (value.startsWith("unix:")) {
-    return { message: "php-fpm takes a plain path, without the nginx-style unix: prefix",
-      fix: `write ${value.slice(5)}` };
+    return { message: "php-fpm takes a plain path, without the nginx-style unix: prefix", fix: `write ${value.slice(5)}` };
   }
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > LIMITS.unixPathBytes) {
-    return { message: `is ${bytes} bytes; a unix socket path holds at most ${LIMITS.unixPathBytes} (sun_path is 108 bytes with the NUL) and php-fpm refuses longer ones`,
-      fix: "use a shorter path such as /run/php/<pool>.sock" };
+    return {
+      message: `is ${bytes} bytes; a unix socket path holds at most ${LIMITS.unixPathBytes} (sun_path is 108 bytes with the NUL) and php-fpm refuses longer ones`,
+      fix: "use a shorter path such as /run/php/<pool>.sock",
+    };
   }
   if (/^\/(?:var\/)?tmp\//.test(value)) {
-    return { message: "is under /tmp or /var/tmp: php-fpm's upstream systemd unit runs with PrivateTmp=true, so nginx would not see the socket, and tmp cleaners may delete it",
-      fix: "put the socket in /run/php/ (created by the php-fpm service)" };
+    return {
+      message:
+        "is under /tmp or /var/tmp: php-fpm's upstream systemd unit runs with PrivateTmp=true, so nginx would not see the socket, and tmp cleaners may delete it",
+      fix: "put the socket in /run/php/ (created by the php-fpm service)",
+    };
   }
   if (value.endsWith("/")) {
     return { message: "names a directory, not a socket file", fix: "end the path with the socket file name, e.g. /run/php/app.sock" };
@@ -437,12 +434,8 @@ export type ListenFlavour = "php-fpm" | "nginx";
  *
  * @returns the endpoint, or `{ message, fix }` explaining the refusal.
  */
-export function parseTcpEndpoint(
-  value: string | number,
-  flavour: ListenFlavour,
-): TcpEndpoint | { message: string; fix: string } {
-  const portOnly = (p: number): TcpEndpoint =>
-    flavour === "nginx" ? { family: "ipv4", host: "0.0.0.0", port: p } : { family: "any", host: null, port: p };
+export function parseTcpEndpoint(value: string | number, flavour: ListenFlavour): TcpEndpoint | { message: string; fix: string } {
+  const portOnly = (p: number): TcpEndpoint => (flavour === "nginx" ? { family: "ipv4", host: "0.0.0.0", port: p } : { family: "any", host: null, port: p });
   const badPort = (p: string) => ({
     message: `port ${JSON.stringify(p)} must be a whole number between ${LIMITS.port.min} and ${LIMITS.port.max}`,
     fix: "use a port such as 9000 or 8080",
@@ -477,14 +470,18 @@ export function parseTcpEndpoint(
     const inner = rawHost.slice(1, -1);
     const v6 = canonicalIpv6(inner);
     if (v6 === undefined) {
-      return { message: `${JSON.stringify(inner)} is not a plain IPv6 address (no zone ids, no IPv4-mapped forms)`,
-        fix: "use an address such as ::1 or ::, or the IPv4 address itself" };
+      return {
+        message: `${JSON.stringify(inner)} is not a plain IPv6 address (no zone ids, no IPv4-mapped forms)`,
+        fix: "use an address such as ::1 or ::, or the IPv4 address itself",
+      };
     }
     return { family: "ipv6", host: v6, port };
   }
   if (isIpv4(rawHost)) return { family: "ipv4", host: rawHost, port };
-  return { message: `host ${JSON.stringify(rawHost)} must be an IP address (no host names: the socket is verified against ss, which shows addresses)`,
-    fix: "use 127.0.0.1, 0.0.0.0, [::1] or [::]" };
+  return {
+    message: `host ${JSON.stringify(rawHost)} must be an IP address (no host names: the socket is verified against ss, which shows addresses)`,
+    fix: "use 127.0.0.1, 0.0.0.0, [::1] or [::]",
+  };
 }
 
 /** A TCP socket as a program binds it (the program decides the dual-stack behaviour). */
@@ -530,27 +527,41 @@ export function endpointsOverlap(a: BoundEndpoint, b: BoundEndpoint): boolean {
 export function checkExtraDirective(problems: Problems, path: string, key: string, value: unknown): string | undefined {
   let ok = true;
   if (!INI_KEY_PATTERN.test(key)) {
-    problems.add(path, key, "ini-key", `extra directive key ${describeBadString(key)}; keys are lower-case dotted names or env/php_value/php_admin_value/php_flag/php_admin_flag[NAME]`,
-      "use a php-fpm pool directive name such as request_terminate_timeout or php_admin_value[memory_limit]");
+    problems.add(
+      path,
+      key,
+      "ini-key",
+      `extra directive key ${describeBadString(key)}; keys are lower-case dotted names or env/php_value/php_admin_value/php_flag/php_admin_flag[NAME]`,
+      "use a php-fpm pool directive name such as request_terminate_timeout or php_admin_value[memory_limit]",
+    );
     ok = false;
   }
   const lower = key.toLowerCase();
   if (OWNED_POOL_KEYS.includes(lower)) {
-    problems.add(path, key, "owned-directive", `extra directive ${JSON.stringify(key)} would override a setting the profile owns`,
-      ownedKeyFix(lower));
+    problems.add(path, key, "owned-directive", `extra directive ${JSON.stringify(key)} would override a setting the profile owns`, ownedKeyFix(lower));
     ok = false;
   }
   let text: string | undefined;
   if (typeof value === "number" && Number.isFinite(value)) text = String(value);
   else if (typeof value === "string") text = value;
   if (text === undefined) {
-    problems.add(path, value, "ini-value", `extra directive value must be a string or a finite number, got ${typeof value === "number" ? String(value) : typeof value}`,
-      "give the value as a string, e.g. \"128M\"");
+    problems.add(
+      path,
+      value,
+      "ini-value",
+      `extra directive value must be a string or a finite number, got ${typeof value === "number" ? String(value) : typeof value}`,
+      'give the value as a string, e.g. "128M"',
+    );
     return undefined;
   }
   if (!INI_VALUE_PATTERN.test(text)) {
-    problems.add(path, value, "ini-value", `extra directive value ${describeBadString(text)}; allowed: letters, digits, space and _ . / : , @ % + * # -`,
-      "use a plain value (for error_reporting give the integer, e.g. 22527)");
+    problems.add(
+      path,
+      value,
+      "ini-value",
+      `extra directive value ${describeBadString(text)}; allowed: letters, digits, space and _ . / : , @ % + * # -`,
+      "use a plain value (for error_reporting give the integer, e.g. 22527)",
+    );
     return undefined;
   }
   return ok ? text : undefined;

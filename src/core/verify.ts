@@ -77,8 +77,21 @@ export interface ListeningSocket {
 }
 
 // An array, not a Set: this module runs inside the dynamic provider, whose serialized code cannot carry Sets.
-const STATES: readonly string[] = Object.freeze(["LISTEN", "UNCONN", "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2",
-  "TIME-WAIT", "CLOSE-WAIT", "LAST-ACK", "CLOSING", "CLOSED", "UNKNOWN"]);
+const STATES: readonly string[] = Object.freeze([
+  "LISTEN",
+  "UNCONN",
+  "ESTAB",
+  "SYN-SENT",
+  "SYN-RECV",
+  "FIN-WAIT-1",
+  "FIN-WAIT-2",
+  "TIME-WAIT",
+  "CLOSE-WAIT",
+  "LAST-ACK",
+  "CLOSING",
+  "CLOSED",
+  "UNKNOWN",
+]);
 
 function count(text: string, what: string, line: number): number {
   if (!/^\d+$/.test(text)) throw verifyParseError(`${what} ${JSON.stringify(text)} is not a number`, line);
@@ -235,13 +248,21 @@ export const PERSISTED_TOOLS: readonly SysctlTool[] = Object.freeze(["systemd-sy
  * @param advisory - mark the rows advisory (mode `report`).
  */
 export function persistedExpectations(expected: readonly ExpectedValue[], advisory: boolean): ExpectedValue[] {
-  return PERSISTED_TOOLS.flatMap((tool) => expected.flatMap((e): ExpectedValue[] => e.target.kind !== "sysctl" ? [] : [{
-    setting: `${e.target.key} after ${tool === "systemd-sysctl" ? "boot (systemd-sysctl)" : tool}`,
-    target: { kind: "persisted", key: e.target.key, tool },
-    expected: e.expected,
-    comparison: e.comparison,
-    ...(advisory ? { advisory: true } : {}),
-  }]));
+  return PERSISTED_TOOLS.flatMap((tool) =>
+    expected.flatMap((e): ExpectedValue[] =>
+      e.target.kind !== "sysctl"
+        ? []
+        : [
+            {
+              setting: `${e.target.key} after ${tool === "systemd-sysctl" ? "boot (systemd-sysctl)" : tool}`,
+              target: { kind: "persisted", key: e.target.key, tool },
+              expected: e.expected,
+              comparison: e.comparison,
+              ...(advisory ? { advisory: true } : {}),
+            },
+          ],
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,9 +341,10 @@ export function expectedValues(profile: BacklogProfile, hostBefore?: KernelValue
       target: {
         kind: "socket",
         service: "php-fpm",
-        socket: p.listen.kind === "unix"
-          ? { kind: "unix", path: p.listen.path }
-          : { kind: "tcp", endpoint: p.listen.endpoint, dualStack: isDualStack({ program: "php-fpm", endpoint: p.listen.endpoint }) },
+        socket:
+          p.listen.kind === "unix"
+            ? { kind: "unix", path: p.listen.path }
+            : { kind: "tcp", endpoint: p.listen.endpoint, dualStack: isDualStack({ program: "php-fpm", endpoint: p.listen.endpoint }) },
       },
       // php-fpm's own rules first (an ondemand pool before PHP 8.2 gets at least 511).
       expected: kernelBacklog(phpFpmListenArg(php, p.backlog, p.pm.style), somaxconn),
@@ -397,11 +419,14 @@ function serviceOf(e: ExpectedValue): string {
 function hintFor(e: ExpectedValue, effective: number | null, somaxconnNow: number | undefined, source?: string): string {
   if (e.target.kind === "persisted") {
     if (effective === null) return `${e.target.key}: the host's sysctl files were not read`;
-    return `${e.target.tool} would set ${effective}${source ? ` from ${source}` : ""}, undoing the drop-in: ` +
-      "set conflicts: \"neutralize\" to comment the line out, or change that file";
+    return (
+      `${e.target.tool} would set ${effective}${source ? ` from ${source}` : ""}, undoing the drop-in: ` +
+      'set conflicts: "neutralize" to comment the line out, or change that file'
+    );
   }
   if (e.target.kind === "sysctl") {
-    if (effective === null) return `${e.target.key} could not be read: the key is hidden in a network namespace owned by an unprivileged user namespace, or the read failed`;
+    if (effective === null)
+      return `${e.target.key} could not be read: the key is hidden in a network namespace owned by an unprivileged user namespace, or the read failed`;
     return effective < e.expected
       ? "the drop-in was not applied, or a later-sorted sysctl.d file or a real /etc/sysctl.conf (sysctl --system) set it back: run sysctl -p on the drop-in and look for other files setting the key"
       : "the running value is higher than the profile (mode exact): something else raised it after the drop-in was applied";
@@ -469,15 +494,28 @@ export interface HostComparison {
  * as `>=N`, missing values as `missing`. Returns `""` when every row is ok.
  */
 export function formatMismatchTable(hosts: readonly HostComparison[]): string {
-  const rows = hosts.flatMap((h) => h.rows.filter((r) => !r.ok).map((r) => [
-    h.host,
-    r.setting,
-    r.comparison === "atLeast" ? `>=${r.expected}` : String(r.expected),
-    r.effective === null ? "missing" : String(r.effective),
-    r.hint,
-  ]));
+  const rows = hosts.flatMap((h) =>
+    h.rows
+      .filter((r) => !r.ok)
+      .map((r) => [
+        h.host,
+        r.setting,
+        r.comparison === "atLeast" ? `>=${r.expected}` : String(r.expected),
+        r.effective === null ? "missing" : String(r.effective),
+        r.hint,
+      ]),
+  );
   if (rows.length === 0) return "";
   const table = [["HOST", "SETTING", "EXPECTED", "EFFECTIVE", "HINT"], ...rows];
   const widths = [0, 1, 2, 3].map((c) => Math.max(...table.map((r) => (r[c] as string).length)));
-  return table.map((r) => r.map((cell, c) => (c < 4 ? cell.padEnd(widths[c] as number) : cell)).join("  ").trimEnd()).join("\n") + "\n";
+  return (
+    table
+      .map((r) =>
+        r
+          .map((cell, c) => (c < 4 ? cell.padEnd(widths[c] as number) : cell))
+          .join("  ")
+          .trimEnd(),
+      )
+      .join("\n") + "\n"
+  );
 }

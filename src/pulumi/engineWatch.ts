@@ -10,7 +10,7 @@
  *
  * @packageDocumentation
  */
-import net from "net";
+import net from "node:net";
 
 /** A signal that aborts when the engine stops answering, and a function that stops watching. */
 export interface EngineWatch {
@@ -33,7 +33,7 @@ export function watchEngine(address: string | undefined = process.argv[2], inter
   const port = Number(m[2]);
   let refused = 0;
   let stopped = false;
-  let timer: ReturnType<typeof setInterval> | undefined = undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
   const check = () => {
     if (stopped) return;
     const socket = net.connect({ host, port });

@@ -11,11 +11,22 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { watchEngine } from "./engineWatch";
-import { ApplyPlan, ManagedService, RelistenSocket, ServiceAction, applyScript, contentHash, probeScript, reportToken, restoreScript } from "../core/plan";
+import {
+  type ApplyPlan,
+  type ManagedService,
+  type RelistenSocket,
+  type ServiceAction,
+  applyScript,
+  contentHash,
+  probeScript,
+  reportToken,
+  restoreScript,
+} from "../core/plan";
 import type { HostChanges, HostDecision } from "../core/converge";
-import { HostReport, effectiveOf, parseReport } from "../core/report";
-import { ScriptResult, SshConnection, runScript } from "../transport/ssh";
-import { ComparisonRow, ExpectedValue, compare, formatMismatchTable } from "../core/verify";
+import { type HostReport, effectiveOf, parseReport } from "../core/report";
+import { type ScriptResult, type SshConnection, runScript } from "../transport/ssh";
+import { type ComparisonRow, type ExpectedValue, compare, formatMismatchTable } from "../core/verify";
+import { type HostRollout, rolloutNote } from "../core/rollout";
 
 /** Plain inputs of the provider (the component passes Outputs of these). */
 export interface HostSettingsInputs {
@@ -117,6 +128,14 @@ export interface RunInputs {
    * run repaired.
    */
   changes: HostChanges;
+  /**
+   * The host's place in its fleet's rollout (set by `BacklogFleet` when the rollout has more than
+   * one batch; see {@link runWithPlace}): a failure of this host ends its message with the hosts it
+   * leaves untouched (core rollout.ts `rolloutNote`). Read only when the host fails. Part of `run`
+   * so that it adds no line of its own to `pulumi preview --diff`; a change of it alone is no change
+   * (the diff looks at the changes, not at the place).
+   */
+  rolloutPlace?: HostRollout;
 }
 
 /** {@link HostSettingsInputs.plan}: an `ApplyPlan` whose services carry unit, test and ports only. */
@@ -157,6 +176,17 @@ export function decisionInputs(d: Pick<HostDecision, "plan" | "changes">, previe
   };
 }
 
+/**
+ * {@link HostSettingsInputs.run} with the host's place in its fleet's rollout (none: as it is). A
+ * host without a decision (its probe failed) that has a place gets a run that changes nothing but
+ * carries the place, so that its failure message names the hosts after it too. Pure.
+ */
+export function runWithPlace(run: RunInputs | undefined, place: HostRollout | undefined): RunInputs | undefined {
+  if (place === undefined) return run;
+  const base: RunInputs = run ?? { steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } };
+  return { ...base, rolloutPlace: place };
+}
+
 /** Per setting, `current → wanted` (mode atLeast: `→ >=wanted`; a socket not listening: `missing`). */
 export function settingLines(c: Pick<HostChanges, "settings">): Record<string, string> {
   return Object.fromEntries(c.settings.map((s) => [s.setting, `${s.current ?? "missing"} → ${s.comparison === "atLeast" ? ">=" : ""}${s.wanted}`]));
@@ -164,16 +194,26 @@ export function settingLines(c: Pick<HostChanges, "settings">): Record<string, s
 
 /** A unified diff's lines without its `---`/`+++` header (the file's path is the key already). */
 function diffLines(diff: string): string[] {
-  return diff.replace(/\n$/, "").split("\n").filter((l, i) => !(i < 2 && /^(---|\+\+\+) /.test(l)));
+  return diff
+    .replace(/\n$/, "")
+    .split("\n")
+    .filter((l, i) => !(i < 2 && /^(---|\+\+\+) /.test(l)));
 }
 
 /** Whether the inputs say this run changes anything on the host. */
 export function hasChanges(i: Pick<HostSettingsInputs, "run" | "settings" | "files" | "services" | "retired" | "recovers">): boolean {
   const c = i.run?.changes;
   const inRun = c !== undefined && (c.settings.length > 0 || c.files.length > 0 || c.retired.length > 0 || c.services.length > 0 || c.recovers);
-  return inRun || Object.keys(i.run?.steps ?? {}).length > 0 || (i.run?.retired ?? []).length > 0 ||
-    Object.keys(i.settings ?? {}).length > 0 || Object.keys(i.files ?? {}).length > 0 ||
-    Object.keys(i.services ?? {}).length > 0 || (i.retired ?? []).length > 0 || i.recovers === true;
+  return (
+    inRun ||
+    Object.keys(i.run?.steps ?? {}).length > 0 ||
+    (i.run?.retired ?? []).length > 0 ||
+    Object.keys(i.settings ?? {}).length > 0 ||
+    Object.keys(i.files ?? {}).length > 0 ||
+    Object.keys(i.services ?? {}).length > 0 ||
+    (i.retired ?? []).length > 0 ||
+    i.recovers === true
+  );
 }
 
 /**
@@ -191,11 +231,14 @@ export function applyPlanOf(i: Pick<HostSettingsInputs, "plan" | "run">): ApplyP
     retired: run?.retired ?? i.plan.retired ?? [],
     services: i.plan.services.map((s) => {
       const step = run?.steps[s.unit];
-      const action: ServiceAction = run ? step?.action ?? "none" : s.action ?? "none";
+      const action: ServiceAction = run ? (step?.action ?? "none") : (s.action ?? "none");
       const reason = run ? step?.reason : s.reason;
-      const relisten = run ? (step ? step.relisten ?? [] : undefined) : s.relisten;
+      const relisten = run ? (step ? (step.relisten ?? []) : undefined) : s.relisten;
       return {
-        unit: s.unit, test: s.test, action, ...(reason ? { reason } : {}),
+        unit: s.unit,
+        test: s.test,
+        action,
+        ...(reason ? { reason } : {}),
         ...((action === "relisten" || action === "reload") && relisten ? { relisten } : {}),
         ...(s.ports ? { ports: s.ports } : {}),
       };
@@ -231,7 +274,12 @@ export function failureMessage(host: string, what: string, report: HostReport | 
   if (result.timedOut) {
     return `${host}: ${what} timed out in step ${step}: the connection was closed and the host rolls the run back (see connection.scriptTimeoutSeconds)`;
   }
-  const rolled = report?.rolledBack === true ? " (everything was put back)" : report?.rolledBack === false ? " (the rollback was INCOMPLETE: see the host's /var/lib/pulumi-backlog/txn)" : "";
+  const rolled =
+    report?.rolledBack === true
+      ? " (everything was put back)"
+      : report?.rolledBack === false
+        ? " (the rollback was INCOMPLETE: see the host's /var/lib/pulumi-backlog/txn)"
+        : "";
   const detail = report?.failure ? report.failure.output : result.stderr.trim() || "(no output)";
   return `${host}: ${what} failed at ${step}${rolled}:\n${detail}`;
 }
@@ -240,8 +288,9 @@ function verify(host: string, expected: ExpectedValue[], report: HostReport): Co
   const rows = compare(expected, effectiveOf(report));
   // Advisory rows (a sysctl conflict left in mode report) are reported in the output, not fatal.
   if (rows.some((r) => !r.ok && !r.advisory)) {
-    throw new Error(`${host}: verification failed, the host does not have what the profile says:\n` +
-      formatMismatchTable([{ host, rows: rows.filter((r) => !r.advisory) }]));
+    throw new Error(
+      `${host}: verification failed, the host does not have what the profile says:\n` + formatMismatchTable([{ host, rows: rows.filter((r) => !r.advisory) }]),
+    );
   }
   return rows;
 }
@@ -281,7 +330,14 @@ function appliedActions(plan: ApplyPlan, report: HostReport): Record<string, str
 }
 
 function restorePlan(props: { plan: RecordedPlan }) {
-  return { stateDir: props.plan.stateDir, owner: props.plan.owner, ...(props.plan.legacyName ? { legacyName: props.plan.legacyName } : {}), paths: props.plan.files.map((f) => f.path), sysctlKeys: props.plan.sysctlKeys, services: props.plan.services.map((s) => ({ unit: s.unit })) };
+  return {
+    stateDir: props.plan.stateDir,
+    owner: props.plan.owner,
+    ...(props.plan.legacyName ? { legacyName: props.plan.legacyName } : {}),
+    paths: props.plan.files.map((f) => f.path),
+    sysctlKeys: props.plan.sysctlKeys,
+    services: props.plan.services.map((s) => ({ unit: s.unit })),
+  };
 }
 
 async function apply(inputs: HostSettingsInputs, creating: boolean): Promise<HostSettingsOutputs> {
@@ -290,7 +346,9 @@ async function apply(inputs: HostSettingsInputs, creating: boolean): Promise<Hos
   }
   const plan = applyPlanOf(inputs) as ApplyPlan;
   const step = inputs.connection.scriptTimeoutSeconds;
-  const report = await run(inputs, "apply", (token) => applyScript(plan, { token, ...(step ? { stepTimeoutSeconds: Math.max(10, Math.floor(step / 3)) } : {}) }));
+  const report = await run(inputs, "apply", (token) =>
+    applyScript(plan, { token, ...(step ? { stepTimeoutSeconds: Math.max(10, Math.floor(step / 3)) } : {}) }),
+  );
   let verification: ComparisonRow[];
   try {
     verification = verify(inputs.hostName, inputs.expected, report);
@@ -298,7 +356,10 @@ async function apply(inputs: HostSettingsInputs, creating: boolean): Promise<Hos
     if (!creating) throw err;
     // A create that fails leaves nothing in the state, so destroy would never restore this host:
     // give it back now, so that it is exactly as before.
-    const given = await run(inputs, "restore", (token) => restoreScript(restorePlan({ ...inputs, plan }), { token })).then(() => "the host was given back as it was before", (e: Error) => `giving the host back failed too: ${e.message}`);
+    const given = await run(inputs, "restore", (token) => restoreScript(restorePlan({ ...inputs, plan }), { token })).then(
+      () => "the host was given back as it was before",
+      (e: Error) => `giving the host back failed too: ${e.message}`,
+    );
     throw new Error(`${(err as Error).message}\n${given}`);
   }
   return { ...inputs, inSync: true, verification, applied: appliedActions(plan, report) };
@@ -323,13 +384,37 @@ async function warnFromProvider(message: string): Promise<void> {
   }
 }
 
+/**
+ * Runs `f`; when it fails and the host has hosts after it in its fleet's rollout, the message ends
+ * with a line that names them and says why they are not touched (see {@link RunInputs.rolloutPlace}).
+ */
+async function withRolloutNote<T>(inputs: Pick<HostSettingsInputs, "run">, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    const note = rolloutNote(inputs.run?.rolloutPlace);
+    if (note === undefined) throw err;
+    throw new Error(`${(err as Error).message}\n${note}`);
+  }
+}
+
 /** Whether every input of `news` has the same value in `olds` (the dynamic provider's own key aside). */
 function sameInputs(olds: object, news: object): boolean {
-  const canon = (v: unknown): string => JSON.stringify(v, (_k, x) => (x && typeof x === "object" && !Array.isArray(x)
-    ? Object.fromEntries(Object.entries(x).filter(([, y]) => y !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x));
+  const canon = (v: unknown): string =>
+    JSON.stringify(v, (_k, x) =>
+      x && typeof x === "object" && !Array.isArray(x)
+        ? Object.fromEntries(
+            Object.entries(x)
+              .filter(([, y]) => y !== undefined)
+              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+          )
+        : x,
+    );
   const o = olds as Record<string, unknown>;
-  return Object.entries(news).every(([k, v]) => k === "__provider" || k === "inSync" || v === undefined || canon(o[k]) === canon(v)) &&
-    Object.keys(o).every((k) => k in news || ["__provider", "verification", "applied", "inSync"].includes(k) || o[k] === undefined);
+  return (
+    Object.entries(news).every(([k, v]) => k === "__provider" || k === "inSync" || v === undefined || canon(o[k]) === canon(v)) &&
+    Object.keys(o).every((k) => k in news || ["__provider", "verification", "applied", "inSync"].includes(k) || o[k] === undefined)
+  );
 }
 
 /** The dynamic provider. Exported for tests; use {@link HostSettings}. */
@@ -338,8 +423,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
     // A stopped or gone machine: nothing to do and nobody to ask; the engine keeps the old state.
     if ((news.presence ?? "present") !== "present") return { changes: false };
     if (olds.target !== news.target) return { changes: true, replaces: ["target"], deleteBeforeReplace: true };
-    const needed = news.probeFailure !== undefined || !olds.plan || olds.desiredHash !== news.desiredHash || hasChanges(news) ||
-      olds.inSync === false;
+    const needed = news.probeFailure !== undefined || !olds.plan || olds.desiredHash !== news.desiredHash || hasChanges(news) || olds.inSync === false;
     if (!needed) return { changes: false };
     // "Unknown": the engine then diffs the old inputs against these itself and shows only the fields
     // that differ (the settings, file diffs and service steps of this run), instead of printing every
@@ -356,7 +440,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
       // deployed once it is present, as an update that starts from nothing.
       return { id: `${inputs.hostName}:not-deployed`, outs: { ...inputs, verification: [] } };
     }
-    const outs = await apply(inputs, true);
+    const outs = await withRolloutNote(inputs, () => apply(inputs, true));
     return { id: `${inputs.hostName}:${outs.plan?.stateDir}/owners/${outs.plan?.owner}`, outs };
   },
 
@@ -365,7 +449,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
     if ((news.presence ?? "present") !== "present") return { outs: olds };
     // A host recorded while stopped or gone (no plan yet) is deployed for the first time: a failed
     // verification gives it back, as a create does.
-    return { outs: await apply(news, !olds.plan) };
+    return { outs: await withRolloutNote(news, () => apply(news, !olds.plan)) };
   },
 
   async delete(_id: string, props: HostSettingsOutputs): Promise<void> {
@@ -380,8 +464,10 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
       // deployed is gone. Forgetting it touches nothing; what it had stays there, restorable later.
       const gone = /: (cannot connect to|host key mismatch for|timed out after \d+ s connecting to)/.test(message);
       if (!gone || props.onGone === "fail") throw err;
-      await warnFromProvider(`${props.hostName}: forgotten without restoring: the host cannot be reached (${message.replace(/^[^:]*: /, "")}). ` +
-        `If it comes back, what the deployment changed is still on it, with its originals in ${plan.stateDir}: put it back into the inventory and deploy (then destroy gives them back).`);
+      await warnFromProvider(
+        `${props.hostName}: forgotten without restoring: the host cannot be reached (${message.replace(/^[^:]*: /, "")}). ` +
+          `If it comes back, what the deployment changed is still on it, with its originals in ${plan.stateDir}: put it back into the inventory and deploy (then destroy gives them back).`,
+      );
       return;
     }
     if (report.warnings.some((w) => w.startsWith("shared with other owners"))) return;
@@ -393,16 +479,22 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: HostSettingsOutputs): Promise<pulumi.dynamic.ReadResult> {
-    if (!props.plan || !props.expected) return { id, props };
+    // A machine recorded as stopped or gone cannot answer: keep what the state says, no SSH.
+    if (!props.plan || !props.expected || (props.presence ?? "present") !== "present") return { id, props };
     const plan = props.plan;
-    const report = await run(props, "probe", (token) => probeScript({
-      stateDir: plan.stateDir,
-      owner: plan.owner,
-      sysctlKeys: plan.sysctlKeys,
-      paths: plan.files.map((f) => f.path),
-      units: plan.services.map((s) => s.unit),
-      ...plan.sockets,
-    }, { token }));
+    const report = await run(props, "probe", (token) =>
+      probeScript(
+        {
+          stateDir: plan.stateDir,
+          owner: plan.owner,
+          sysctlKeys: plan.sysctlKeys,
+          paths: plan.files.map((f) => f.path),
+          units: plan.services.map((s) => s.unit),
+          ...plan.sockets,
+        },
+        { token },
+      ),
+    );
     const verification = compare(props.expected, effectiveOf(report));
     const filesOk = plan.files.every((f) => report.files[f.path] === contentHash(f.content));
     return { id, props: { ...props, verification, inSync: filesOk && !report.journalOpen && verification.every((r) => r.ok) } };
@@ -421,13 +513,20 @@ export type HostSettingsArgs = { [K in keyof HostSettingsInputs]: pulumi.Input<H
  * The arguments of {@link HostSettings} that come from a decision (see {@link decisionInputs}), one
  * Output per field; all unset when there is no decision (the probe failed).
  */
-export function decisionArgs(decision: pulumi.Output<Pick<HostDecision, "plan" | "changes"> | undefined>): { [K in keyof DecisionInputs]: pulumi.Output<DecisionInputs[K] | undefined> } {
+export function decisionArgs(decision: pulumi.Output<Pick<HostDecision, "plan" | "changes"> | undefined>): {
+  [K in keyof DecisionInputs]: pulumi.Output<DecisionInputs[K] | undefined>;
+} {
   const preview = pulumi.runtime.isDryRun();
   const inputs = decision.apply((d) => (d ? decisionInputs(d, preview) : undefined));
   const field = <K extends keyof DecisionInputs>(k: K) => inputs.apply((i) => i?.[k]);
   return {
-    plan: field("plan"), run: field("run"), settings: field("settings"), files: field("files"),
-    services: field("services"), retired: field("retired"), recovers: field("recovers"),
+    plan: field("plan"),
+    run: field("run"),
+    settings: field("settings"),
+    files: field("files"),
+    services: field("services"),
+    retired: field("retired"),
+    recovers: field("recovers"),
   };
 }
 
@@ -443,8 +542,18 @@ export class HostSettings extends pulumi.dynamic.Resource {
   constructor(name: string, args: HostSettingsArgs, opts?: pulumi.CustomResourceOptions) {
     // Type pulumi-nodejs:dynamic/backlog:HostSettings (what it is, in previews); the alias keeps
     // resources made by 0.1 (type pulumi-nodejs:dynamic:Resource) from being replaced.
-    super(hostSettingsProvider, name, { ...args, verification: undefined, applied: undefined, inSync: undefined },
-      { ...opts, additionalSecretOutputs: ["connection"], hideDiffs: [...(opts?.hideDiffs ?? []), "run"], aliases: [...(opts?.aliases ?? []), { type: "pulumi-nodejs:dynamic:Resource" }] },
-      "backlog", "HostSettings");
+    super(
+      hostSettingsProvider,
+      name,
+      { ...args, verification: undefined, applied: undefined, inSync: undefined },
+      {
+        ...opts,
+        additionalSecretOutputs: ["connection"],
+        hideDiffs: [...(opts?.hideDiffs ?? []), "run"],
+        aliases: [...(opts?.aliases ?? []), { type: "pulumi-nodejs:dynamic:Resource" }],
+      },
+      "backlog",
+      "HostSettings",
+    );
   }
 }

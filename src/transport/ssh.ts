@@ -8,64 +8,64 @@
  * one of them. Skipping the check needs an explicit, loudly named opt-out
  * ({@link SshConnection.insecureIgnoreHostKey}); {@link insecureHops} names the hops that use it.
  */
-import { createHash } from "crypto";
-import { Client, ConnectConfig } from "ssh2";
-import type { Duplex } from "stream";
+import { createHash } from "node:crypto";
+import { Client, type ConnectConfig } from "ssh2";
+import type { Duplex } from "node:stream";
 
 /** Where and how to reach one host over SSH. Plain values: see {@link SshConnectionArgs} for the Pulumi inputs. */
 export interface SshConnection {
-    /** Host name or IP address. */
-    host: string;
-    /** TCP port of the SSH server. Default 22. */
-    port?: number;
-    /** Login user. Default `root`. A non-root user needs `sudo` (see {@link sudo}). */
-    user?: string;
-    /** Private key in OpenSSH or PEM format. Pass it as a Pulumi secret: it is kept encrypted in state. */
-    privateKey: string;
-    /** Passphrase of the private key, if it has one. Pass it as a Pulumi secret. */
-    passphrase?: string;
-    /**
-     * The host's public keys, one per line; any of them is accepted. Each line is one of:
-     * - a public key line, as in `/etc/ssh/ssh_host_ed25519_key.pub`: `ssh-ed25519 AAAA… [comment]`;
-     * - a line of `ssh-keyscan` output: `host ssh-ed25519 AAAA…`;
-     * - a `known_hosts` line: `host[,host…] ssh-ed25519 AAAA… [comment]`, hashed `|1|…` host fields
-     *   and `[host]:port` included. The host field is not matched: these are the keys of this connection.
-     *
-     * Blank lines and `# comment` lines are skipped; `@cert-authority` and `@revoked` lines are refused.
-     * Only the pinned key types are offered to the server (RSA keys as `rsa-sha2-512`, `rsa-sha2-256`,
-     * `ssh-rsa`). Get them with `ssh-keyscan -p PORT HOST`, from a trusted network path.
-     * Required unless {@link insecureIgnoreHostKey} is set.
-     */
-    hostKey?: string;
-    /**
-     * Accept any host key. Only for throwaway hosts: anyone on the path can impersonate the host and
-     * receive what is sent to it. Every deployment that uses it prints a warning. Default false.
-     */
-    insecureIgnoreHostKey?: boolean;
-    /** Run the scripts through `sudo -n` (non-interactive sudo). Default: true when {@link user} is not `root`. */
-    sudo?: boolean;
-    /** A bastion to hop through (its own user, key and pinned host key). */
-    proxy?: Omit<SshConnection, "proxy" | "sudo">;
-    /** Seconds to wait for each connection attempt, handshake included. Default 15. */
-    dialTimeoutSeconds?: number;
-    /** How many times to try to connect before giving up (the script itself never runs twice). Default 5. */
-    dialAttempts?: number;
-    /**
-     * Seconds one script may take, connecting (bastion included) and running together. When it runs
-     * over, the connection is closed, the host rolls the run back, and the operation fails naming the
-     * step it was in. Default 300.
-     */
-    scriptTimeoutSeconds?: number;
+  /** Host name or IP address. */
+  host: string;
+  /** TCP port of the SSH server. Default 22. */
+  port?: number;
+  /** Login user. Default `root`. A non-root user needs `sudo` (see {@link sudo}). */
+  user?: string;
+  /** Private key in OpenSSH or PEM format. Pass it as a Pulumi secret: it is kept encrypted in state. */
+  privateKey: string;
+  /** Passphrase of the private key, if it has one. Pass it as a Pulumi secret. */
+  passphrase?: string;
+  /**
+   * The host's public keys, one per line; any of them is accepted. Each line is one of:
+   * - a public key line, as in `/etc/ssh/ssh_host_ed25519_key.pub`: `ssh-ed25519 AAAA… [comment]`;
+   * - a line of `ssh-keyscan` output: `host ssh-ed25519 AAAA…`;
+   * - a `known_hosts` line: `host[,host…] ssh-ed25519 AAAA… [comment]`, hashed `|1|…` host fields
+   *   and `[host]:port` included. The host field is not matched: these are the keys of this connection.
+   *
+   * Blank lines and `# comment` lines are skipped; `@cert-authority` and `@revoked` lines are refused.
+   * Only the pinned key types are offered to the server (RSA keys as `rsa-sha2-512`, `rsa-sha2-256`,
+   * `ssh-rsa`). Get them with `ssh-keyscan -p PORT HOST`, from a trusted network path.
+   * Required unless {@link insecureIgnoreHostKey} is set.
+   */
+  hostKey?: string;
+  /**
+   * Accept any host key. Only for throwaway hosts: anyone on the path can impersonate the host and
+   * receive what is sent to it. Every deployment that uses it prints a warning. Default false.
+   */
+  insecureIgnoreHostKey?: boolean;
+  /** Run the scripts through `sudo -n` (non-interactive sudo). Default: true when {@link user} is not `root`. */
+  sudo?: boolean;
+  /** A bastion to hop through (its own user, key and pinned host key). */
+  proxy?: Omit<SshConnection, "proxy" | "sudo">;
+  /** Seconds to wait for each connection attempt, handshake included. Default 15. */
+  dialTimeoutSeconds?: number;
+  /** How many times to try to connect before giving up (the script itself never runs twice). Default 5. */
+  dialAttempts?: number;
+  /**
+   * Seconds one script may take, connecting (bastion included) and running together. When it runs
+   * over, the connection is closed, the host rolls the run back, and the operation fails naming the
+   * step it was in. Default 300.
+   */
+  scriptTimeoutSeconds?: number;
 }
 
 /** What a remote script returned. */
 export interface ScriptResult {
-    /** Exit status of the script (non-zero when it failed). */
-    code: number;
-    stdout: string;
-    stderr: string;
-    /** Set when the call ran over {@link SshConnection.scriptTimeoutSeconds} and was cut. */
-    timedOut?: boolean;
+  /** Exit status of the script (non-zero when it failed). */
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Set when the call ran over {@link SshConnection.scriptTimeoutSeconds} and was cut. */
+  timedOut?: boolean;
 }
 
 /**
@@ -74,37 +74,37 @@ export interface ScriptResult {
  * whose serialized code turns `class … extends Error` into a function that loses the message.
  */
 export function sshError(message: string): Error {
-    return Object.assign(new Error(message), { name: "SshError" });
+  return Object.assign(new Error(message), { name: "SshError" });
 }
 
 /** One pinned host key: its type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, …), key blob and fingerprint. */
 export interface HostKey {
-    type: string;
-    blob: Buffer;
-    /** OpenSSH style: `SHA256:` and the unpadded base64 of the blob's SHA-256, as `ssh-keygen -l` prints it. */
-    fingerprint: string;
+  type: string;
+  blob: Buffer;
+  /** OpenSSH style: `SHA256:` and the unpadded base64 of the blob's SHA-256, as `ssh-keygen -l` prints it. */
+  fingerprint: string;
 }
 
 const KEY_TYPE = /^(ssh-|ecdsa-|sk-)[a-z0-9@.-]+$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Shapes of text that are no public key line, and what to tell about them. */
 const MISTAKES: [RegExp, string][] = [
-    [/PRIVATE KEY|PuTTY-User-Key-File|b3BlbnNzaC1rZXktdjE/, "it looks like a private key — never put a private key here"],
-    [/BEGIN SSH2 PUBLIC KEY/, "it looks like an RFC 4716 public key: convert it with `ssh-keygen -i -f FILE`"],
-    [/BEGIN (RSA )?PUBLIC KEY|BEGIN CERTIFICATE/, "it looks like a PEM key or certificate: give the OpenSSH line (`ssh-keygen -i -m PKCS8 -f FILE`)"],
+  [/PRIVATE KEY|PuTTY-User-Key-File|b3BlbnNzaC1rZXktdjE/, "it looks like a private key — never put a private key here"],
+  [/BEGIN SSH2 PUBLIC KEY/, "it looks like an RFC 4716 public key: convert it with `ssh-keygen -i -f FILE`"],
+  [/BEGIN (RSA )?PUBLIC KEY|BEGIN CERTIFICATE/, "it looks like a PEM key or certificate: give the OpenSSH line (`ssh-keygen -i -m PKCS8 -f FILE`)"],
 ];
 
 /** The OpenSSH fingerprint of a key blob: `SHA256:` and the unpadded base64 of its SHA-256. */
 export function hostKeyFingerprint(blob: Buffer): string {
-    return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 
 /** The key type written at the start of a key blob (an SSH string), or undefined when there is none. */
 function blobType(blob: Buffer): string | undefined {
-    if (blob.length < 4) return undefined;
-    const length = blob.readUInt32BE(0);
-    if (length === 0 || length > 64 || blob.length < 4 + length) return undefined;
-    return blob.subarray(4, 4 + length).toString("latin1");
+  if (blob.length < 4) return undefined;
+  const length = blob.readUInt32BE(0);
+  if (length === 0 || length > 64 || blob.length < 4 + length) return undefined;
+  return blob.subarray(4, 4 + length).toString("latin1");
 }
 
 /**
@@ -117,40 +117,42 @@ function blobType(blob: Buffer): string | undefined {
  * key pasted here by mistake must not end up in a log or in the stack's state.
  */
 export function parseHostKeys(text: string): HostKey[] {
-    if (typeof text !== "string") {
-        throw sshError(`hostKey must be text (OpenSSH public key lines), not ${text === null ? "null" : typeof text}`);
+  if (typeof text !== "string") {
+    throw sshError(`hostKey must be text (OpenSSH public key lines), not ${text === null ? "null" : typeof text}`);
+  }
+  const keys: HostKey[] = [];
+  const lines = text.split(/\r\n|\r|\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const where = `hostKey line ${i + 1}`;
+    const fields = line.split(/\s+/);
+    if (fields[0].startsWith("@")) {
+      throw sshError(`${where}: known_hosts markers (@cert-authority, @revoked) are not supported: pin the host's own public keys`);
     }
-    const keys: HostKey[] = [];
-    const lines = text.split(/\r\n|\r|\n/);
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i].trim();
-        if (line === "" || line.startsWith("#")) continue;
-        const where = `hostKey line ${i + 1}`;
-        const fields = line.split(/\s+/);
-        if (fields[0].startsWith("@")) {
-            throw sshError(`${where}: known_hosts markers (@cert-authority, @revoked) are not supported: pin the host's own public keys`);
-        }
-        const isKey = (at: number) => fields.length >= at + 2 && KEY_TYPE.test(fields[at]) && BASE64.test(fields[at + 1]);
-        const at = isKey(0) ? 0 : isKey(1) ? 1 : -1;
-        if (at < 0) {
-            const hint = MISTAKES.find(([shape]) => shape.test(text));
-            throw sshError(`${where} is not an OpenSSH public key line (expected "ssh-ed25519 AAAA…", ` +
-                `"HOST ssh-ed25519 AAAA…" as ssh-keyscan prints it, or a known_hosts line)${hint ? `; ${hint[1]}` : ""}`);
-        }
-        const blob = Buffer.from(fields[at + 1], "base64");
-        // The blob starts with its own key type as an SSH string; it must agree with the type field, and hold more than that.
-        const type = blobType(blob);
-        if (type !== fields[at] || blob.length <= 8 + type.length) {
-            throw sshError(`${where}: the key data does not match the key type in front of it (a truncated or mixed-up line?)`);
-        }
-        if (!keys.some((k) => k.blob.equals(blob))) {
-            keys.push({ type, blob, fingerprint: hostKeyFingerprint(blob) });
-        }
+    const isKey = (at: number) => fields.length >= at + 2 && KEY_TYPE.test(fields[at]) && BASE64.test(fields[at + 1]);
+    const at = isKey(0) ? 0 : isKey(1) ? 1 : -1;
+    if (at < 0) {
+      const hint = MISTAKES.find(([shape]) => shape.test(text));
+      throw sshError(
+        `${where} is not an OpenSSH public key line (expected "ssh-ed25519 AAAA…", ` +
+          `"HOST ssh-ed25519 AAAA…" as ssh-keyscan prints it, or a known_hosts line)${hint ? `; ${hint[1]}` : ""}`,
+      );
     }
-    if (keys.length === 0) {
-        throw sshError("hostKey has no key line (only blank lines or # comments): pin the host's public keys, e.g. what `ssh-keyscan -p PORT HOST` prints");
+    const blob = Buffer.from(fields[at + 1], "base64");
+    // The blob starts with its own key type as an SSH string; it must agree with the type field, and hold more than that.
+    const type = blobType(blob);
+    if (type !== fields[at] || blob.length <= 8 + type.length) {
+      throw sshError(`${where}: the key data does not match the key type in front of it (a truncated or mixed-up line?)`);
     }
-    return keys;
+    if (!keys.some((k) => k.blob.equals(blob))) {
+      keys.push({ type, blob, fingerprint: hostKeyFingerprint(blob) });
+    }
+  }
+  if (keys.length === 0) {
+    throw sshError("hostKey has no key line (only blank lines or # comments): pin the host's public keys, e.g. what `ssh-keyscan -p PORT HOST` prints");
+  }
+  return keys;
 }
 
 /**
@@ -158,19 +160,19 @@ export function parseHostKeys(text: string): HostKey[] {
  * one. Kept for callers that validate a `hostKey` or expect a single key.
  */
 export function parseHostKey(text: string): HostKey {
-    return parseHostKeys(text)[0];
+  return parseHostKeys(text)[0];
 }
 
 /** Host key algorithms of ssh2 (1.17), in its order of preference, by the key type they verify. */
 const HOST_KEY_ALGORITHMS: [algorithm: string, keyType: string][] = [
-    ["ssh-ed25519", "ssh-ed25519"],
-    ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"],
-    ["ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"],
-    ["ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"],
-    ["rsa-sha2-512", "ssh-rsa"],
-    ["rsa-sha2-256", "ssh-rsa"],
-    ["ssh-rsa", "ssh-rsa"],
-    ["ssh-dss", "ssh-dss"],
+  ["ssh-ed25519", "ssh-ed25519"],
+  ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"],
+  ["ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"],
+  ["ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"],
+  ["rsa-sha2-512", "ssh-rsa"],
+  ["rsa-sha2-256", "ssh-rsa"],
+  ["ssh-rsa", "ssh-rsa"],
+  ["ssh-dss", "ssh-dss"],
 ];
 
 /**
@@ -180,18 +182,20 @@ const HOST_KEY_ALGORITHMS: [algorithm: string, keyType: string][] = [
  * library cannot verify (certificates, `sk-` keys) are left out; throws when none is left.
  */
 export function hostKeyAlgorithms(keys: Pick<HostKey, "type">[]): string[] {
-    const types = new Set(keys.map((k) => k.type));
-    const algorithms = HOST_KEY_ALGORITHMS.filter(([, type]) => types.has(type)).map(([algorithm]) => algorithm);
-    if (algorithms.length === 0) {
-        throw sshError(`hostKey has no key of a type that can be checked (pinned: ${[...types].join(", ")}); ` +
-            "pin an ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa key");
-    }
-    return algorithms;
+  const types = new Set(keys.map((k) => k.type));
+  const algorithms = HOST_KEY_ALGORITHMS.filter(([, type]) => types.has(type)).map(([algorithm]) => algorithm);
+  if (algorithms.length === 0) {
+    throw sshError(
+      `hostKey has no key of a type that can be checked (pinned: ${[...types].join(", ")}); ` +
+        "pin an ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa key",
+    );
+  }
+  return algorithms;
 }
 
 /** Whether a hop skips the host key check: only the boolean `true` does (anything else means pinned). */
 function insecure(conn: Pick<SshConnection, "insecureIgnoreHostKey">): boolean {
-    return conn.insecureIgnoreHostKey === true;
+  return conn.insecureIgnoreHostKey === true;
 }
 
 /**
@@ -200,108 +204,132 @@ function insecure(conn: Pick<SshConnection, "insecureIgnoreHostKey">): boolean {
  * then the bastion as `user@host:port`. Empty when every hop is pinned. For a warning per hop.
  */
 export function insecureHops(conn: SshConnection): string[] {
-    const hops: string[] = [];
-    if (insecure(conn)) hops.push(sshTarget(conn));
-    if (conn.proxy && insecure(conn.proxy)) hops.push(sshTarget(conn.proxy));
-    return hops;
+  const hops: string[] = [];
+  if (insecure(conn)) hops.push(sshTarget(conn));
+  if (conn.proxy && insecure(conn.proxy)) hops.push(sshTarget(conn.proxy));
+  return hops;
 }
 
 /** A key type sent by the server, safe to print. */
 function printableType(blob: Buffer): string {
-    const type = blobType(blob);
-    return type && /^[A-Za-z0-9@._-]+$/.test(type) ? type : "key of unknown type";
+  const type = blobType(blob);
+  return type && /^[A-Za-z0-9@._-]+$/.test(type) ? type : "key of unknown type";
 }
 
 const describeKeys = (keys: HostKey[]) => keys.map((k) => `${k.fingerprint} (${k.type})`).join(", ");
 
 /** Human-readable name of a connection, for messages: `user@host:port` (via bastion). */
 export function sshTarget(conn: Pick<SshConnection, "host" | "port" | "user" | "proxy">): string {
-    const self = `${conn.user ?? "root"}@${conn.host}:${conn.port ?? 22}`;
-    return conn.proxy ? `${self} via ${sshTarget(conn.proxy)}` : self;
+  const self = `${conn.user ?? "root"}@${conn.host}:${conn.port ?? 22}`;
+  return conn.proxy ? `${self} via ${sshTarget(conn.proxy)}` : self;
 }
 
 function connectOnce(conn: Omit<SshConnection, "proxy" | "sudo">, sock?: Duplex): Promise<Client> {
-    return new Promise((resolve, reject) => {
-        const client = new Client();
-        let pinned: HostKey[] | undefined;
-        let algorithms: string[] | undefined;
-        if (!insecure(conn)) {
-            if (!conn.hostKey) {
-                reject(sshError(`no hostKey for ${sshTarget(conn)}: pin the host's public keys, or set insecureIgnoreHostKey for a throwaway host`));
-                return;
-            }
-            try {
-                pinned = parseHostKeys(conn.hostKey);
-                algorithms = hostKeyAlgorithms(pinned);
-            } catch (err) {
-                // Name the hop: a bastion's hostKey and the target's are both called hostKey.
-                reject(sshError(`${sshTarget(conn)}: ${(err as Error).message}`));
-                return;
-            }
-        }
-        const accepted = (key: Buffer) => pinned === undefined || pinned.some((k) => k.blob.equals(key));
-        let presented: Buffer | undefined;
-        const config: ConnectConfig = {
-            host: conn.host,
-            port: conn.port ?? 22,
-            username: conn.user ?? "root",
-            privateKey: conn.privateKey,
-            passphrase: conn.passphrase,
-            readyTimeout: (conn.dialTimeoutSeconds ?? 15) * 1000,
-            keepaliveInterval: 10_000,
-            hostVerifier: (key: Buffer) => {
-                presented = key;
-                return accepted(key);
-            },
-            sock,
-        };
-        if (algorithms) {
-            config.algorithms = { serverHostKey: algorithms as NonNullable<NonNullable<ConnectConfig["algorithms"]>["serverHostKey"]> };
-        }
-        client.once("ready", () => resolve(client));
-        client.once("error", (err: Error & { level?: string }) => {
-            // destroy, not end: a connection that failed in its handshake must not keep the process alive.
-            client.destroy();
-            if (pinned && presented && !accepted(presented)) {
-                reject(sshError(`host key mismatch for ${sshTarget(conn)}: the server presented ${printableType(presented)} ` +
-                    `${hostKeyFingerprint(presented)}, the pinned keys are ${describeKeys(pinned)}; refusing to connect`));
-            } else if (pinned && !presented && /no matching host key/i.test(err.message)) {
-                reject(sshError(`host key mismatch for ${sshTarget(conn)}: the server has no key of the pinned types ` +
-                    `(${[...new Set(pinned.map((k) => k.type))].join(", ")}); the pinned keys are ${describeKeys(pinned)}; refusing to connect`));
-            } else {
-                reject(sshError(`cannot connect to ${sshTarget(conn)}: ${err.message}`));
-            }
-        });
-        try {
-            client.connect(config);
-        } catch (err) {
-            // ssh2 checks the private key here; some of its messages quote bytes of the key ("…: <value>"): cut them off.
-            const message = String((err as Error).message).replace(/^([^:]*:[^:]*):.*$/s, "$1");
-            reject(sshError(`cannot use the privateKey for ${sshTarget(conn)}: ${message}`));
-        }
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let pinned: HostKey[] | undefined;
+    let algorithms: string[] | undefined;
+    if (!insecure(conn)) {
+      if (!conn.hostKey) {
+        reject(sshError(`no hostKey for ${sshTarget(conn)}: pin the host's public keys, or set insecureIgnoreHostKey for a throwaway host`));
+        return;
+      }
+      try {
+        pinned = parseHostKeys(conn.hostKey);
+        algorithms = hostKeyAlgorithms(pinned);
+      } catch (err) {
+        // Name the hop: a bastion's hostKey and the target's are both called hostKey.
+        reject(sshError(`${sshTarget(conn)}: ${(err as Error).message}`));
+        return;
+      }
+    }
+    const accepted = (key: Buffer) => pinned === undefined || pinned.some((k) => k.blob.equals(key));
+    let presented: Buffer | undefined;
+    const config: ConnectConfig = {
+      host: conn.host,
+      port: conn.port ?? 22,
+      username: conn.user ?? "root",
+      privateKey: conn.privateKey,
+      passphrase: conn.passphrase,
+      readyTimeout: (conn.dialTimeoutSeconds ?? 15) * 1000,
+      keepaliveInterval: 10_000,
+      hostVerifier: (key: Buffer) => {
+        presented = key;
+        return accepted(key);
+      },
+      sock,
+    };
+    if (algorithms) {
+      config.algorithms = { serverHostKey: algorithms as NonNullable<NonNullable<ConnectConfig["algorithms"]>["serverHostKey"]> };
+    }
+    // One listener for the client's whole life (`on`, not `once`): ssh2 can emit a second error
+    // after the first (a handshake time-out, then "Connection lost before handshake"), and an
+    // error event nobody listens to would bring the whole provider process down. Only the first
+    // error before "ready" decides; later ones end in the session's own close handling.
+    let settled = false;
+    client.once("ready", () => {
+      settled = true;
+      resolve(client);
     });
+    client.on("error", (err: Error & { level?: string }) => {
+      if (settled) return;
+      settled = true;
+      // destroy, not end: a connection that failed in its handshake must not keep the process alive.
+      client.destroy();
+      if (pinned && presented && !accepted(presented)) {
+        reject(
+          sshError(
+            `host key mismatch for ${sshTarget(conn)}: the server presented ${printableType(presented)} ` +
+              `${hostKeyFingerprint(presented)}, the pinned keys are ${describeKeys(pinned)}; refusing to connect`,
+          ),
+        );
+      } else if (pinned && !presented && /no matching host key/i.test(err.message)) {
+        reject(
+          sshError(
+            `host key mismatch for ${sshTarget(conn)}: the server has no key of the pinned types ` +
+              `(${[...new Set(pinned.map((k) => k.type))].join(", ")}); the pinned keys are ${describeKeys(pinned)}; refusing to connect`,
+          ),
+        );
+      } else {
+        reject(sshError(`cannot connect to ${sshTarget(conn)}: ${err.message}`));
+      }
+    });
+    try {
+      client.connect(config);
+    } catch (err) {
+      // ssh2 checks the private key here; some of its messages quote bytes of the key ("…: <value>"): cut them off.
+      const message = String((err as Error).message).replace(/^([^:]*:[^:]*):.*$/s, "$1");
+      reject(sshError(`cannot use the privateKey for ${sshTarget(conn)}: ${message}`));
+    }
+  });
 }
 
 function forward(bastion: Client, host: string, port: number): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-        bastion.forwardOut("127.0.0.1", 0, host, port, (err, stream) => (err ? reject(err) : resolve(stream)));
-    });
+  return new Promise((resolve, reject) => {
+    bastion.forwardOut("127.0.0.1", 0, host, port, (err, stream) => (err ? reject(err) : resolve(stream)));
+  });
 }
 
 async function connect(conn: SshConnection): Promise<{ client: Client; close: () => void }> {
-    if (!conn.proxy) {
-        const client = await connectOnce(conn);
-        return { client, close: () => client.end() };
-    }
-    const bastion = await connectOnce(conn.proxy);
-    try {
-        const stream = await forward(bastion, conn.host, conn.port ?? 22);
-        const client = await connectOnce(conn, stream);
-        return { client, close: () => { client.end(); bastion.end(); } };
-    } catch (err) {
+  if (!conn.proxy) {
+    const client = await connectOnce(conn);
+    return { client, close: () => client.end() };
+  }
+  const bastion = await connectOnce(conn.proxy);
+  try {
+    const stream = await forward(bastion, conn.host, conn.port ?? 22);
+    const client = await connectOnce(conn, stream);
+    return {
+      client,
+      close: () => {
+        client.end();
         bastion.end();
-        throw err;
-    }
+      },
+    };
+  } catch (err) {
+    bastion.end();
+    throw err;
+  }
 }
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -316,11 +344,12 @@ const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * runs not one line. Only the length and the hash reach the command line; no value does.
  */
 export function remoteCommand(script: string, sudo: boolean): string {
-    const bytes = Buffer.byteLength(script, "utf8");
-    const sum = createHash("sha256").update(script, "utf8").digest("hex");
-    const inner = `LC_ALL=C; export LC_ALL; s=$(head -c ${bytes}; echo .); s=\${s%.}; h=$(printf %s "$s" | sha256sum); ` +
-        `[ "\${h%% *}" = ${sum} ] || { echo "pulumi-backlog: the script arrived incomplete or altered (${bytes} bytes expected); nothing ran" >&2; exit 121; }; eval "$s"`;
-    return `${sudo ? "sudo -n " : ""}/bin/sh -c '${inner}'`;
+  const bytes = Buffer.byteLength(script, "utf8");
+  const sum = createHash("sha256").update(script, "utf8").digest("hex");
+  const inner =
+    `LC_ALL=C; export LC_ALL; s=$(head -c ${bytes}; echo .); s=\${s%.}; h=$(printf %s "$s" | sha256sum); ` +
+    `[ "\${h%% *}" = ${sum} ] || { echo "pulumi-backlog: the script arrived incomplete or altered (${bytes} bytes expected); nothing ran" >&2; exit 121; }; eval "$s"`;
+  return `${sudo ? "sudo -n " : ""}/bin/sh -c '${inner}'`;
 }
 
 /**
@@ -332,92 +361,114 @@ export function remoteCommand(script: string, sudo: boolean): string {
  * says `timedOut` with what was printed so far.
  */
 export async function runScript(conn: SshConnection, script: string, options: RunOptions = {}): Promise<ScriptResult> {
-    const limit = (conn.scriptTimeoutSeconds ?? 300) * 1000;
-    const deadline = Date.now() + limit;
-    const attempts = Math.max(1, conn.dialAttempts ?? 5);
-    let session: { client: Client; close: () => void } | undefined;
-    for (let attempt = 1; !session; attempt++) {
-        try {
-            session = await withDeadline(connect(conn), deadline, (s) => s.close(),
-                () => sshError(`timed out after ${limit / 1000} s connecting to ${sshTarget(conn)}`));
-        } catch (err) {
-            const mismatch = err instanceof Error && err.name === "SshError" && /host key mismatch|no hostKey|hostKey |timed out/.test(err.message);
-            if (mismatch || attempt >= attempts) {
-                throw err;
-            }
-            await delay(Math.min(500 * 2 ** (attempt - 1), 4000, Math.max(0, deadline - Date.now())));
-        }
-    }
-    const { client, close } = session;
-    const sudo = conn.sudo ?? (conn.user ?? "root") !== "root";
+  const limit = (conn.scriptTimeoutSeconds ?? 300) * 1000;
+  const deadline = Date.now() + limit;
+  const attempts = Math.max(1, conn.dialAttempts ?? 5);
+  let session: { client: Client; close: () => void } | undefined;
+  for (let attempt = 1; !session; attempt++) {
     try {
-        return await new Promise<ScriptResult>((resolve, reject) => {
-            client.exec(remoteCommand(script, sudo), (err, stream) => {
-                if (err) {
-                    reject(sshError(`cannot start a shell on ${sshTarget(conn)}: ${err.message}`));
-                    return;
-                }
-                const out: Buffer[] = [];
-                const errs: Buffer[] = [];
-                let code = -1;
-                let done = false;
-                let timer: ReturnType<typeof setTimeout> | undefined = undefined;
-                const finish = (timedOut: boolean) => {
-                    if (done) return;
-                    done = true;
-                    clearTimeout(timer);
-                    resolve({ code: timedOut ? -1 : code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(errs).toString(), ...(timedOut ? { timedOut } : {}) });
-                };
-                timer = setTimeout(() => {
-                    finish(true);
-                    close();
-                }, Math.max(1, deadline - Date.now()));
-                // Whoever waited for the result is gone: end the session, so the host rolls back.
-                const abort = () => {
-                    if (done) return;
-                    done = true;
-                    clearTimeout(timer);
-                    close();
-                    reject(sshError(`stopped on ${sshTarget(conn)}: ${(options.signal?.reason as Error | undefined)?.message ?? "aborted"}; the session was closed, so the host puts back what this run changed`));
-                };
-                if (options.signal?.aborted) abort();
-                options.signal?.addEventListener("abort", abort, { once: true });
-                stream.on("data", (d: Buffer) => out.push(d));
-                stream.stderr.on("data", (d: Buffer) => errs.push(d));
-                stream.on("exit", (c: number | null, signal?: string) => {
-                    code = c ?? (signal ? 128 : -1);
-                });
-                stream.on("close", () => finish(false));
-                stream.end(script);
-            });
-        });
-    } finally {
-        close();
+      session = await withDeadline(
+        connect(conn),
+        deadline,
+        (s) => s.close(),
+        () => sshError(`timed out after ${limit / 1000} s connecting to ${sshTarget(conn)}`),
+      );
+    } catch (err) {
+      const mismatch = err instanceof Error && err.name === "SshError" && /host key mismatch|no hostKey|hostKey |timed out/.test(err.message);
+      if (mismatch || attempt >= attempts) {
+        throw err;
+      }
+      await delay(Math.min(500 * 2 ** (attempt - 1), 4000, Math.max(0, deadline - Date.now())));
     }
+  }
+  const { client, close } = session;
+  const sudo = conn.sudo ?? (conn.user ?? "root") !== "root";
+  try {
+    return await new Promise<ScriptResult>((resolve, reject) => {
+      client.exec(remoteCommand(script, sudo), (err, stream) => {
+        if (err) {
+          reject(sshError(`cannot start a shell on ${sshTarget(conn)}: ${err.message}`));
+          return;
+        }
+        const out: Buffer[] = [];
+        const errs: Buffer[] = [];
+        let code = -1;
+        let done = false;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const finish = (timedOut: boolean) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          resolve({
+            code: timedOut ? -1 : code,
+            stdout: Buffer.concat(out).toString(),
+            stderr: Buffer.concat(errs).toString(),
+            ...(timedOut ? { timedOut } : {}),
+          });
+        };
+        timer = setTimeout(
+          () => {
+            finish(true);
+            close();
+          },
+          Math.max(1, deadline - Date.now()),
+        );
+        // Whoever waited for the result is gone: end the session, so the host rolls back.
+        const abort = () => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          close();
+          reject(
+            sshError(
+              `stopped on ${sshTarget(conn)}: ${(options.signal?.reason as Error | undefined)?.message ?? "aborted"}; the session was closed, so the host puts back what this run changed`,
+            ),
+          );
+        };
+        if (options.signal?.aborted) abort();
+        options.signal?.addEventListener("abort", abort, { once: true });
+        stream.on("data", (d: Buffer) => out.push(d));
+        stream.stderr.on("data", (d: Buffer) => errs.push(d));
+        stream.on("exit", (c: number | null, signal?: string) => {
+          code = c ?? (signal ? 128 : -1);
+        });
+        stream.on("close", () => finish(false));
+        stream.end(script);
+      });
+    });
+  } finally {
+    close();
+  }
 }
 
 /** Options of {@link runScript}. */
 export interface RunOptions {
-    /** When it aborts, the session is closed at once and the call fails (default: none). */
-    signal?: AbortSignal;
+  /** When it aborts, the session is closed at once and the call fails (default: none). */
+  signal?: AbortSignal;
 }
 
 /** Resolves like `p` unless `deadline` (epoch ms) passes first; a late result is disposed of. */
 function withDeadline<T>(p: Promise<T>, deadline: number, dispose: (v: T) => void, error: () => Error): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-        let late = false;
-        let timer: ReturnType<typeof setTimeout> | undefined = undefined;
-        timer = setTimeout(() => {
-            late = true;
-            reject(error());
-        }, Math.max(1, deadline - Date.now()));
-        p.then((v) => {
-            clearTimeout(timer);
-            if (late) dispose(v);
-            else resolve(v);
-        }, (e) => {
-            clearTimeout(timer);
-            if (!late) reject(e);
-        });
-    });
+  return new Promise<T>((resolve, reject) => {
+    let late = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    timer = setTimeout(
+      () => {
+        late = true;
+        reject(error());
+      },
+      Math.max(1, deadline - Date.now()),
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        if (late) dispose(v);
+        else resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        if (!late) reject(e);
+      },
+    );
+  });
 }

@@ -8,8 +8,9 @@
  * compares the two paths case by case): here a backlog change keeps the services' processes (relisten),
  * a pm.* change reloads, and a pool removed from the profile goes back to its original.
  */
-import { createHash } from "crypto";
-import { agentScriptFile, backlogUserData, encodeUserData, ssmDocumentContent } from "../../src/aws";
+import { createHash } from "node:crypto";
+import { agentScriptFile, ssmDocumentContent } from "../../src/core/aws/ssmDocument";
+import { backlogUserData, encodeUserData } from "../../src/core/aws/userData";
 import { type KernelValues, type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile } from "../../src/core/profile";
 import { render, renderSysctlDropIn } from "../../src/core/render";
 import { quote } from "../../src/core/shell";
@@ -102,7 +103,9 @@ function actions(out: string): Record<string, string> {
 
 /** Send-Q of the listening sockets of a unix path or TCP port, as `ss` shows them now. */
 function sendQ(selector: string): number[] {
-  const out = selector.startsWith("/") ? lab.sh(host, `ss -H -l -n -x src ${quote(selector)}`) : lab.sh(host, `ss -H -l -n -t ${quote(`sport = :${selector}`)}`);
+  const out = selector.startsWith("/")
+    ? lab.sh(host, `ss -H -l -n -x src ${quote(selector)}`)
+    : lab.sh(host, `ss -H -l -n -t ${quote(`sport = :${selector}`)}`);
   return parseSs(out).map((x) => x.backlog);
 }
 
@@ -151,9 +154,9 @@ describe("user data, run the way cloud-init runs it", () => {
  * stderr to files next to it.
  */
 const SSM_DIR = "/var/lib/amazon/ssm/i-0lab/document/orchestration/3f2a-it/applyAndVerifyBacklogProfile";
-function ssmRun(input: ProfileInput): { code: number; stdout: string; stderr: string } {
+function ssmRun(input: ProfileInput, options: Parameters<typeof ssmDocumentContent>[1] = {}): { code: number; stdout: string; stderr: string } {
   const dir = SSM_DIR;
-  const doc = JSON.parse(ssmDocumentContent(input));
+  const doc = JSON.parse(ssmDocumentContent(input, options));
   put(`${dir}/_script.sh`, agentScriptFile(doc.mainSteps[0].inputs.runCommand), "0700");
   const r = run(`cd ${dir} && ${ENV} sh -c ${dir}/_script.sh '' > ${dir}/stdout 2> ${dir}/stderr < /dev/null`);
   return { code: r.code, stdout: lab.sh(host, `cat ${dir}/stdout`), stderr: lab.sh(host, `cat ${dir}/stderr`) };
@@ -186,17 +189,19 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
     // By hand: somaxconn lowered, php-fpm restarted, so its sockets listen with 128.
     lab.sh(host, "sysctl -w net.core.somaxconn=128 >/dev/null && systemctl restart php8.2-fpm");
     const pids = [mainPid("php8.2-fpm"), mainPid("nginx")];
-    expect(verifyHost(B, original).filter((x) => !x.ok).map((x) => x.setting)).toEqual([
-      "net.core.somaxconn",
-      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)",
-      "php-fpm pool api listen.backlog (127.0.0.1:9001)",
-    ]);
+    expect(
+      verifyHost(B, original)
+        .filter((x) => !x.ok)
+        .map((x) => x.setting),
+    ).toEqual(["net.core.somaxconn", "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock)", "php-fpm pool api listen.backlog (127.0.0.1:9001)"]);
     const r = ssmRun(B);
     expect(r.code).toBe(0);
     expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten" });
-    expect(r.stdout).toContain("pulumi-backlog: php8.2-fpm: relisten (php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 128 \u2192 16384; " +
-      "php-fpm pool api listen.backlog (127.0.0.1:9001): 128 \u2192 2048)");
-    expect(r.stdout).toMatch(/^  listened socket \d+ of pid \d+ with backlog 16384$/m);
+    expect(r.stdout).toContain(
+      "pulumi-backlog: php8.2-fpm: relisten (php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 128 \u2192 16384; " +
+        "php-fpm pool api listen.backlog (127.0.0.1:9001): 128 \u2192 2048)",
+    );
+    expect(r.stdout).toMatch(/^ {2}listened socket \d+ of pid \d+ with backlog 16384$/m);
     expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
     expect(verifyHost(B, original).filter((x) => !x.ok)).toEqual([]);
   });
@@ -238,7 +243,9 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
       expect(r.code).toBe(10);
       expect(r.stdout).toContain("pulumi-backlog: FAILED: a configuration test failed; every file was put back and no service was touched:");
       expect(r.stdout).toContain("  step: test nginx");
-      expect(lab.sh(host, "sha256sum /etc/php/8.2/fpm/pool.d/www.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf")).toBe(before);
+      expect(lab.sh(host, "sha256sum /etc/php/8.2/fpm/pool.d/www.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf")).toBe(
+        before,
+      );
       expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
     } finally {
       lab.sh(host, "rm -f /etc/nginx/conf.d/broken.conf");
@@ -246,11 +253,15 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
   });
 
   test("a failing restart puts every file and value back and starts the service again on the old files (exit 12)", () => {
-    const files = "/etc/php/8.2/fpm/pool.d/www.conf /etc/php/8.2/fpm/pool.d/api.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf";
+    const files =
+      "/etc/php/8.2/fpm/pool.d/www.conf /etc/php/8.2/fpm/pool.d/api.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf";
     const before = lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`);
     const sockets = sendQ("/run/php/php8.2-fpm.sock");
     // php-fpm's next start fails, once: the restart the new listen.mode needs fails.
-    lab.sh(host, "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/fail-once ]; then touch /run/fail-once; exit 1; fi'\" > /etc/systemd/system/php8.2-fpm.service.d/fail-once.conf && rm -f /run/fail-once && systemctl daemon-reload");
+    lab.sh(
+      host,
+      "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/fail-once ]; then touch /run/fail-once; exit 1; fi'\" > /etc/systemd/system/php8.2-fpm.service.d/fail-once.conf && rm -f /run/fail-once && systemctl daemon-reload",
+    );
     try {
       const r = ssmRun({ ...B, backlog: 12000, pools: B.pools!.map((p) => (p.name === "www" ? { ...p, listenMode: "0666" } : p)) });
       expect(r.code).toBe(12);
@@ -303,10 +314,14 @@ describe("decisions on the host: the SSH path's, least disruptive first", () => 
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "relisten", nginx: "relisten" });
-    expect(r.stdout).toContain(`pulumi-backlog: php8.2-fpm: relisten (${POOL_DIR}/www.conf: only the backlog changes; ` +
-      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 16384 \u2192 20000)");
-    expect(r.stdout).toContain("pulumi-backlog: nginx: relisten (/etc/nginx/conf.d/pulumi-backlog.conf: only the backlog changes; " +
-      "nginx listen 0.0.0.0:8080 backlog: 16384 \u2192 20000)");
+    expect(r.stdout).toContain(
+      `pulumi-backlog: php8.2-fpm: relisten (${POOL_DIR}/www.conf: only the backlog changes; ` +
+        "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 16384 \u2192 20000)",
+    );
+    expect(r.stdout).toContain(
+      "pulumi-backlog: nginx: relisten (/etc/nginx/conf.d/pulumi-backlog.conf: only the backlog changes; " +
+        "nginx listen 0.0.0.0:8080 backlog: 16384 \u2192 20000)",
+    );
     expect(r.stdout).not.toMatch(/fallback/);
     // The same processes (master and workers), now with the new backlog: listen() ran after sysctl -p.
     expect([mainPid("php8.2-fpm"), mainPid("nginx")]).toEqual(pids);
@@ -354,7 +369,8 @@ describe("decisions on the host: the SSH path's, least disruptive first", () => 
 
   test("pools removed from the profile go back to their originals: Debian's www.conf byte for byte, the script's own api.conf removed", () => {
     const other: ProfileInput = {
-      name: "other", backlog: 8192,
+      name: "other",
+      backlog: 8192,
       pools: [{ name: "other", listen: "/run/php/other.sock" }],
       listeners: [{ listen: 8080, pool: "other" }],
     };
@@ -365,11 +381,16 @@ describe("decisions on the host: the SSH path's, least disruptive first", () => 
     expect(r.stdout).toContain(`pulumi-backlog: ${POOL_DIR}/api.conf: given back as it was before the first deploy`);
     expect(r.stdout).toContain(`pulumi-backlog: ${POOL_DIR}/www.conf: given back as it was before the first deploy`);
     expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "restart", nginx: "reload" });
-    expect(r.stdout).toContain(`${POOL_DIR}/api.conf goes: its pool stops listening on restart; ${POOL_DIR}/www.conf goes: its pool stops listening on restart`);
+    expect(r.stdout).toContain(
+      `${POOL_DIR}/api.conf goes: its pool stops listening on restart; ${POOL_DIR}/www.conf goes: its pool stops listening on restart`,
+    );
     expect(lab.sh(host, `base64 -w0 < ${POOL_DIR}/www.conf`)).toBe(debianPool);
     expect(run(`test -e ${POOL_DIR}/api.conf`).code).toBe(1);
-    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone").trim().split("\n").sort())
-      .toEqual(render(defineProfile(other)).map((f) => f.path).sort());
+    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone").trim().split("\n").sort()).toEqual(
+      render(defineProfile(other))
+        .map((f) => f.path)
+        .sort(),
+    );
     // Debian's pool listens again (its own backlog), the api pool's port is closed, the new pool and
     // nginx (reloaded: same master, the [::]:8081 listener gone) have the profile's values.
     expect(sendQ("/run/php/php8.2-fpm.sock")).toHaveLength(1);
@@ -386,18 +407,95 @@ describe("decisions on the host: the SSH path's, least disruptive first", () => 
   });
 });
 
+describe("sysctl conflicts (issue #14): the SSH path's model, on the host", () => {
+  // A later-sorted drop-in of the host's own, as found on hosts: it wins at boot and under sysctl --system.
+  const LOCAL = "/etc/sysctl.d/zzzz-local.conf";
+  const CONTENT = "# tuned by hand\nnet.core.somaxconn = 1024\n";
+  const sha = () => lab.sh(host, `sha256sum < ${LOCAL}`).trim();
+  let localSha = "";
+
+  beforeAll(() => {
+    put(LOCAL, CONTENT);
+    localSha = sha();
+  });
+
+  afterAll(() => {
+    lab.sh(host, `rm -f ${LOCAL}; [ ! -f /etc/sysctl.d/zz-pulumi-backlog.conf ] || sysctl -q -p /etc/sysctl.d/zz-pulumi-backlog.conf`);
+  });
+
+  test("mode report (default): each conflicting file:line is printed, the rows of boot and sysctl --system say what undoes the drop-in, the file stays, exit 0", () => {
+    const r = ssmRun(B);
+    expect(r.stderr).toBe("");
+    const want = /sets net\.core\.somaxconn = 1024 \(the profile wants (\d+)\)/.exec(r.stdout)?.[1];
+    expect(want).toBeDefined();
+    expect(r.stdout).toContain(
+      `pulumi-backlog: sysctl conflict: ${LOCAL}:2 sets net.core.somaxconn = 1024 (the profile wants ${want}); ` +
+        'it wins over the drop-in under systemd-sysctl, sysctl --system. Left in place (conflicts: "report"); set conflicts: "neutralize" to comment it out, or change the file.',
+    );
+    expect(r.stdout).toMatch(new RegExp(`^net\\.core\\.somaxconn after boot \\(systemd-sysctl\\) +${want} +1024 +advisory$`, "m"));
+    expect(r.stdout).toMatch(new RegExp(`^net\\.core\\.somaxconn after sysctl --system +${want} +1024 +advisory$`, "m"));
+    expect(r.stdout).toContain(`hint: systemd-sysctl would set 1024 from ${LOCAL}:2, undoing the drop-in`);
+    expect(r.stdout).toContain('pulumi-backlog: OK: all 6 settings verified (/proc/sys and ss) against profile "fleet"; 2 advisory row(s)');
+    expect(r.code).toBe(0);
+    expect(sha()).toBe(localSha);
+    // The conflict is real: sysctl --system puts 1024 back.
+    lab.sh(host, "sysctl -q --system >/dev/null 2>&1 || true");
+    expect(lab.sh(host, "cat /proc/sys/net/core/somaxconn").trim()).toBe("1024");
+  });
+
+  test("mode neutralize: the line is commented out with the SSH path's marker (original kept, file owned), sysctl --system keeps the profile's value", () => {
+    const r = ssmRun(B, { conflicts: "neutralize" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^pulumi-backlog: sysctl conflict: ${LOCAL.replace(/[./]/g, "\\$&")}:2 sets net\\.core\\.somaxconn = 1024 .*Mode neutralize: this run comments it out`,
+        "m",
+      ),
+    );
+    expect(r.stdout).not.toMatch(/advisory|MISMATCH/);
+    expect(r.code).toBe(0);
+    expect(lab.sh(host, `sed -n 2p ${LOCAL}`).trim()).toBe(
+      "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): net.core.somaxconn = 1024",
+    );
+    expect(lab.sh(host, `sed -n 1p ${LOCAL}`).trim()).toBe("# tuned by hand");
+    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone")).toContain(LOCAL);
+    expect(lab.sh(host, "grep -l -x -F /etc/sysctl.d/zzzz-local.conf /var/lib/pulumi-backlog/orig/*.path | wc -l").trim()).toBe("1");
+    const want = lab.sh(host, "sed -n 's/^net.core.somaxconn = //p' /etc/sysctl.d/zz-pulumi-backlog.conf").trim();
+    lab.sh(host, "echo 77 > /proc/sys/net/core/somaxconn; sysctl -q --system >/dev/null 2>&1 || true");
+    expect(lab.sh(host, "cat /proc/sys/net/core/somaxconn").trim()).toBe(want);
+    // The next run in the same mode changes nothing and keeps the file.
+    const again = ssmRun(B, { conflicts: "neutralize" });
+    expect(again.code).toBe(0);
+    expect(again.stdout).not.toContain("sysctl conflict");
+    expect(again.stdout).not.toContain("given back");
+    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone")).toContain(LOCAL);
+  });
+
+  test("back to mode report: the file is given back byte for byte, and the conflict is reported again", () => {
+    const r = ssmRun(B);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`pulumi-backlog: ${LOCAL}: given back as it was before the first deploy`);
+    expect(sha()).toBe(localSha);
+    expect(r.stdout).toContain(`pulumi-backlog: sysctl conflict: ${LOCAL}:2 sets net.core.somaxconn = 1024`);
+    expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone")).not.toContain(LOCAL);
+  });
+});
+
 describe("real cloud-init, offline, with a NoCloud seed", () => {
   // cloud-init 22.4 of Debian 12, run stage by stage as its systemd units do at first boot. The lab
   // image keeps it off at boot; it runs here by hand with a seed in /var/lib/cloud/seed/nocloud.
   function cloudInit(instanceId: string, userData: Buffer): { output: string; status: string; result: { errors: string[] } } {
-    lab.sh(host, [
-      "cloud-init clean --logs >/dev/null",
-      "mkdir -p /etc/cloud/cloud.cfg.d /var/lib/cloud/seed/nocloud",
-      // The NoCloud seed (this file sorts after the lab image's 99-lab.cfg, which says None), and no changes to the lab host's identity (SSH host keys, users, locale).
-      "printf 'datasource_list: [ NoCloud, None ]\\nssh_deletekeys: false\\nssh_genkeytypes: []\\npreserve_hostname: true\\n" +
-        "manage_etc_hosts: false\\nusers: []\\ndisable_root: false\\nlocale: false\\n' > /etc/cloud/cloud.cfg.d/99-zz-backlog-it.cfg",
-      `printf 'instance-id: ${instanceId}\\nlocal-hostname: ${host}\\n' > /var/lib/cloud/seed/nocloud/meta-data`,
-    ].join(" && "));
+    lab.sh(
+      host,
+      [
+        "cloud-init clean --logs >/dev/null",
+        "mkdir -p /etc/cloud/cloud.cfg.d /var/lib/cloud/seed/nocloud",
+        // The NoCloud seed (this file sorts after the lab image's 99-lab.cfg, which says None), and no changes to the lab host's identity (SSH host keys, users, locale).
+        "printf 'datasource_list: [ NoCloud, None ]\\nssh_deletekeys: false\\nssh_genkeytypes: []\\npreserve_hostname: true\\n" +
+          "manage_etc_hosts: false\\nusers: []\\ndisable_root: false\\nlocale: false\\n' > /etc/cloud/cloud.cfg.d/99-zz-backlog-it.cfg",
+        `printf 'instance-id: ${instanceId}\\nlocal-hostname: ${host}\\n' > /var/lib/cloud/seed/nocloud/meta-data`,
+      ].join(" && "),
+    );
     put("/var/lib/cloud/seed/nocloud/user-data", userData, "0600");
     for (const stage of ["init --local", "init", "modules --mode config", "modules --mode final"]) run(`cloud-init ${stage} > /dev/null`);
     return {

@@ -2,8 +2,8 @@
  * How the library reaches hosts: a non-root user through sudo, a bastion hop, and a pinned host
  * key that does not match (refused before anything runs on the host).
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, tearDownAfterAll, LabHost, requireLabMachine, testStack } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, tearDownAfterAll, type LabHost, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -18,12 +18,15 @@ beforeAll(async () => {
   requireLabMachine();
   [a, b] = lab.up(2);
   // A cloud-image style login: user deploy with the lab key and password-less sudo.
-  lab.sh(a.name, [
-    "useradd -m -s /bin/sh deploy",
-    "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
-    "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
-    "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy",
-  ].join(" && "));
+  lab.sh(
+    a.name,
+    [
+      "useradd -m -s /bin/sh deploy",
+      "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+      "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
+      "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy",
+    ].join(" && "),
+  );
   ({ stack, remove } = await testStack("conn", { "backlog:profile": profile }));
 });
 
@@ -32,16 +35,28 @@ tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 const somaxconn = (h: LabHost) => lab.sh(h.name, "cat /proc/sys/net/core/somaxconn").trim();
 
 test("a non-root user through sudo, and a host behind a bastion, are deployed and verified", async () => {
-  await stack.setConfig("backlog:hosts", { value: JSON.stringify([
-    { name: "viasudo", host: a.host, port: a.port, user: "deploy", hostKey: a.hostKey, privateKeyPath: a.privateKeyPath },
-    // The bastion is host b itself: from inside b, 127.0.0.1:22 is b's own sshd, reached in a second, nested session.
-    { name: "viabastion", host: "127.0.0.1", port: 22, hostKey: b.hostKey, privateKeyPath: b.privateKeyPath,
-      proxy: { host: b.host, port: b.port, hostKey: b.hostKey, privateKeyPath: b.privateKeyPath } },
-  ]) });
+  await stack.setConfig("backlog:hosts", {
+    value: JSON.stringify([
+      { name: "viasudo", host: a.host, port: a.port, user: "deploy", hostKey: a.hostKey, privateKeyPath: a.privateKeyPath },
+      // The bastion is host b itself: from inside b, 127.0.0.1:22 is b's own sshd, reached in a second, nested session.
+      {
+        name: "viabastion",
+        host: "127.0.0.1",
+        port: 22,
+        hostKey: b.hostKey,
+        privateKeyPath: b.privateKeyPath,
+        proxy: { host: b.host, port: b.port, hostKey: b.hostKey, privateKeyPath: b.privateKeyPath },
+      },
+    ]),
+  });
   await stack.up({ onOutput: () => undefined });
   const v = (await stack.outputs()).verification.value as Record<string, { ok: boolean }[]>;
   expect(Object.keys(v).sort()).toEqual(["viabastion", "viasudo"]);
-  expect(Object.values(v).flat().every((r) => r.ok)).toBe(true);
+  expect(
+    Object.values(v)
+      .flat()
+      .every((r) => r.ok),
+  ).toBe(true);
   expect(somaxconn(a)).toBe("5000");
   expect(somaxconn(b)).toBe("5000");
   expect(lab.sh(a.name, "journalctl -q -u ssh --no-pager | grep -c 'Accepted publickey for deploy'").trim()).not.toBe("0");
@@ -51,11 +66,14 @@ test("a non-root user through sudo, and a host behind a bastion, are deployed an
 });
 
 test("a host key that does not match the pinned one is refused and the host is not touched", async () => {
-  await stack.setConfig("backlog:hosts", { value: JSON.stringify([
-    { name: "impostor", host: a.host, port: a.port, hostKey: b.hostKey, privateKeyPath: a.privateKeyPath },
-  ]) });
+  await stack.setConfig("backlog:hosts", {
+    value: JSON.stringify([{ name: "impostor", host: a.host, port: a.port, hostKey: b.hostKey, privateKeyPath: a.privateKeyPath }]),
+  });
   const before = lab.sh(a.name, "journalctl -q -u ssh --no-pager | grep -c 'Accepted publickey' || true").trim();
-  const error = await stack.up({ onOutput: () => undefined }).then(() => undefined, (e: Error) => e);
+  const error = await stack.up({ onOutput: () => undefined }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(String(error)).toMatch(/backlog-impostor: host key mismatch for root@127\.0\.0\.1:\d+/);
   // Refused during the handshake, before authentication: no login, no change.
   expect(lab.sh(a.name, "journalctl -q -u ssh --no-pager | grep -c 'Accepted publickey' || true").trim()).toBe(before);

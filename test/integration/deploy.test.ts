@@ -2,8 +2,8 @@
  * The deployment program (index.ts) with the real Pulumi engine against three lab hosts:
  * apply and verify, no-change run, drift, a changed profile, a host raised above the profile, destroy.
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, tearDownAfterAll, Verification, requireLabMachine, testStack } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, tearDownAfterAll, type Verification, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -24,7 +24,10 @@ beforeAll(async () => {
   requireLabMachine();
   lab.up(3);
   for (const h of lab.hosts) {
-    original[h.name] = lab.sh(h.name, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d");
+    original[h.name] = lab.sh(
+      h.name,
+      "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d",
+    );
   }
   ({ stack, remove } = await testStack("deploy", { "backlog:inventory": lab.inventory, "backlog:profile": profile(8192) }));
 });
@@ -89,11 +92,24 @@ test("a drifted host: preview says what changes on which host and how; a no-op p
   for (const h of lab.hosts.filter((x) => x.name !== host)) expect(text).not.toContain(`backlog-${h.name} will change:`);
   // The same as structured data, for CI gates: the settings resource's inputs in preview --json
   // (numbers in run.changes; see test/integration/preview.test.ts and docs/preview.md).
-  const { execFileSync } = await import("child_process");
+  const { execFileSync } = await import("node:child_process");
   const env = { ...process.env, ...(stack.workspace.envVars ?? {}) };
-  const out = JSON.parse(execFileSync("pulumi", ["preview", "--json", "--stack", stack.name, "--non-interactive"], { cwd: stack.workspace.workDir, env, encoding: "utf8", maxBuffer: 64 << 20 }));
-  const step = (out.steps as { urn: string; newState?: { inputs?: { run?: { changes?: { settings: { setting: string; current: number; wanted: number }[]; services: { unit: string; action: string }[] } } } } }[])
-    .find((st) => st.urn.endsWith(`::backlog-${host}-settings`));
+  const out = JSON.parse(
+    execFileSync("pulumi", ["preview", "--json", "--stack", stack.name, "--non-interactive"], {
+      cwd: stack.workspace.workDir,
+      env,
+      encoding: "utf8",
+      maxBuffer: 64 << 20,
+    }),
+  );
+  const step = (
+    out.steps as {
+      urn: string;
+      newState?: {
+        inputs?: { run?: { changes?: { settings: { setting: string; current: number; wanted: number }[]; services: { unit: string; action: string }[] } } };
+      };
+    }[]
+  ).find((st) => st.urn.endsWith(`::backlog-${host}-settings`));
   const changes = step?.newState?.inputs?.run?.changes;
   expect(changes?.settings).toEqual(expect.arrayContaining([expect.objectContaining({ setting: "net.core.somaxconn", current: 1000, wanted: 8192 })]));
   expect(changes?.services).toEqual(expect.arrayContaining([expect.objectContaining({ unit: "php8.2-fpm", action: "reload" })]));
@@ -159,7 +175,10 @@ test("a lowered profile lowers the hosts again: values the library set are not t
 test("destroy brings back the original files and kernel values on every host", async () => {
   await stack.destroy({ onOutput: () => undefined });
   for (const h of lab.hosts) {
-    const now = lab.sh(h.name, "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d");
+    const now = lab.sh(
+      h.name,
+      "cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog; sha256sum /etc/php/8.2/fpm/pool.d/www.conf; ls /etc/sysctl.d /etc/nginx/conf.d",
+    );
     expect(now).toBe(original[h.name]);
     expect(lab.sh(h.name, "ls -A /var/lib/pulumi-backlog 2>/dev/null | wc -l").trim()).toBe("0");
   }

@@ -3,8 +3,8 @@
  * Debian release (11, 12, 13: php 7.4, 8.2, 8.4) with no service names or paths in the config:
  * each host's php-fpm is found by the probe, verification is green on each, destroy restores each.
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, requireLabMachine, tearDownAfterAll, testStack, Verification } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, requireLabMachine, tearDownAfterAll, testStack, type Verification } from "./harness";
 
 jest.setTimeout(1_800_000);
 
@@ -51,6 +51,11 @@ test("destroy gives each release back what it had", async () => {
   await stack.destroy({ onOutput: () => undefined });
   for (const h of lab.hosts) {
     expect(lab.sh(h.name, `cat /proc/sys/net/core/somaxconn; sha256sum < /etc/php/${PHP[h.suite as string]}/fpm/pool.d/www.conf`)).toBe(before[h.name]);
-    expect(lab.sh(h.name, `systemctl is-active php${PHP[h.suite as string]}-fpm nginx`).trim().split("\n")).toEqual(["active", "active"]);
+    expect(
+      lab
+        .sh(h.name, `systemctl is-active php${PHP[h.suite as string]}-fpm nginx`)
+        .trim()
+        .split("\n"),
+    ).toEqual(["active", "active"]);
   }
 });

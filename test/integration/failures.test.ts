@@ -2,8 +2,8 @@
  * Failures leave hosts working and known: a configuration that fails php-fpm's own test, a host
  * that cannot be reached, a pool removed from the profile; and a reboot keeps the values.
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, tearDownAfterAll, LabHost, requireLabMachine, testStack } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, tearDownAfterAll, type LabHost, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -35,7 +35,10 @@ test("a pool that fails php-fpm -t fails the deployment with the test's output; 
   const before = lab.sh(host, "cat /etc/php/8.2/fpm/pool.d/app.conf");
   expect(httpStatus(host, "/ok.php")).toBe("200");
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile([pool("app", { chdir: "/nonexistent/dir" }), pool("extra")])) });
-  const error = await stack.up({ onOutput: () => undefined }).then(() => undefined, (e: Error) => e);
+  const error = await stack.up({ onOutput: () => undefined }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(error).toBeDefined();
   const message = String(error);
   expect(message).toMatch(/test php8\.2-fpm/);
@@ -53,7 +56,10 @@ test("one host unreachable: the others converge and the failure names the host",
   lab.sh(unreachable.name, "systemctl stop ssh");
   try {
     await stack.setConfig("backlog:profile", { value: JSON.stringify({ ...profile([pool("app"), pool("extra")]), backlog: 6000 }) });
-    const error = await stack.up({ onOutput: () => undefined }).then(() => undefined, (e: Error) => e);
+    const error = await stack.up({ onOutput: () => undefined }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     // The kernel's default somaxconn is 4096: the profile's values are above it, so they show.
     expect(String(error)).toMatch(new RegExp(`backlog-${unreachable.name}: cannot connect to root@127\\.0\\.0\\.1:${unreachable.port}`));
     expect(lab.sh(reachable.name, "cat /proc/sys/net/core/somaxconn").trim()).toBe("6000");
@@ -63,6 +69,39 @@ test("one host unreachable: the others converge and the failure names the host",
   }
   await stack.up({ onOutput: () => undefined });
   expect(lab.sh(unreachable.name, "cat /proc/sys/net/core/somaxconn").trim()).toBe("6000");
+});
+
+test("a host down at probe time and back before its batch starts is deployed in the same run, after the other", async () => {
+  const [reachable, flaky] = lab.hosts as [LabHost, LabHost];
+  lab.sh(flaky.name, "systemctl stop ssh");
+  let restarted = false;
+  const order: string[] = [];
+  try {
+    await stack.setConfig("backlog:profile", { value: JSON.stringify({ ...profile([pool("app"), pool("extra")]), backlog: 6500 }) });
+    const t0 = Date.now();
+    const result = await stack.up({
+      onOutput: () => undefined,
+      onEvent: (e) => {
+        // Its first probe failed: the host comes back while the other host is being deployed.
+        if (!restarted && e.diagnosticEvent?.message.includes(`backlog-${flaky.name}: cannot connect to`)) {
+          restarted = true;
+          lab.sh(flaky.name, "systemctl start ssh");
+        }
+        const urn = e.resOutputsEvent?.metadata.urn ?? "";
+        if (urn.endsWith("-settings")) order.push(urn.replace(/^.*::backlog-(.*)-settings$/, "$1"));
+      },
+    });
+    console.log(
+      `host ${flaky.name} down at probe time, back at once: up ${((Date.now() - t0) / 1000).toFixed(1)} s, settings done in order ${order.join(", ")}`,
+    );
+    expect(restarted).toBe(true);
+    expect(result.summary.result).toBe("succeeded");
+    expect(result.stdout).toContain(`backlog-${flaky.name}: probing again now that its batch 2 of 2 starts`);
+    expect(order).toEqual([reachable.name, flaky.name]);
+    for (const h of lab.hosts) expect(lab.sh(h.name, "cat /proc/sys/net/core/somaxconn").trim()).toBe("6500");
+  } finally {
+    if (!restarted) lab.sh(flaky.name, "systemctl start ssh");
+  }
 });
 
 test("a pool removed from the profile is given back as it was; the others stay", async () => {

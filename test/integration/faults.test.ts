@@ -3,13 +3,13 @@
  * that were active active, the files all old or all new, the originals intact, and the next
  * `pulumi up` converges with verification green.
  */
-import { execFileSync } from "child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import { join } from "path";
-import { Stack } from "@pulumi/pulumi/automation";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { backupName } from "../../src/core/plan";
-import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
+import { Lab, type LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -45,7 +45,11 @@ const poolSum = () => sh(`sha256sum < ${POOL}`).trim();
 const somaxconn = () => Number(sh("cat /proc/sys/net/core/somaxconn").trim());
 const noJournal = () => sh("[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim();
 const setProfile = (p: object) => stack.setConfig("backlog:profile", { value: JSON.stringify(p) });
-const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: Error) => String(e));
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: Error) => String(e),
+  );
 
 async function waitFor(check: () => boolean, what: string, seconds = 60): Promise<void> {
   for (let i = 0; i < seconds * 5; i++) {
@@ -56,10 +60,17 @@ async function waitFor(check: () => boolean, what: string, seconds = 60): Promis
 }
 
 test("a port held by another process: the deployment fails naming it before touching anything; nginx stays up", async () => {
-  sh("nohup runuser -u nobody -- perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8081,Listen=>5,ReuseAddr=>1) or die; sleep 300' >/dev/null 2>&1 & sleep 1");
+  sh(
+    "nohup runuser -u nobody -- perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8081,Listen=>5,ReuseAddr=>1) or die; sleep 300' >/dev/null 2>&1 & sleep 1",
+  );
   const before = sh("sha256sum /etc/nginx/conf.d/*.conf");
   try {
-    await setProfile(profile(5000, {}, [{ listen: 8080, pool: "app" }, { listen: 8081, pool: "app" }]));
+    await setProfile(
+      profile(5000, {}, [
+        { listen: 8080, pool: "app" },
+        { listen: 8081, pool: "app" },
+      ]),
+    );
     const error = await failure(stack.up(quiet));
     expect(error).toMatch(/TCP port 8081 is already held by another process: pid \d+ \(perl\)/);
     expect(sh("sha256sum /etc/nginx/conf.d/*.conf")).toBe(before);
@@ -76,7 +87,9 @@ test("a full disk during apply: the write fails, everything is put back, the ori
   const old = poolSum();
   const orig = sh("cd /var/lib/pulumi-backlog/orig && sha256sum *");
   // The pool directory on a full 1 MiB tmpfs holding the current files.
-  sh("d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)");
+  sh(
+    "d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)",
+  );
   try {
     await setProfile(profile(5000, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 7 } }] }));
     const error = await failure(stack.up(quiet));
@@ -86,7 +99,9 @@ test("a full disk during apply: the write fails, everything is put back, the ori
     expect(active()).toEqual(["active", "active"]);
     expect(noJournal()).toBe("none");
   } finally {
-    sh("d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now");
+    sh(
+      "d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now",
+    );
   }
   await stack.up(quiet);
   expect(sh(`grep max_children ${POOL}`)).toMatch(/= 7/);
@@ -137,7 +152,10 @@ test.each(cutSteps.map((step, i) => [step, i]))("the connection cut at step %s: 
     sh(`rm -f ${JSON.stringify("/run/pulumi-backlog/pause." + step)}`);
   }
   expect(await up).toMatch(/apply failed|Connection lost|connection/i);
-  await waitFor(() => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free", "the host to roll back");
+  await waitFor(
+    () => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free",
+    "the host to roll back",
+  );
   expect(poolSum()).toBe(before.pool);
   expect(somaxconn()).toBe(before.somaxconn);
   expect(backlogs()).toEqual(before.backlogs);
@@ -166,13 +184,15 @@ function parents(): Map<number, number> {
 
 /** The `pulumi` CLI processes this test process started (the Automation API's children). */
 function pulumiChildren(): number[] {
-  return [...parents()].filter(([pid, ppid]) => {
-    try {
-      return ppid === process.pid && /(^|\/)pulumi$/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "");
-    } catch {
-      return false;
-    }
-  }).map(([pid]) => pid);
+  return [...parents()]
+    .filter(([pid, ppid]) => {
+      try {
+        return ppid === process.pid && /(^|\/)pulumi$/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "");
+      } catch {
+        return false;
+      }
+    })
+    .map(([pid]) => pid);
 }
 
 /** Every process below `pid`. */
@@ -180,7 +200,11 @@ function descendants(pid: number): number[] {
   const all = parents();
   const found: number[] = [];
   const walk = (p: number) => {
-    for (const [c, pp] of all) if (pp === p) { found.push(c); walk(c); }
+    for (const [c, pp] of all)
+      if (pp === p) {
+        found.push(c);
+        walk(c);
+      }
   };
   walk(pid);
   return found;
@@ -204,7 +228,10 @@ test("the pulumi process killed mid-apply (SIGKILL): the host rolls back by itse
     sh("rm -f /run/pulumi-backlog/pause.test");
   }
   expect(await up).toMatch(/./);
-  await waitFor(() => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free", "the host's run to end");
+  await waitFor(
+    () => noJournal() === "none" && sh("flock -n /run/pulumi-backlog/lock true && echo free || echo busy").trim() === "free",
+    "the host's run to end",
+  );
   for (const pid of orphans) {
     try {
       process.kill(pid, "SIGKILL");
@@ -225,7 +252,10 @@ test("the pulumi process killed mid-apply (SIGKILL): the host rolls back by itse
 });
 
 test("two runs at once on one host: the second waits for the lock, then refuses its stale plan; both converge", async () => {
-  const second = await testStack("faults2", { "backlog:inventory": lab.inventory, "backlog:profile": profile(5600, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 5 } }] }) });
+  const second = await testStack("faults2", {
+    "backlog:inventory": lab.inventory,
+    "backlog:profile": profile(5600, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 5 } }] }),
+  });
   try {
     sh("touch /run/pulumi-backlog/pause.test");
     await setProfile(profile(5700, { pools: [{ name: "app", listen: "/run/php/app.sock", pm: { style: "static", maxChildren: 4 } }] }));
@@ -286,8 +316,13 @@ const fingerprint = (line: string) => execFileSync("ssh-keygen", ["-lf", "-"], {
 
 test("a host with ed25519, ECDSA and RSA keys deploys with any one pinned, or with all ssh-keyscan prints; a wrong key names both fingerprints", async () => {
   // Give the host the other two key types a real host carries.
-  sh("for t in ecdsa rsa; do f=/etc/ssh/ssh_host_${t}_key; [ -f $f ] || ssh-keygen -q -N '' -t $t -f $f; grep -qx \"HostKey $f\" /etc/ssh/sshd_config || echo \"HostKey $f\" >> /etc/ssh/sshd_config; done; systemctl reload ssh; sleep 1");
-  const scan = execFileSync("ssh-keyscan", ["-p", String(host.port), "-t", "ed25519,ecdsa,rsa", host.host], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  sh(
+    'for t in ecdsa rsa; do f=/etc/ssh/ssh_host_${t}_key; [ -f $f ] || ssh-keygen -q -N \'\' -t $t -f $f; grep -qx "HostKey $f" /etc/ssh/sshd_config || echo "HostKey $f" >> /etc/ssh/sshd_config; done; systemctl reload ssh; sleep 1',
+  );
+  const scan = execFileSync("ssh-keyscan", ["-p", String(host.port), "-t", "ed25519,ecdsa,rsa", host.host], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   const lines = scan.split("\n").filter((l) => l && !l.startsWith("#"));
   const byType = (t: string) => {
     const l = lines.find((x) => x.split(" ")[1]?.startsWith(t));
@@ -329,11 +364,13 @@ test("a host with ed25519, ECDSA and RSA keys deploys with any one pinned, or wi
 });
 
 test("a hung service restart: stopped at the step's time limit, everything put back, php-fpm active on the old files", async () => {
-  const { readFileSync, writeFileSync } = await import("fs");
+  const { readFileSync, writeFileSync } = await import("node:fs");
   const limited = lab.inventory.replace(/inventory\.json$/, "limited.json");
   writeFileSync(limited, JSON.stringify((JSON.parse(readFileSync(lab.inventory, "utf8")) as LabHost[]).map((e) => ({ ...e, scriptTimeoutSeconds: 45 }))));
   // php-fpm's next start hangs (once): the deploy's restart never finishes by itself.
-  sh("mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/hung-once ]; then touch /run/hung-once; exec sleep 1000; fi'\" 'TimeoutStartSec=infinity' > /etc/systemd/system/php8.2-fpm.service.d/hang.conf && rm -f /run/hung-once && systemctl daemon-reload");
+  sh(
+    "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/hung-once ]; then touch /run/hung-once; exec sleep 1000; fi'\" 'TimeoutStartSec=infinity' > /etc/systemd/system/php8.2-fpm.service.d/hang.conf && rm -f /run/hung-once && systemctl daemon-reload",
+  );
   const old = poolSum();
   try {
     await stack.setConfig("backlog:inventory", { value: limited });
@@ -356,7 +393,7 @@ test("a hung service restart: stopped at the step's time limit, everything put b
 
 test("a renamed host (new resource name, same machine): the new one takes over, the old one's delete gives nothing back", async () => {
   const renamed = lab.inventory.replace(/inventory\.json$/, "renamed.json");
-  const { writeFileSync, readFileSync } = await import("fs");
+  const { writeFileSync, readFileSync } = await import("node:fs");
   const entries = JSON.parse(readFileSync(lab.inventory, "utf8")) as LabHost[];
   writeFileSync(renamed, JSON.stringify(entries.map((e) => ({ ...e, name: `${e.name}-new` }))));
   await stack.setConfig("backlog:inventory", { value: renamed });
@@ -379,14 +416,18 @@ test("a full disk during destroy: the restore fails, the state stays; the next d
   await setProfile({ name: "it-faults", backlog: 5000, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }], listeners: [] });
   await stack.up(quiet);
   expect(sh(`sha256sum < ${WWW}`).trim()).not.toBe(original);
-  sh("d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)");
+  sh(
+    "d=/etc/php/8.2/fpm/pool.d; cp -a $d /tmp/pool.d.keep && mount -t tmpfs -o size=1m tmpfs $d && cp -a /tmp/pool.d.keep/. $d/ && (dd if=/dev/zero of=$d/.filler bs=4k 2>/dev/null; true)",
+  );
   try {
     const error = await failure(stack.destroy(quiet));
     expect(error).toMatch(/restore failed/);
     expect(sh("ls /var/lib/pulumi-backlog/orig | wc -l").trim()).not.toBe("0");
     expect(active()).toEqual(["active", "active"]);
   } finally {
-    sh("d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now");
+    sh(
+      "d=/etc/php/8.2/fpm/pool.d; rm -f $d/.filler; cp -a $d/. /tmp/pool.d.now; umount $d && cp -a /tmp/pool.d.now/. $d/; rm -rf /tmp/pool.d.keep /tmp/pool.d.now",
+    );
   }
   await stack.destroy(quiet);
   expect(sh(`sha256sum < ${WWW}`).trim()).toBe(original);

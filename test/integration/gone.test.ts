@@ -4,9 +4,9 @@
  * back is deployed again from what it has and destroy gives back its true originals; a host
  * replaced under the same name (new host key) converges in one `up`.
  */
-import { readFileSync, writeFileSync } from "fs";
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, type LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -34,7 +34,11 @@ test("a host gone for good and removed from the inventory is forgotten with a wa
   lab.sh(gone.name, "systemctl stop ssh");
   inventory([stay]);
   let out = "";
-  const result = await stack.up({ onOutput: (o) => { out += o; } });
+  const result = await stack.up({
+    onOutput: (o) => {
+      out += o;
+    },
+  });
   expect(result.summary.result).toBe("succeeded");
   expect(out).toMatch(new RegExp(`warning: backlog-${gone.name}: forgotten without restoring: the host cannot be reached`));
   expect(result.summary.resourceChanges).toEqual(expect.objectContaining({ delete: 2 }));

@@ -3,11 +3,11 @@
  * (`scripts/lab/lab.ts`), and Pulumi stacks of this project driven with the Automation API against
  * the real engine (the `pulumi` on PATH that `npm test` sets up).
  */
-import { spawnSync } from "child_process";
-import { mkdtempSync, readFileSync, rmSync } from "fs";
-import { tmpdir } from "os";
-import { join, resolve } from "path";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
 
 export const repo = resolve(__dirname, "..", "..");
 
@@ -84,12 +84,32 @@ export class Lab {
   ssh(host: string, script: string): string {
     const h = this.hosts.find((x) => x.name === host);
     if (!h) throw new Error(`no host "${host}" in ${this.inventory}`);
-    const r = spawnSync("ssh", [
-      "-F", "none", "-i", h.privateKeyPath, "-o", "IdentitiesOnly=yes", "-p", String(h.port),
-      "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${join(this.dir, "known_hosts")}`,
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-      `${h.user}@${h.host}`, script,
-    ], { encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync(
+      "ssh",
+      [
+        "-F",
+        "none",
+        "-i",
+        h.privateKeyPath,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-p",
+        String(h.port),
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        `UserKnownHostsFile=${join(this.dir, "known_hosts")}`,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+        `${h.user}@${h.host}`,
+        script,
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
     if (r.status !== 0) throw new Error(`ssh ${host} ${JSON.stringify(script)} failed (${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
     return r.stdout;
   }
@@ -111,12 +131,15 @@ export function requireLabMachine(): void {
 export async function testStack(name: string, config: Record<string, unknown>): Promise<{ stack: Stack; remove: () => Promise<void> }> {
   const state = mkdtempSync(join(tmpdir(), "backlog-state-"));
   const stackName = `it-${name}-${process.pid}`;
-  const stack = await LocalWorkspace.createOrSelectStack({ stackName, workDir: repo }, {
-    envVars: {
-      PULUMI_BACKEND_URL: `file://${state}`,
-      PULUMI_CONFIG_PASSPHRASE: "integration-tests-only",
+  const stack = await LocalWorkspace.createOrSelectStack(
+    { stackName, workDir: repo },
+    {
+      envVars: {
+        PULUMI_BACKEND_URL: `file://${state}`,
+        PULUMI_CONFIG_PASSPHRASE: "integration-tests-only",
+      },
     },
-  });
+  );
   for (const [key, value] of Object.entries(config)) {
     await stack.setConfig(key, { value: typeof value === "string" ? value : JSON.stringify(value) });
   }

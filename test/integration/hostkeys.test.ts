@@ -5,12 +5,12 @@
  * proves the key that was pinned instead of its favourite), so is what `ssh-keyscan` prints, and a
  * wrong key is refused before authentication with both fingerprints named.
  */
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
-import fs from "fs";
-import net from "net";
-import os from "os";
-import path from "path";
-import { parseHostKeys, runScript, SshConnection } from "../../src/transport/ssh";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { parseHostKeys, runScript, type SshConnection } from "../../src/transport/ssh";
 
 jest.setTimeout(300_000);
 
@@ -25,18 +25,21 @@ const keygen = (file: string, ...args: string[]) =>
   execFileSync("ssh-keygen", ["-q", "-N", "", "-C", path.basename(file), "-f", file, ...args], { stdio: "ignore" });
 const pub = (name: string) => fs.readFileSync(path.join(dir, `${name}.pub`), "utf8").trim();
 /** The fingerprint `ssh-keygen -l` prints for a public key file: "256 SHA256:… comment (ED25519)". */
-const keygenFingerprint = (name: string) =>
-  execFileSync("ssh-keygen", ["-lf", path.join(dir, `${name}.pub`)], { encoding: "utf8" }).split(/\s+/)[1];
+const keygenFingerprint = (name: string) => execFileSync("ssh-keygen", ["-lf", path.join(dir, `${name}.pub`)], { encoding: "utf8" }).split(/\s+/)[1];
 
 /** PIDs of running processes whose executable is /usr/sbin/sshd. */
 function sshdPids(): number[] {
-  return fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return fs.readlinkSync(`/proc/${p}/exe`) === SSHD;
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  return fs
+    .readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return fs.readlinkSync(`/proc/${p}/exe`) === SSHD;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 /**
@@ -72,7 +75,10 @@ async function listening(child: ChildProcess): Promise<void> {
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`sshd exited (${child.exitCode ?? child.signalCode}):\n${log}`);
     const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
       s.once("error", () => resolve(false));
     });
     if (up) return;
@@ -96,30 +102,35 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, "authorized_keys"), `${pub("client")}\n`, { mode: 0o600 });
   port = await freePort();
   const config = path.join(dir, "sshd_config");
-  fs.writeFileSync(config, [
-    `Port ${port}`,
-    "ListenAddress 127.0.0.1",
-    `HostKey ${dir}/host_ed25519`,
-    `HostKey ${dir}/host_ecdsa`,
-    `HostKey ${dir}/host_rsa`,
-    `AuthorizedKeysFile ${dir}/authorized_keys`,
-    `PidFile ${dir}/sshd.pid`,
-    "UsePAM no",
-    "StrictModes no",
-    "PermitRootLogin prohibit-password",
-    "PubkeyAuthentication yes",
-    "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no",
-    // DEBUG1 logs the negotiated host key algorithm ("kex: host key algorithm: …").
-    "LogLevel DEBUG1",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(
+    config,
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      `HostKey ${dir}/host_ed25519`,
+      `HostKey ${dir}/host_ecdsa`,
+      `HostKey ${dir}/host_rsa`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      `PidFile ${dir}/sshd.pid`,
+      "UsePAM no",
+      "StrictModes no",
+      "PermitRootLogin prohibit-password",
+      "PubkeyAuthentication yes",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      // DEBUG1 logs the negotiated host key algorithm ("kex: host key algorithm: …").
+      "LogLevel DEBUG1",
+      "",
+    ].join("\n"),
+  );
   // sshd's privilege separation directory (made by the ssh service's unit, which is not running here).
   fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   const check = spawnSync(SSHD, ["-t", "-f", config], { encoding: "utf8" });
   if (check.status !== 0) throw new Error(`sshd -t refused the test config: ${check.stderr}`);
   sshd = spawn(SSHD, ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
-  sshd.stderr!.on("data", (d: Buffer) => { log += d.toString(); });
+  sshd.stderr!.on("data", (d: Buffer) => {
+    log += d.toString();
+  });
   await listening(sshd);
 });
 
@@ -129,7 +140,12 @@ afterAll(async () => {
     const exited = new Promise((r) => child.once("exit", r));
     process.kill(child.pid, "SIGTERM");
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 5_000); })]);
+    await Promise.race([
+      exited,
+      new Promise((r) => {
+        timer = setTimeout(r, 5_000);
+      }),
+    ]);
     clearTimeout(timer);
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGKILL");
   }
@@ -164,8 +180,7 @@ test.each([
 test("what ssh-keyscan prints, # comment lines included, is a valid pin (plain and hashed hosts)", async () => {
   const scan = execFileSync("sh", ["-c", 'ssh-keyscan -p "$1" 127.0.0.1 2>&1', "sh", String(port)], { encoding: "utf8" });
   expect(scan).toMatch(/^# 127\.0\.0\.1:\d+ SSH-2\.0-OpenSSH/m);
-  expect(new Set(parseHostKeys(scan).map((k) => k.fingerprint)))
-    .toEqual(new Set(["host_ed25519", "host_ecdsa", "host_rsa"].map(keygenFingerprint)));
+  expect(new Set(parseHostKeys(scan).map((k) => k.fingerprint))).toEqual(new Set(["host_ed25519", "host_ecdsa", "host_rsa"].map(keygenFingerprint)));
   expect(await runScript(connection(scan), "echo ok")).toMatchObject({ code: 0, stdout: "ok\n" });
 
   const hashed = execFileSync("ssh-keyscan", ["-H", "-p", String(port), "127.0.0.1"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
@@ -175,16 +190,26 @@ test("what ssh-keyscan prints, # comment lines included, is a valid pin (plain a
 
 test("a wrong key is refused before authentication, naming the fingerprint seen and the one pinned", async () => {
   const logins = accepted();
-  const error = await runScript(connection(pub("stranger_ed25519")), "echo ok").then(() => undefined, (e: Error) => e);
+  const error = await runScript(connection(pub("stranger_ed25519")), "echo ok").then(
+    () => undefined,
+    (e: Error) => e,
+  );
   expect(error?.name).toBe("SshError");
-  expect(error?.message).toBe(`host key mismatch for root@127.0.0.1:${port}: the server presented ssh-ed25519 ${keygenFingerprint("host_ed25519")}, ` +
-    `the pinned keys are ${keygenFingerprint("stranger_ed25519")} (ssh-ed25519); refusing to connect`);
+  expect(error?.message).toBe(
+    `host key mismatch for root@127.0.0.1:${port}: the server presented ssh-ed25519 ${keygenFingerprint("host_ed25519")}, ` +
+      `the pinned keys are ${keygenFingerprint("stranger_ed25519")} (ssh-ed25519); refusing to connect`,
+  );
   expect(error?.message).not.toContain(pub("stranger_ed25519").split(" ")[1]);
   expect(accepted()).toBe(logins);
 });
 
 test("a pinned key type the server does not have is refused as a mismatch", async () => {
-  const error = await runScript(connection(pub("stranger_ecdsa384")), "echo ok").then(() => undefined, (e: Error) => e);
-  expect(error?.message).toBe(`host key mismatch for root@127.0.0.1:${port}: the server has no key of the pinned types (ecdsa-sha2-nistp384); ` +
-    `the pinned keys are ${keygenFingerprint("stranger_ecdsa384")} (ecdsa-sha2-nistp384); refusing to connect`);
+  const error = await runScript(connection(pub("stranger_ecdsa384")), "echo ok").then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  expect(error?.message).toBe(
+    `host key mismatch for root@127.0.0.1:${port}: the server has no key of the pinned types (ecdsa-sha2-nistp384); ` +
+      `the pinned keys are ${keygenFingerprint("stranger_ecdsa384")} (ecdsa-sha2-nistp384); refusing to connect`,
+  );
 });

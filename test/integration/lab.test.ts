@@ -2,9 +2,9 @@
  * The lab itself: three hosts that are real, separate systems reachable only with the pinned host
  * key, and a `down` that leaves nothing behind.
  */
-import { execFileSync, spawnSync } from "child_process";
-import { readFileSync } from "fs";
-import { join } from "path";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Lab, requireLabMachine } from "./harness";
 
 jest.setTimeout(300_000);
@@ -22,12 +22,26 @@ beforeAll(() => {
 afterAll(() => lab.down());
 
 function ssh(port: number, keyPath: string, knownHosts: string, command: string) {
-  return spawnSync("ssh", [
-    "-i", keyPath, "-p", String(port),
-    "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`,
-    "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-    "root@127.0.0.1", command,
-  ], { encoding: "utf8" });
+  return spawnSync(
+    "ssh",
+    [
+      "-i",
+      keyPath,
+      "-p",
+      String(port),
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${knownHosts}`,
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "ConnectTimeout=10",
+      "root@127.0.0.1",
+      command,
+    ],
+    { encoding: "utf8" },
+  );
 }
 
 test("each host accepts ssh with the inventory's key and its pinned host key", () => {
@@ -80,7 +94,11 @@ test("down leaves no process, mount or listening port behind", () => {
     }
   });
   expect(alive).toEqual([]);
-  expect(readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => l.includes(lab.dir))).toEqual([]);
+  expect(
+    readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .filter((l) => l.includes(lab.dir)),
+  ).toEqual([]);
   const listening = execFileSync("ss", ["-H", "-l", "-n", "-t"], { encoding: "utf8" });
   for (const port of ports) expect(listening).not.toContain(`127.0.0.1:${port} `);
 });

@@ -4,8 +4,8 @@
  * request lost, no restart), a later restart keeps the value, and a host without perl and python3
  * falls back to a restart and says why.
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, type LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -37,14 +37,18 @@ function load(hosts: LabHost[], seconds: number): () => { host: string; requests
   for (const h of hosts) {
     lab.sh(h.name, `rm -f /tmp/wrk.out; (timeout ${seconds + 20} wrk -t2 -c20 -d${seconds}s http://127.0.0.1:8080/w.php > /tmp/wrk.out 2>&1 &) ; sleep 0.2`);
   }
-  return () => hosts.map((h) => {
-    const out = lab.sh(h.name, `for i in $(seq 1 ${(seconds + 25) * 5}); do grep -q 'requests in' /tmp/wrk.out 2>/dev/null && break; sleep 0.2; done; cat /tmp/wrk.out`);
-    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-    const failed = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-    return { host: h.name, requests, failed };
-  });
+  return () =>
+    hosts.map((h) => {
+      const out = lab.sh(
+        h.name,
+        `for i in $(seq 1 ${(seconds + 25) * 5}); do grep -q 'requests in' /tmp/wrk.out 2>/dev/null && break; sleep 0.2; done; cat /tmp/wrk.out`,
+      );
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const failed = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+      return { host: h.name, requests, failed };
+    });
 }
 
 function backlogOf(host: string): { php: number; nginx: number; somaxconn: number } {

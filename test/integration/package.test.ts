@@ -11,12 +11,12 @@
  *   TypeScript component provider in examples/yaml/provider (PulumiPlugin.yaml, runtime nodejs),
  *   run by our Node.js language host (RunPlugin) and the YAML language host built by the toolchain.
  */
-import { spawnSync } from "child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import { basename, join } from "path";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, repo, requireLabMachine, tearDownAfterAll } from "./harness";
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { Lab, type LabHost, repo, requireLabMachine, tearDownAfterAll } from "./harness";
 
 jest.setTimeout(900_000);
 
@@ -50,9 +50,12 @@ function install(example: string, dest: string): string {
 /** A stack of a program in `dir`, state and secrets of this test only. */
 async function newStack(dir: string, name: string, config: Record<string, string | number>, secrets: Record<string, string>): Promise<Stack> {
   const stackName = `it-${name}-${process.pid}`;
-  const stack = await LocalWorkspace.createOrSelectStack({ stackName, workDir: dir }, {
-    envVars: { PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "integration-tests-only" },
-  });
+  const stack = await LocalWorkspace.createOrSelectStack(
+    { stackName, workDir: dir },
+    {
+      envVars: { PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "integration-tests-only" },
+    },
+  );
   for (const [key, value] of Object.entries(config)) await stack.setConfig(key, { value: String(value) });
   for (const [key, value] of Object.entries(secrets)) await stack.setConfig(key, { value, secret: true });
   stacks.push({ stack, remove: () => stack.workspace.removeStack(stackName, { force: true }) });
@@ -78,12 +81,18 @@ function expectAllEffective(rows: Row[], value: number): void {
 
 /** What the host itself says, independently of the library: somaxconn and the sockets' Send-Q. */
 function hostValues(host: LabHost): { somaxconn: number; php: number; nginx: number; dropIn: boolean } {
-  const out = lab.sh(host.name, [
-    "cat /proc/sys/net/core/somaxconn",
-    "ss -H -l -n -x src /run/php/php8.2-fpm.sock | awk '{print $4}' | head -n1",
-    "ss -H -l -n -t sport = :8080 | awk '{print $3}' | head -n1",
-    "test -e /etc/sysctl.d/zz-pulumi-backlog.conf && echo present || echo absent",
-  ].join("; ")).trim().split("\n");
+  const out = lab
+    .sh(
+      host.name,
+      [
+        "cat /proc/sys/net/core/somaxconn",
+        "ss -H -l -n -x src /run/php/php8.2-fpm.sock | awk '{print $4}' | head -n1",
+        "ss -H -l -n -t sport = :8080 | awk '{print $3}' | head -n1",
+        "test -e /etc/sysctl.d/zz-pulumi-backlog.conf && echo present || echo absent",
+      ].join("; "),
+    )
+    .trim()
+    .split("\n");
   return { somaxconn: Number(out[0]), php: Number(out[1]), nginx: Number(out[2]), dropIn: out[3] === "present" };
 }
 
@@ -106,7 +115,11 @@ tearDownAfterAll(lab, () => stacks);
 afterAll(() => {
   rmSync(work, { recursive: true, force: true });
   // Seconds per step, for the record (jest prints console output of the suite).
-  console.log(Object.entries(timings).map(([k, ms]) => `${(ms / 1000).toFixed(1).padStart(6)} s  ${k}`).join("\n"));
+  console.log(
+    Object.entries(timings)
+      .map(([k, ms]) => `${(ms / 1000).toFixed(1).padStart(6)} s  ${k}`)
+      .join("\n"),
+  );
 });
 
 describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", () => {
@@ -135,15 +148,23 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
 
   test("tsc --noEmit rejects wrong arguments and deep imports: the types are real, not any", () => {
     const bad = join(dir, "bad.ts");
-    writeFileSync(bad, [
-      'import { BacklogHost } from "pulumi-backlog";',
-      'import { runScript } from "pulumi-backlog/dist/ssh";',
-      'new BacklogHost("x", { profile: { name: "x", backlog: "many" } });',
-      "void runScript;",
-      "",
-    ].join("\n"));
+    writeFileSync(
+      bad,
+      [
+        'import { BacklogHost } from "pulumi-backlog";',
+        'import { runScript } from "pulumi-backlog/dist/ssh";',
+        'new BacklogHost("x", { profile: { name: "x", backlog: "many" } });',
+        "void runScript;",
+        "",
+      ].join("\n"),
+    );
     try {
-      const { code, out } = run(join(dir, "node_modules/.bin/tsc"), ["--noEmit", "--strict", "--skipLibCheck", "--module", "node16", "--moduleResolution", "node16", "--types", "node", bad], dir, true);
+      const { code, out } = run(
+        join(dir, "node_modules/.bin/tsc"),
+        ["--noEmit", "--strict", "--skipLibCheck", "--module", "node16", "--moduleResolution", "node16", "--types", "node", bad],
+        dir,
+        true,
+      );
       expect(code).not.toBe(0);
       expect(out).toMatch(/bad\.ts\(2,\d+\): error TS2307: Cannot find module 'pulumi-backlog\/dist\/ssh'/);
       expect(out).toMatch(/bad\.ts\(3,\d+\): error TS2\d+:[^\n]*(connection|string)/);
@@ -210,11 +231,20 @@ describe("Pulumi YAML (examples/yaml) through the TypeScript component provider"
 
   test("pulumi up deploys a BacklogHost and a BacklogFleet from YAML and verification is read back", async () => {
     const [, web, app] = lab.hosts;
-    stack = await newStack(dir, "yaml", {
-      backlog: BACKLOG,
-      webHost: web.host, webPort: web.port, webHostKey: web.hostKey,
-      appHost: app.host, appPort: app.port, appHostKey: app.hostKey,
-    }, { privateKey: readFileSync(web.privateKeyPath, "utf8") });
+    stack = await newStack(
+      dir,
+      "yaml",
+      {
+        backlog: BACKLOG,
+        webHost: web.host,
+        webPort: web.port,
+        webHostKey: web.hostKey,
+        appHost: app.host,
+        appPort: app.port,
+        appHostKey: app.hostKey,
+      },
+      { privateKey: readFileSync(web.privateKeyPath, "utf8") },
+    );
     const result = await stack.up({ onOutput: () => undefined });
     expect(result.summary.result).toBe("succeeded");
     const outputs = await stack.outputs();
@@ -250,12 +280,28 @@ describe("Pulumi YAML (examples/yaml) through the TypeScript component provider"
     cpSync(dir, bare, { recursive: true, filter: (src) => !/\/(node_modules|Pulumi\.[^/]+\.yaml)$/.test(src) });
     symlinkSync(join(dir, "node_modules"), join(bare, "provider", "node_modules"));
     const web = lab.hosts[1];
-    const bareStack = await newStack(bare, "yaml-bare", {
-      backlog: BACKLOG, webHost: web.host, webPort: web.port, webHostKey: web.hostKey,
-      appHost: lab.hosts[2].host, appPort: lab.hosts[2].port, appHostKey: lab.hosts[2].hostKey,
-    }, { privateKey: readFileSync(web.privateKeyPath, "utf8") });
+    const bareStack = await newStack(
+      bare,
+      "yaml-bare",
+      {
+        backlog: BACKLOG,
+        webHost: web.host,
+        webPort: web.port,
+        webHostKey: web.hostKey,
+        appHost: lab.hosts[2].host,
+        appPort: lab.hosts[2].port,
+        appHostKey: lab.hosts[2].hostKey,
+      },
+      { privateKey: readFileSync(web.privateKeyPath, "utf8") },
+    );
     let output = "";
-    await expect(bareStack.preview({ onOutput: (s) => { output += s; } })).rejects.toThrow();
+    await expect(
+      bareStack.preview({
+        onOutput: (s) => {
+          output += s;
+        },
+      }),
+    ).rejects.toThrow();
     expect(output).toContain("Cannot find module '@pulumi/pulumi/cmd/dynamic-provider'");
   });
 

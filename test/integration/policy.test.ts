@@ -9,11 +9,11 @@
  * The pack's dependencies are installed here (`npm ci` in policy/) when they are missing, since CI
  * runs only `npm ci && npm test` at the root.
  */
-import { spawnSync } from "child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import { join } from "path";
-import { LocalWorkspace, PreviewOptions, Stack } from "@pulumi/pulumi/automation";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalWorkspace, type PreviewOptions, type Stack } from "@pulumi/pulumi/automation";
 import { Lab, repo, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(900_000);
@@ -51,7 +51,13 @@ function packConfig(name: string, config: Record<string, unknown>): string {
 async function previewWithPack(s: Stack, opts: PreviewOptions = {}): Promise<{ ok: boolean; output: string }> {
   let printed = "";
   try {
-    const r = await s.preview({ policyPacks: [policyDir], onOutput: (o) => { printed += o; }, ...opts });
+    const r = await s.preview({
+      policyPacks: [policyDir],
+      onOutput: (o) => {
+        printed += o;
+      },
+      ...opts,
+    });
     return { ok: true, output: `${printed}\n${r.stdout}\n${r.stderr}` };
   } catch (err) {
     return { ok: false, output: `${printed}\n${(err as Error).message}` };
@@ -122,19 +128,24 @@ test("stack policies group components by host; every backlog:index:* component w
   symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
   const rootTsconfig = JSON.parse(readFileSync(join(repo, "tsconfig.json"), "utf8")) as { compilerOptions: Record<string, unknown> };
   writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { ...rootTsconfig.compilerOptions, types: ["node"] }, include: ["index.ts"] }));
-  writeFileSync(join(dir, "Pulumi.yaml"), [
-    "name: backlog-policy-conflicts",
-    "runtime:",
-    "  name: nodejs",
-    "  options:",
-    "    typescript: true",
-    '    nodeargs: "--disable-warning=ExperimentalWarning"',
-    "",
-  ].join("\n"));
-  writeFileSync(join(dir, "index.ts"), `
+  writeFileSync(
+    join(dir, "Pulumi.yaml"),
+    [
+      "name: backlog-policy-conflicts",
+      "runtime:",
+      "  name: nodejs",
+      "  options:",
+      "    typescript: true",
+      '    nodeargs: "--disable-warning=ExperimentalWarning"',
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
+    join(dir, "index.ts"),
+    `
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "fs";
-import { BacklogHost, SshConnectionArgs, defineProfile } from ${JSON.stringify(join(repo, "components"))};
+import { BacklogHost, SshConnectionArgs, defineProfile } from ${JSON.stringify(join(repo, "src"))};
 
 const host = JSON.parse(readFileSync(new pulumi.Config("it").require("inventory"), "utf8"))[0];
 const connection = (extra: Partial<SshConnectionArgs>): SshConnectionArgs => ({
@@ -160,12 +171,16 @@ const handMade = JSON.parse(JSON.stringify(defineProfile({ ...site("hand-made", 
 Object.assign(handMade.pools[0], { backlog: 0, backlogSource: "pool" });
 Object.assign(handMade.listeners[0], { backlog: 4096, backlogSource: "listener" });
 new CarriesProfile("user-data", { profile: handMade });
-`);
+`,
+  );
   const state = mkdtempSync(join(scratch, "state-"));
   const stackName = `it-conflicts-${process.pid}`;
-  const conflicts = await LocalWorkspace.createOrSelectStack({ stackName, workDir: dir }, {
-    envVars: { PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "integration-tests-only" },
-  });
+  const conflicts = await LocalWorkspace.createOrSelectStack(
+    { stackName, workDir: dir },
+    {
+      envVars: { PULUMI_BACKEND_URL: `file://${state}`, PULUMI_CONFIG_PASSPHRASE: "integration-tests-only" },
+    },
+  );
   cleanups.push(() => conflicts.workspace.removeStack(stackName, { force: true }));
   await conflicts.setConfig("it:inventory", { value: lab.inventory });
 
@@ -177,7 +192,9 @@ new CarriesProfile("user-data", { profile: handMade });
   expect(output).toContain(`BacklogHost "big" (profile "big") and BacklogHost "small" (profile "small") both manage the host ${target}`);
   expect(output).toContain('BacklogHost "big" (profile "big") has backlog = 4096: exceeds somaxconn 1024 (derived)');
   expect(output).toContain(`BacklogHost "open": connection to root@${target} sets insecureIgnoreHostKey`);
-  expect(output).toContain('BacklogHost "big": paths.sysctlDropIn = "/etc/sysctl.d/50-backlog.conf": its file name "50-backlog.conf" does not sort after "99-sysctl.conf"');
+  expect(output).toContain(
+    'BacklogHost "big": paths.sysctlDropIn = "/etc/sysctl.d/50-backlog.conf": its file name "50-backlog.conf" does not sort after "99-sysctl.conf"',
+  );
   // Any backlog:index:* component with a profile (here one without a connection: its own host).
   expect(output).toContain('ItUserData "user-data" (profile "hand-made"): pools[0].backlog = 0: listen.backlog must be between 1 and 65535');
   expect(output).toContain('ItUserData "user-data" (profile "hand-made"): listeners[0].backlog = 4096: exceeds somaxconn 2048 (override)');

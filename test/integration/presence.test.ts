@@ -5,9 +5,9 @@
  * registered with retainOnDelete, so that when it leaves the inventory the engine drops it without
  * calling delete: no SSH connection, nothing given back, even though the host could be reached.
  */
-import { readFileSync, writeFileSync } from "fs";
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, type LabHost, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(600_000);
 
@@ -34,7 +34,11 @@ async function resource(urnEnd: string): Promise<Record<string, any> | undefined
 async function up(): Promise<{ out: string; seconds: number; changes: Record<string, number> }> {
   let out = "";
   const t0 = Date.now();
-  const result = await stack.up({ onOutput: (o) => { out += o; } });
+  const result = await stack.up({
+    onOutput: (o) => {
+      out += o;
+    },
+  });
   expect(result.summary.result).toBe("succeeded");
   return { out, seconds: (Date.now() - t0) / 1000, changes: result.summary.resourceChanges ?? {} };
 }

@@ -3,8 +3,8 @@
  * the drift of the issue (net.core.somaxconn lowered to 1000, listen.backlog edited in the pool
  * file on one host), then `pulumi preview` plain, `--diff` and `--json`, and no-op previews.
  */
-import { execFileSync } from "child_process";
-import { Stack } from "@pulumi/pulumi/automation";
+import { execFileSync } from "node:child_process";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { Lab, tearDownAfterAll, requireLabMachine, testStack } from "./harness";
 
 jest.setTimeout(600_000);
@@ -36,8 +36,12 @@ tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 /** The pulumi CLI on this test's stack (the Automation API has no `--diff` or `--json` preview). */
 function pulumi(...args: string[]): string {
   const env = { ...process.env, ...(stack.workspace.envVars ?? {}) };
-  return execFileSync("pulumi", [...args, "--stack", stack.name, "--non-interactive", "--color", "never"],
-    { cwd: stack.workspace.workDir, env, encoding: "utf8", maxBuffer: 64 << 20 });
+  return execFileSync("pulumi", [...args, "--stack", stack.name, "--non-interactive", "--color", "never"], {
+    cwd: stack.workspace.workDir,
+    env,
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
 }
 
 /** The lines `preview --diff` prints for one host's settings resource (from its header to the next resource or section). */
@@ -45,12 +49,17 @@ function resourceBlock(text: string, host: string): string[] {
   const lines = text.split("\n");
   const start = lines.findIndex((l) => l.includes(`::backlog-${host}-settings]`));
   if (start < 0) return [];
-  const end = lines.findIndex((l, i) => i > start && (/^\s{0,4}[~+\- ]?\s*(pulumi|backlog):/.test(l) || /^(Resources:|\s*--outputs:--)/.test(l) || /^\S/.test(l)));
+  const end = lines.findIndex(
+    (l, i) => i > start && (/^\s{0,4}[~+\- ]?\s*(pulumi|backlog):/.test(l) || /^(Resources:|\s*--outputs:--)/.test(l) || /^\S/.test(l)),
+  );
   return lines.slice(start + 1, end < 0 ? undefined : end);
 }
 
 function drift(host: string): void {
-  lab.sh(host, `sysctl -w net.core.somaxconn=1000 >/dev/null && sed -i 's/^listen.backlog = .*/listen.backlog = 511/' ${POOL} && grep -qx 'listen.backlog = 511' ${POOL}`);
+  lab.sh(
+    host,
+    `sysctl -w net.core.somaxconn=1000 >/dev/null && sed -i 's/^listen.backlog = .*/listen.backlog = 511/' ${POOL} && grep -qx 'listen.backlog = 511' ${POOL}`,
+  );
 }
 
 async function outputs(): Promise<Record<string, Record<string, unknown>>> {
@@ -149,4 +158,32 @@ test("the same drift right after the run that repaired it shows as in a first pr
   expect(quiet.changeSummary.update ?? 0).toBe(0);
   expect(quiet.stdout).not.toMatch(/will change:/);
   expect(pulumi("preview", "--diff")).not.toMatch(/HostSettings: \(update\)|will change:|\(hidden\)/);
+});
+
+test("only the batches change (backlog:rollout maxParallel 1): no host is updated, nothing of them in preview --diff, and up changes no host", async () => {
+  await stack.setConfig("backlog:rollout", { value: JSON.stringify({ maxParallel: 1 }) });
+  const settingsUpdates = () => {
+    const json = JSON.parse(pulumi("preview", "--json")) as { steps: { op: string; urn: string }[] };
+    return json.steps.filter((s) => s.urn.endsWith("-settings") && s.op !== "same").map((s) => `${s.op} ${s.urn}`);
+  };
+  try {
+    const quiet = await stack.preview();
+    expect(quiet.stdout).toMatch(/rollout: 2 batches of up to 1 host\(s\)/);
+    expect(quiet.stdout).not.toMatch(/will change:/);
+    // (The fleet component itself records its rollout setting: that is its own update.)
+    expect(settingsUpdates()).toEqual([]);
+    expect(pulumi("preview", "--diff")).not.toMatch(/HostSettings: \(update\)|will change:|\(hidden\)|rolloutPlace/);
+    let out = "";
+    await stack.up({ onOutput: (o) => (out += o) });
+    expect(out).not.toMatch(/-settings\s+updat/);
+    const state = await stack.exportStack();
+    const settings = (state.deployment.resources as Record<string, any>[]).find((r) => String(r.urn).endsWith(`::backlog-${drifted}-settings`));
+    console.log(
+      `after up with maxParallel 1: run.rolloutPlace in the state of backlog-${drifted}-settings: ${JSON.stringify(settings?.inputs?.run?.rolloutPlace)}`,
+    );
+  } finally {
+    await stack.removeConfig("backlog:rollout");
+  }
+  expect(settingsUpdates()).toEqual([]);
+  expect(pulumi("preview", "--diff")).not.toMatch(/HostSettings: \(update\)|\(hidden\)|rolloutPlace/);
 });

@@ -4,7 +4,7 @@
  * the default pool socket listening, and lets a login session use pidfd_open/pidfd_getfd (the
  * library's live re-listen needs them). Nothing is deployed here.
  */
-import { Lab, LabHost, requireLabMachine } from "./harness";
+import { Lab, type LabHost, requireLabMachine } from "./harness";
 
 const RELEASES = [
   { suite: "bullseye", version: "11", php: "7.4" },

@@ -2,7 +2,7 @@
  * The rendered files are accepted by the real programs on a lab host (Debian 12): the drop-in by
  * `sysctl -p` (values read back from /proc/sys), pools by `php-fpm8.2 -t`, nginx by `nginx -t`.
  */
-import { BacklogProfile, ProfileInput, defineProfile, render } from "../../src";
+import { type BacklogProfile, type ProfileInput, defineProfile, render } from "../../src";
 import { applyScript, reportToken } from "../../src/core/plan";
 import { quote } from "../../src/core/shell";
 import { EXACT, KERNEL_ONLY, WEB } from "../unit/fixtures";
@@ -38,7 +38,10 @@ test.each<[string, ProfileInput]>([
 ])("%s: sysctl -p, php-fpm8.2 -t and nginx -t accept the files; /proc/sys has the values", (_name, input) => {
   const profile = defineProfile(input);
   const dropIn = render(profile)[0].path;
-  const out = withFiles(profile, `sysctl -p ${quote(dropIn)} && php-fpm8.2 -t && nginx -t && cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog`);
+  const out = withFiles(
+    profile,
+    `sysctl -p ${quote(dropIn)} && php-fpm8.2 -t && nginx -t && cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog`,
+  );
   expect(out).toMatch(/configuration file \/etc\/php\/8\.2\/fpm\/php-fpm\.conf test is successful/);
   expect(out).toMatch(/nginx: configuration file \/etc\/nginx\/nginx\.conf test is successful/);
   const values = out.trim().split("\n").slice(-2).map(Number);
@@ -46,11 +49,21 @@ test.each<[string, ProfileInput]>([
 });
 
 test("six applies in a row that restart php-fpm leave it running: systemd's start limit does not refuse a deploy", () => {
-  const script = applyScript({
-    stateDir: "/var/lib/pulumi-backlog", owner: "start-limit", files: [], sysctlKeys: [],
-    services: [{ unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "restart" }], sockets: { unixPaths: [], tcpPorts: [] },
-  }, { token: reportToken() });
+  const script = applyScript(
+    {
+      stateDir: "/var/lib/pulumi-backlog",
+      owner: "start-limit",
+      files: [],
+      sysctlKeys: [],
+      services: [{ unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "restart" }],
+      sockets: { unixPaths: [], tcpPorts: [] },
+    },
+    { token: reportToken() },
+  );
   // Without the reset, the fifth restart within 10 s fails with start-limit-hit and php-fpm stays down.
-  const out = lab.sh(host, `for i in 1 2 3 4 5 6; do sh -s <<'PLAN' >/dev/null || echo "apply $i failed"\n${script}\nPLAN\ndone; systemctl is-active php8.2-fpm`);
+  const out = lab.sh(
+    host,
+    `for i in 1 2 3 4 5 6; do sh -s <<'PLAN' >/dev/null || echo "apply $i failed"\n${script}\nPLAN\ndone; systemctl is-active php8.2-fpm`,
+  );
   expect(out.trim()).toBe("active");
 });

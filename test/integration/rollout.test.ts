@@ -3,18 +3,18 @@
  * `{ maxParallel: 1 }`: a change that needs a restart (the php-fpm socket's `listen.mode`) goes one
  * host at a time, so at no moment are two hosts failing requests; and when the second host's
  * restart fails, the rollout stops there: the third host is not touched (same files, same php-fpm
- * and nginx processes, no failed request). The error names the failed host; that it does not yet
- * name the untouched ones is a known gap, asserted as such at the end.
+ * and nginx processes, no failed request). The error names the failed host, and that host's own
+ * message ends with the hosts it leaves untouched (its place in the batches, input rolloutPlace).
  *
  * The load: one generator per host (scripts/bench/loadgen.ts, the one of `npm run bench:rollout`),
  * run by this machine's node inside the host's network namespace, 200 requests/s over 20
  * connections to nginx :8080 → php-fpm (5 ms PHP script); it keeps the time of every failed request.
  */
-import { spawn, type ChildProcess } from "child_process";
-import { writeFileSync } from "fs";
-import { join } from "path";
-import { Stack } from "@pulumi/pulumi/automation";
-import { LOADGEN_SOURCE, LoadResult, failureWindows, leaderPid, loadCommand, parseLoad, summarize } from "../../scripts/bench/loadgen";
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { LOADGEN_SOURCE, type LoadResult, failureWindows, leaderPid, loadCommand, parseLoad, summarize } from "../../scripts/bench/loadgen";
 import { Lab, requireLabMachine, tearDownAfterAll, testStack } from "./harness";
 
 jest.setTimeout(900_000);
@@ -120,11 +120,13 @@ function overlaps(results: Record<string, LoadResult>): string[] {
 }
 
 function show(results: Record<string, LoadResult>): string {
-  return Object.entries(results).map(([host, l]) => {
-    const s = summarize(l);
-    const w = failureWindows(l, 1000).map(([a, b]) => `${((a - l.start) / 1000).toFixed(2)}-${((b - l.start) / 1000).toFixed(2)} s`);
-    return `${host}: ${s.requests} requests, ${s.failed} failed, goodput ${s.goodput.toFixed(0)}/s, p50 ${l.p50?.toFixed(1)} ms, p99 ${l.p99?.toFixed(1)} ms, failing ${w.join(", ") || "never"}`;
-  }).join("\n");
+  return Object.entries(results)
+    .map(([host, l]) => {
+      const s = summarize(l);
+      const w = failureWindows(l, 1000).map(([a, b]) => `${((a - l.start) / 1000).toFixed(2)}-${((b - l.start) / 1000).toFixed(2)} s`);
+      return `${host}: ${s.requests} requests, ${s.failed} failed, goodput ${s.goodput.toFixed(0)}/s, p50 ${l.p50?.toFixed(1)} ms, p99 ${l.p99?.toFixed(1)} ms, failing ${w.join(", ") || "never"}`;
+    })
+    .join("\n");
 }
 
 test("a restart-needing change with maxParallel 1: one host after the other, never two hosts failing requests at once", async () => {
@@ -157,19 +159,25 @@ test("the second host's restart fails: the rollout stops there, the third host i
   const [first, second, third] = lab.hosts.map((h) => h.name);
   // A broken unit on the second host: its next start fails once (ExecStartPre), so the apply's
   // restart fails; the host's own rollback then starts it again on the old files.
-  lab.sh(second, [
-    "mkdir -p /run/systemd/system/php8.2-fpm.service.d",
-    "printf '[Service]\\nExecStartPre=/bin/sh -c \"if [ -e /run/fail-next-start ]; then rm -f /run/fail-next-start; exit 1; fi\"\\n' > /run/systemd/system/php8.2-fpm.service.d/fail-once.conf",
-    "touch /run/fail-next-start",
-    "systemctl daemon-reload",
-  ].join(" && "));
+  lab.sh(
+    second,
+    [
+      "mkdir -p /run/systemd/system/php8.2-fpm.service.d",
+      "printf '[Service]\\nExecStartPre=/bin/sh -c \"if [ -e /run/fail-next-start ]; then rm -f /run/fail-next-start; exit 1; fi\"\\n' > /run/systemd/system/php8.2-fpm.service.d/fail-once.conf",
+      "touch /run/fail-next-start",
+      "systemctl daemon-reload",
+    ].join(" && "),
+  );
   try {
     const thirdFiles = files(third);
     const thirdStarted = { php: started(third, UNIT), nginx: started(third, "nginx") };
     const done = load();
     await stack.setConfig("backlog:profile", { value: JSON.stringify(profile("0660")) });
     let output = "";
-    const error = await stack.up({ onOutput: (s) => (output += s) }).then(() => undefined, (e: Error) => e);
+    const error = await stack.up({ onOutput: (s) => (output += s) }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     const results = await done();
     console.log(`maxParallel 1, listen.mode 0666 -> 0660, ${second}'s restart fails:\n${show(results)}`);
 
@@ -197,14 +205,12 @@ test("the second host's restart fails: the rollout stops there, the third host i
   for (const h of lab.hosts) expect(socketMode(h.name)).toBe("660");
 });
 
-// Known gap (issue #11), kept visible: with the real engine the fleet's own error ("rollout stopped
-// after batch 2 of 3: …; not touched: rollt3", rolloutGates in src/pulumi/backlogFleet.ts; checked
-// with mocks in test/unit/backlogFleet.test.ts) does not reach the output. Without
-// --continue-on-error the engine ends the update at the first failed resource, and the program's
-// gate runs only after that (probably after the SDK has stopped its RPCs to the shutting-down
-// engine). The failed host is named; the untouched ones only by their absence. This test turns
-// red when the message appears: then assert it instead.
-test("known gap: the failed up names the failed host but not yet the hosts it did not touch", () => {
-  expect(failedUpMessage).toContain(`backlog-${lab.hosts[1].name}: apply failed`);
-  expect(failedUpMessage).not.toMatch(/not touched:/);
+// The fleet's own error (rolloutGates in src/pulumi/backlogFleet.ts) never reaches the output: without
+// --continue-on-error the engine ends the update at the first failed resource, before the program's
+// gate runs. So each host's settings resource carries its place in the batches, and its own failure
+// message ends with what is not touched and why (core rollout.ts rolloutNote).
+test("the failed up names the failed host and, in that host's message, the hosts it did not touch", () => {
+  const [, second, third] = lab.hosts.map((h) => h.name);
+  expect(failedUpMessage).toContain(`backlog-${second}: apply failed`);
+  expect(failedUpMessage).toContain(`rollout stopped at this host's batch 2 of 3: not touched: ${third} (rollout.maxFailedHosts 0)`);
 });

@@ -8,8 +8,8 @@
  * Debian 12 (the link; php 8.2: the pool's own backlog) and Debian 13 (no /etc/sysctl.conf shipped:
  * the test creates it, as the classic advice does; php 8.4).
  */
-import { Stack } from "@pulumi/pulumi/automation";
-import { Lab, requireLabMachine, tearDownAfterAll, testStack, Verification } from "./harness";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { Lab, requireLabMachine, tearDownAfterAll, testStack, type Verification } from "./harness";
 
 jest.setTimeout(1_800_000);
 
@@ -60,24 +60,55 @@ afterAll(() => {
   console.log(`sysctl.test.ts timings (s): ${JSON.stringify(times)}`);
 });
 
-interface ConflictOut { key: string; file: string; line: number; value: number; wanted: number; tools: string[]; via: string[]; action: string }
+interface ConflictOut {
+  key: string;
+  file: string;
+  line: number;
+  value: number;
+  wanted: number;
+  tools: string[];
+  via: string[];
+  action: string;
+}
 
 test("mode report: the first deploy warns and lists the /etc/sysctl.conf line, verification shows what sysctl --system would leave, the file stays", async () => {
   let out = "";
-  await timed("up report", () => stack.up({ onOutput: (s) => { out += s; } }));
+  await timed("up report", () =>
+    stack.up({
+      onOutput: (s) => {
+        out += s;
+      },
+    }),
+  );
   const outputs = await stack.outputs();
   const conflicts = outputs.sysctlConflicts!.value as Record<string, ConflictOut[]>;
   const v = outputs.verification!.value as Verification & Record<string, { advisory?: boolean }[]>;
   for (const h of lab.hosts) {
     const line = confLine[h.name]!;
-    expect(conflicts[h.name]).toEqual([{
-      key: "net.core.somaxconn", file: "/etc/sysctl.conf", line, value: 128, text: "net.core.somaxconn = 128", wanted: 8192,
-      tools: ["sysctl --system", "sysctl -p"], via: [], action: "reported",
-    }]);
-    expect(out).toContain(`sysctl conflict: /etc/sysctl.conf:${line} sets net.core.somaxconn = 128 (the profile wants 8192); it wins over the drop-in under sysctl --system, sysctl -p`);
+    expect(conflicts[h.name]).toEqual([
+      {
+        key: "net.core.somaxconn",
+        file: "/etc/sysctl.conf",
+        line,
+        value: 128,
+        text: "net.core.somaxconn = 128",
+        wanted: 8192,
+        tools: ["sysctl --system", "sysctl -p"],
+        via: [],
+        action: "reported",
+      },
+    ]);
+    expect(out).toContain(
+      `sysctl conflict: /etc/sysctl.conf:${line} sets net.core.somaxconn = 128 (the profile wants 8192); it wins over the drop-in under sysctl --system, sysctl -p`,
+    );
     const rows = v[h.name]!;
     expect(rows.find((r) => r.setting === "net.core.somaxconn")).toMatchObject({ expected: 8192, effective: 8192, ok: true });
-    expect(rows.find((r) => r.setting === "net.core.somaxconn after sysctl --system")).toMatchObject({ expected: 8192, effective: 128, ok: false, advisory: true });
+    expect(rows.find((r) => r.setting === "net.core.somaxconn after sysctl --system")).toMatchObject({
+      expected: 8192,
+      effective: 128,
+      ok: false,
+      advisory: true,
+    });
     // Debian 11 and 12 read /etc/sysctl.conf at boot through 99-sysctl.conf, before the drop-in; 13 not at all: boot keeps the profile.
     expect(rows.find((r) => r.setting === "net.core.somaxconn after boot (systemd-sysctl)")).toMatchObject({ effective: 8192, ok: true });
     expect(lab.sh(h.name, "sha256sum < /etc/sysctl.conf").trim()).toBe(confSha[h.name]);
@@ -98,7 +129,13 @@ test("mode report: the first deploy warns and lists the /etc/sysctl.conf line, v
 test("mode neutralize: the line is commented out; sysctl --system and sysctl -p keep the profile's values", async () => {
   await stack.setConfig("backlog:conflicts", { value: "neutralize" });
   let out = "";
-  await timed("up neutralize", () => stack.up({ onOutput: (s) => { out += s; } }));
+  await timed("up neutralize", () =>
+    stack.up({
+      onOutput: (s) => {
+        out += s;
+      },
+    }),
+  );
   const outputs = await stack.outputs();
   const conflicts = outputs.sysctlConflicts!.value as Record<string, ConflictOut[]>;
   const v = outputs.verification!.value as Verification;
@@ -106,8 +143,9 @@ test("mode neutralize: the line is commented out; sysctl --system and sysctl -p 
     const line = confLine[h.name]!;
     expect(conflicts[h.name]).toEqual([expect.objectContaining({ file: "/etc/sysctl.conf", line, value: 128, action: "neutralized" })]);
     expect(out).toContain(`sysctl conflict: /etc/sysctl.conf:${line} sets net.core.somaxconn = 128`);
-    expect(lab.sh(h.name, `sed -n ${line}p /etc/sysctl.conf`).trim())
-      .toBe("# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): net.core.somaxconn = 128");
+    expect(lab.sh(h.name, `sed -n ${line}p /etc/sysctl.conf`).trim()).toBe(
+      "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): net.core.somaxconn = 128",
+    );
     expect(v[h.name]!.every((r) => r.ok)).toBe(true);
     lab.sh(h.name, "echo 77 > /proc/sys/net/core/somaxconn; sysctl -q --system >/dev/null 2>&1 || true");
     expect(somaxconn(h.name)).toBe("8192");
@@ -126,6 +164,11 @@ test("destroy puts /etc/sysctl.conf back byte for byte", async () => {
   for (const h of lab.hosts) {
     expect(lab.sh(h.name, "sha256sum < /etc/sysctl.conf").trim()).toBe(confSha[h.name]);
     expect(lab.sh(h.name, `sed -n ${confLine[h.name]}p /etc/sysctl.conf`).trim()).toBe("net.core.somaxconn = 128");
-    expect(lab.sh(h.name, `systemctl is-active php${PHP[h.suite as string]}-fpm nginx`).trim().split("\n")).toEqual(["active", "active"]);
+    expect(
+      lab
+        .sh(h.name, `systemctl is-active php${PHP[h.suite as string]}-fpm nginx`)
+        .trim()
+        .split("\n"),
+    ).toEqual(["active", "active"]);
   }
 });

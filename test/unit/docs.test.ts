@@ -8,15 +8,20 @@
  * - The README stays short (under 8 KB) and still tells a user to run what CI runs (.ci/run:
  *   `npm ci`, then `npm test`).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from "fs";
-import { dirname, join, relative, resolve } from "path";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 
 const repo = resolve(__dirname, "../..");
 const docsDir = join(repo, "docs");
-const pages = [join(repo, "README.md"), ...readdirSync(docsDir).filter((f) => f.endsWith(".md")).map((f) => join(docsDir, f))];
+const pages = [
+  join(repo, "README.md"),
+  ...readdirSync(docsDir)
+    .filter((f) => f.endsWith(".md"))
+    .map((f) => join(docsDir, f)),
+];
 
 /** Markdown text with fenced code blocks blanked out (line numbers kept). */
-export function withoutFences(text: string): string {
+function withoutFences(text: string): string {
   const out: string[] = [];
   let fence: string | null = null;
   for (const line of text.split("\n")) {
@@ -35,21 +40,26 @@ export function withoutFences(text: string): string {
 }
 
 /** Markdown text with fenced code blocks and inline code blanked out (line numbers kept). */
-export function withoutCode(text: string): string {
-  return withoutFences(text).split("\n").map((line) => line.replace(/(`+)(?:(?!\1).)+?\1/g, (s) => " ".repeat(s.length))).join("\n");
+function withoutCode(text: string): string {
+  return withoutFences(text)
+    .split("\n")
+    .map((line) => line.replace(/(`+)(?:(?!\1).)+?\1/g, (s) => " ".repeat(s.length)))
+    .join("\n");
 }
 
 /** Inline links and images `[text](target "title")`: their targets, with the line they are on. */
-export function links(text: string): { target: string; line: number }[] {
+function links(text: string): { target: string; line: number }[] {
   const found: { target: string; line: number }[] = [];
-  withoutCode(text).split("\n").forEach((line, i) => {
-    for (const m of line.matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) found.push({ target: m[1], line: i + 1 });
-  });
+  withoutCode(text)
+    .split("\n")
+    .forEach((line, i) => {
+      for (const m of line.matchAll(/!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) found.push({ target: m[1], line: i + 1 });
+    });
   return found;
 }
 
 /** GitHub's id of a heading: lower case, punctuation dropped, spaces to hyphens; repeats get -1, -2, … */
-export function headingIds(text: string): Set<string> {
+function headingIds(text: string): Set<string> {
   const ids = new Set<string>();
   const seen = new Map<string, number>();
   for (const line of withoutFences(text).split("\n")) {
@@ -96,8 +106,12 @@ function problemsOf(page: string): string[] {
 
 describe("documentation links", () => {
   test("the link checker sees links, skips code, and makes GitHub's heading ids", () => {
-    const md = "See [a](docs/a.md#x) and ![i](img.png \"t\").\n`[not](a link)`\n```\n[nor](this)\n# nor a heading\n```\n## Fault table (`faults.test.ts`): 2\n## Fault table (`faults.test.ts`): 2\n";
-    expect(links(md)).toEqual([{ target: "docs/a.md#x", line: 1 }, { target: "img.png", line: 1 }]);
+    const md =
+      'See [a](docs/a.md#x) and ![i](img.png "t").\n`[not](a link)`\n```\n[nor](this)\n# nor a heading\n```\n## Fault table (`faults.test.ts`): 2\n## Fault table (`faults.test.ts`): 2\n';
+    expect(links(md)).toEqual([
+      { target: "docs/a.md#x", line: 1 },
+      { target: "img.png", line: 1 },
+    ]);
     expect([...headingIds(md)]).toEqual(["fault-table-faultstestts-2", "fault-table-faultstestts-2-1"]);
   });
 
@@ -107,7 +121,10 @@ describe("documentation links", () => {
 
   test("every guide in docs/ is linked from the README", () => {
     const linked = new Set(links(readFileSync(join(repo, "README.md"), "utf8")).map((l) => resolve(repo, l.target.split("#")[0])));
-    const unlinked = pages.slice(1).filter((p) => !linked.has(p)).map((p) => relative(repo, p));
+    const unlinked = pages
+      .slice(1)
+      .filter((p) => !linked.has(p))
+      .map((p) => relative(repo, p));
     expect(unlinked).toEqual([]);
   });
 });
@@ -120,7 +137,10 @@ describe("README", () => {
   });
 
   test("tells a user to run exactly what CI runs: npm ci, then npm test", () => {
-    const ci = readFileSync(join(repo, ".ci/run"), "utf8").split("\n").map((l) => l.trim()).filter((l) => /^npm /.test(l));
+    const ci = readFileSync(join(repo, ".ci/run"), "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => /^npm /.test(l));
     expect(ci).toEqual(["npm ci", "npm test"]);
     expect(readme).toMatch(/^npm ci && npm test\b/m);
   });

@@ -20,7 +20,9 @@ const HYBRID = [
   "32 30 0:28 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd",
   "33 30 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
 ].join("\n");
-const V1_ONLY = HYBRID.split("\n").filter((l) => !l.includes("cgroup2")).join("\n");
+const V1_ONLY = HYBRID.split("\n")
+  .filter((l) => !l.includes("cgroup2"))
+  .join("\n");
 
 const disk = (freeGB: number, device = 1, path = "/var/cache/pulumi-backlog") => ({ path, device, freeBytes: freeGB * GB });
 
@@ -50,13 +52,23 @@ const byItem = (list: Check[], prefix: string): Check => {
   if (!c) throw new Error(`no check "${prefix}" in ${list.map((x) => x.item).join(", ")}`);
   return c;
 };
-const failed = (f: Facts) => checks(f).filter((c) => !c.ok).map((c) => c.item);
+const failed = (f: Facts) =>
+  checks(f)
+    .filter((c) => !c.ok)
+    .map((c) => c.item);
 
 describe("doctor: checks", () => {
   it("all fine: every item ok, one line each and a summary", () => {
     const list = checks(fine());
     expect(list.map((c) => c.item)).toEqual([
-      "Linux", "root", "kernel >= 5.6", "cgroup v2", "Go >= 1.26", "disk space", "lab packages", "Node >= 22 in node_modules",
+      "Linux",
+      "root",
+      "kernel >= 5.6",
+      "cgroup v2",
+      "Go >= 1.26",
+      "disk space",
+      "lab packages",
+      "Node >= 22 in node_modules",
     ]);
     expect(list.filter((c) => !c.ok)).toEqual([]);
     const lines = formatReport(list);
@@ -97,10 +109,18 @@ describe("doctor: checks", () => {
       expect(go.detail).toBe(`${old.split(" ")[2]} is too old`);
       expect(go.fix).toContain("Go 1.26 or newer");
     }
-    for (const ok of ["go version go1.26.0 linux/arm64", "go version go1.27rc1 linux/amd64", "go version go2.0 linux/amd64", "go version devel go1.27-0a1b2c3 linux/amd64"]) {
+    for (const ok of [
+      "go version go1.26.0 linux/arm64",
+      "go version go1.27rc1 linux/amd64",
+      "go version go2.0 linux/amd64",
+      "go version devel go1.27-0a1b2c3 linux/amd64",
+    ]) {
       expect(byItem(checks(fine({ goVersion: ok })), "Go").ok).toBe(true);
     }
-    expect(byItem(checks(fine({ goVersion: "go: command is broken" })), "Go")).toMatchObject({ ok: false, detail: 'cannot tell the version: `go version` says "go: command is broken"' });
+    expect(byItem(checks(fine({ goVersion: "go: command is broken" })), "Go")).toMatchObject({
+      ok: false,
+      detail: 'cannot tell the version: `go version` says "go: command is broken"',
+    });
   });
 
   it("too little disk: FAIL with what needs the space, how much to free and where", () => {
@@ -124,7 +144,14 @@ describe("doctor: checks", () => {
     expect(failed(cached)).toEqual([]);
     expect(byItem(checks(cached), "disk").detail).toContain("already cached: Pulumi toolchain, lab root fs (bookworm)");
     // Go's caches on a small root fs, the rest on a big disk: only the root fs is short.
-    const split = fine({ disks: { toolchain: disk(100, 2, "/data/cache"), goCaches: disk(2, 1, "/root/go/pkg/mod"), rootfs: disk(100, 2, "/data/cache"), lab: disk(100, 2, "/data/src/.lab") } });
+    const split = fine({
+      disks: {
+        toolchain: disk(100, 2, "/data/cache"),
+        goCaches: disk(2, 1, "/root/go/pkg/mod"),
+        rootfs: disk(100, 2, "/data/cache"),
+        lab: disk(100, 2, "/data/src/.lab"),
+      },
+    });
     const d = byItem(checks(split), "disk");
     expect(d.ok).toBe(false);
     expect(d.detail).toMatch(/^2\.0 GB free at \/root\/go\/pkg\/mod, needs 4\.5 GB \(Go's caches for building it 4\.5 GB\)$/);
@@ -197,19 +224,21 @@ describe("toolchain build: progress lines", () => {
   // A stand-in for go that takes a few seconds per step, runs "link" as its child like go does,
   // and writes the binaries; build.sh runs against it with a 1 s progress interval.
   const linux = process.platform === "linux" && existsSync("/proc/self/stat");
-  (linux ? it : it.skip)("a build without a cached toolchain: every phase announced, no silence longer than the interval, plain lines", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "doctor-test-"));
-    try {
-      for (const d of ["bin", "tools", "sdk/nodejs/dist", "cache"]) mkdirSync(join(dir, d), { recursive: true });
-      const exe = (file: string, text: string) => {
-        writeFileSync(join(dir, file), text);
-        chmodSync(join(dir, file), 0o755);
-      };
-      exe("sdk/nodejs/dist/pulumi-resource-pulumi-nodejs", "#!/bin/sh\n");
-      exe("tools/link", "#!/bin/bash\nfor i in $(seq 1 \"$1\"); do sleep 0.25; done\n");
-      exe(
-        "bin/go",
-        `#!/bin/bash
+  (linux ? it : it.skip)(
+    "a build without a cached toolchain: every phase announced, no silence longer than the interval, plain lines",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "doctor-test-"));
+      try {
+        for (const d of ["bin", "tools", "sdk/nodejs/dist", "cache"]) mkdirSync(join(dir, d), { recursive: true });
+        const exe = (file: string, text: string) => {
+          writeFileSync(join(dir, file), text);
+          chmodSync(join(dir, file), 0o755);
+        };
+        exe("sdk/nodejs/dist/pulumi-resource-pulumi-nodejs", "#!/bin/sh\n");
+        exe("tools/link", '#!/bin/bash\nfor i in $(seq 1 "$1"); do sleep 0.25; done\n');
+        exe(
+          "bin/go",
+          `#!/bin/bash
 set -e
 here=${JSON.stringify(dir)}
 out=""; prev=""; for a in "$@"; do [ "$prev" = -o ] && out="$a"; prev="$a"; done
@@ -226,72 +255,79 @@ case "$1 $2" in
   *) echo "stand-in go: unexpected $*" >&2; exit 2 ;;
 esac
 `,
-      );
-      const env = { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH}`, BACKLOG_CACHE_DIR: join(dir, "cache"), BACKLOG_PROGRESS_SECONDS: "1" };
-      const run = () =>
-        new Promise<{ code: number | null; stdout: string; lines: { t: number; text: string }[]; raw: string; start: number }>((resolve) => {
-          const start = Date.now();
-          const child = spawn("bash", [buildSh], { env, stdio: ["ignore", "pipe", "pipe"] });
-          let stdout = "";
-          let raw = "";
-          let partial = "";
-          const lines: { t: number; text: string }[] = [];
-          child.stdout.on("data", (d) => (stdout += d));
-          child.stderr.on("data", (d) => {
-            raw += d;
-            const parts = (partial + d).split("\n");
-            partial = parts.pop()!;
-            for (const text of parts) lines.push({ t: Date.now(), text });
+        );
+        const env = { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH}`, BACKLOG_CACHE_DIR: join(dir, "cache"), BACKLOG_PROGRESS_SECONDS: "1" };
+        const run = () =>
+          new Promise<{ code: number | null; stdout: string; lines: { t: number; text: string }[]; raw: string; start: number }>((resolve) => {
+            const start = Date.now();
+            const child = spawn("bash", [buildSh], { env, stdio: ["ignore", "pipe", "pipe"] });
+            let stdout = "";
+            let raw = "";
+            let partial = "";
+            const lines: { t: number; text: string }[] = [];
+            child.stdout.on("data", (d) => (stdout += d));
+            child.stderr.on("data", (d) => {
+              raw += d;
+              const parts = (partial + d).split("\n");
+              partial = parts.pop()!;
+              for (const text of parts) lines.push({ t: Date.now(), text });
+            });
+            child.on("close", (code) => resolve({ code, stdout, lines, raw, start }));
           });
-          child.on("close", (code) => resolve({ code, stdout, lines, raw, start }));
-        });
 
-      const isCached = () => spawnSync("bash", [buildSh, "--is-cached"], { env, encoding: "utf8" });
-      expect(isCached().status).toBe(1);
-      const first = await run();
-      expect(first.code).toBe(0);
-      const out = first.stdout.trim();
-      expect(out).toMatch(new RegExp(`^${join(dir, "cache", "toolchain")}/pulumi-[\\d.]+-[0-9a-f]{16}$`));
-      for (const bin of ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "pulumi-language-yaml"]) {
-        expect(existsSync(join(out, bin))).toBe(true);
-      }
-      const texts = first.lines.map((l) => l.text);
-      // Plain lines for terminals and CI logs alike.
-      expect(first.raw).not.toContain("\r");
-      expect(texts.every((t) => t.startsWith("toolchain: "))).toBe(true);
-      // Every phase, in order, with elapsed time; compiling and then linking seen while go runs.
-      const order = [
-        /about 10 minutes/,
-        /\[0m\d\ds\] 1\/4 downloading Go modules \(\d+;/,
-        /\[0m\d\ds\] 1\/4 downloading Go modules: \d+ of \d+ module archives fetched/,
-        /\[0m\d\ds\] 1\/4 Go modules downloaded \(12 fetched/,
-        /\[0m\d\ds\] 2\/4 compiling the Pulumi engine: 12 packages/,
-        /\[0m\d\ds\] 2\/4 compiling the Pulumi engine: \d+ of up to 12 packages compiled/,
-        /\[0m\d\ds\] 2\/4 linking the Pulumi engine \(12 packages compiled\)/,
-        /\[0m\d\ds\] 3\/4 building pulumi-language-nodejs/,
-        /\[0m\d\ds\] 4\/4 building pulumi-language-yaml/,
-        /\[0m\d\ds\] 4\/4 (compiling|linking) pulumi-language-yaml/,
-        /\[0m\d\ds\] built: /,
-      ];
-      let at = 0;
-      for (const re of order) {
-        const i = texts.findIndex((t, k) => k >= at && re.test(t));
-        if (i < 0) throw new Error(`no line matching ${re} after line ${at} in:\n${texts.join("\n")}`);
-        at = i;
-      }
-      // Never silent for longer than the interval (1 s here, 20 s by default) plus the 0.5 s poll and
-      // slack for a busy machine; each step of the stand-in takes 3 s or more, so without the ticker
-      // this fails.
-      expect(longestSilence(first.lines.map((l) => l.t), first.start)).toBeLessThan(3_000);
+        const isCached = () => spawnSync("bash", [buildSh, "--is-cached"], { env, encoding: "utf8" });
+        expect(isCached().status).toBe(1);
+        const first = await run();
+        expect(first.code).toBe(0);
+        const out = first.stdout.trim();
+        expect(out).toMatch(new RegExp(`^${join(dir, "cache", "toolchain")}/pulumi-[\\d.]+-[0-9a-f]{16}$`));
+        for (const bin of ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "pulumi-language-yaml"]) {
+          expect(existsSync(join(out, bin))).toBe(true);
+        }
+        const texts = first.lines.map((l) => l.text);
+        // Plain lines for terminals and CI logs alike.
+        expect(first.raw).not.toContain("\r");
+        expect(texts.every((t) => t.startsWith("toolchain: "))).toBe(true);
+        // Every phase, in order, with elapsed time; compiling and then linking seen while go runs.
+        const order = [
+          /about 10 minutes/,
+          /\[0m\d\ds\] 1\/4 downloading Go modules \(\d+;/,
+          /\[0m\d\ds\] 1\/4 downloading Go modules: \d+ of \d+ module archives fetched/,
+          /\[0m\d\ds\] 1\/4 Go modules downloaded \(12 fetched/,
+          /\[0m\d\ds\] 2\/4 compiling the Pulumi engine: 12 packages/,
+          /\[0m\d\ds\] 2\/4 compiling the Pulumi engine: \d+ of up to 12 packages compiled/,
+          /\[0m\d\ds\] 2\/4 linking the Pulumi engine \(12 packages compiled\)/,
+          /\[0m\d\ds\] 3\/4 building pulumi-language-nodejs/,
+          /\[0m\d\ds\] 4\/4 building pulumi-language-yaml/,
+          /\[0m\d\ds\] 4\/4 (compiling|linking) pulumi-language-yaml/,
+          /\[0m\d\ds\] built: /,
+        ];
+        let at = 0;
+        for (const re of order) {
+          const i = texts.findIndex((t, k) => k >= at && re.test(t));
+          if (i < 0) throw new Error(`no line matching ${re} after line ${at} in:\n${texts.join("\n")}`);
+          at = i;
+        }
+        // Never silent for longer than the interval (1 s here, 20 s by default) plus the 0.5 s poll and
+        // slack for a busy machine; each step of the stand-in takes 3 s or more, so without the ticker
+        // this fails.
+        expect(
+          longestSilence(
+            first.lines.map((l) => l.t),
+            first.start,
+          ),
+        ).toBeLessThan(3_000);
 
-      // Cached now: only the directory, at once, and --is-cached says so.
-      const second = await run();
-      expect(second.code).toBe(0);
-      expect(second.stdout.trim()).toBe(out);
-      expect(second.lines).toEqual([]);
-      expect(isCached()).toMatchObject({ status: 0, stdout: `${out}\n` });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+        // Cached now: only the directory, at once, and --is-cached says so.
+        const second = await run();
+        expect(second.code).toBe(0);
+        expect(second.stdout.trim()).toBe(out);
+        expect(second.lines).toEqual([]);
+        expect(isCached()).toMatchObject({ status: 0, stdout: `${out}\n` });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 });

@@ -50,21 +50,29 @@ export function ssmDocumentContent(profileInput: ProfileInput | BacklogProfile, 
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 172800) {
     throw new Error(`timeoutSeconds ${JSON.stringify(timeoutSeconds)}: must be a whole number of seconds between 1 and 172800`);
   }
-  const script = standaloneScript(profile, { carrier: "an SSM Command document (aws:runShellScript)", ...standalone });
+  // compact: the document is plain JSON of at most 64 KB (no compression on the way).
+  const script = standaloneScript(profile, { carrier: "an SSM Command document (aws:runShellScript)", compact: true, ...standalone });
   if (script.includes("{{")) {
-    throw new Error("the script contains \"{{\", which SSM reads as a document parameter; this is a bug in pulumi-backlog's script generator");
+    throw new Error('the script contains "{{", which SSM reads as a document parameter; this is a bug in pulumi-backlog\'s script generator');
   }
-  const content = JSON.stringify({
-    schemaVersion: "2.2",
-    description: `pulumi-backlog: apply and verify backlog profile "${profile.name}" (mode ${profile.mode}). ` +
-      `Exit ${STANDALONE_EXIT.ok}: verified; ${STANDALONE_EXIT.mismatch}: MISMATCH (see the table in the output); other: a step failed.`,
-    mainSteps: [{
-      action: "aws:runShellScript",
-      name: SSM_STEP_NAME,
-      precondition: { StringEquals: ["platformType", "Linux"] },
-      inputs: { runCommand: ssmCommands(script), timeoutSeconds: String(timeoutSeconds) },
-    }],
-  }, null, 2);
+  const content = JSON.stringify(
+    {
+      schemaVersion: "2.2",
+      description:
+        `pulumi-backlog: apply and verify backlog profile "${profile.name}" (mode ${profile.mode}). ` +
+        `Exit ${STANDALONE_EXIT.ok}: verified; ${STANDALONE_EXIT.mismatch}: MISMATCH (see the table in the output); other: a step failed.`,
+      mainSteps: [
+        {
+          action: "aws:runShellScript",
+          name: SSM_STEP_NAME,
+          precondition: { StringEquals: ["platformType", "Linux"] },
+          inputs: { runCommand: ssmCommands(script), timeoutSeconds: String(timeoutSeconds) },
+        },
+      ],
+    },
+    null,
+    2,
+  );
   const bytes = Buffer.byteLength(content, "utf8");
   if (bytes > SSM_DOCUMENT_LIMIT) {
     throw new Error(`the SSM document would be ${bytes} bytes; SSM takes at most ${SSM_DOCUMENT_LIMIT}: use fewer pools or listeners per profile`);

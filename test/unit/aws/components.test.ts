@@ -3,7 +3,7 @@
  * register and their properties.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { gunzipSync } from "zlib";
+import { gunzipSync } from "node:zlib";
 
 interface Registered {
   type: string;
@@ -13,24 +13,34 @@ interface Registered {
 }
 const registered: Registered[] = [];
 
-pulumi.runtime.setMocks({
-  newResource: (args) => {
-    registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? true });
-    const extra: Record<string, unknown> = {};
-    if (args.type === "aws:ssm/document:Document") Object.assign(extra, { name: args.inputs.name ?? `${args.name}-doc`, latestVersion: "3" });
-    if (args.type === "aws:ssm/association:Association") Object.assign(extra, { associationId: `${args.name}-assoc-id` });
-    if (args.type === "aws:ec2/launchTemplate:LaunchTemplate") Object.assign(extra, { latestVersion: 1 });
-    return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+pulumi.runtime.setMocks(
+  {
+    newResource: (args) => {
+      registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? true });
+      const extra: Record<string, unknown> = {};
+      if (args.type === "aws:ssm/document:Document") Object.assign(extra, { name: args.inputs.name ?? `${args.name}-doc`, latestVersion: "3" });
+      if (args.type === "aws:ssm/association:Association") Object.assign(extra, { associationId: `${args.name}-assoc-id` });
+      if (args.type === "aws:ec2/launchTemplate:LaunchTemplate") Object.assign(extra, { latestVersion: 1 });
+      return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+    },
+    call: () => ({}),
   },
-  call: () => ({}),
-}, "backlog", "unit", false);
+  "backlog",
+  "unit",
+  false,
+);
 
 // Imported after setMocks, as the Pulumi testing guide does.
 import { BacklogLaunchTemplate, BacklogSsmAssociation, backlogUserData, ssmDocumentContent } from "../../../src/aws";
 import { defineProfile } from "../../../src/core/profile";
 
 function value<T>(o: pulumi.Output<T>): Promise<T> {
-  return new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));
+  return new Promise((resolve) =>
+    o.apply((v) => {
+      resolve(v);
+      return v;
+    }),
+  );
 }
 
 const INCIDENT = {
@@ -88,8 +98,9 @@ describe("BacklogLaunchTemplate", () => {
     // Since the transactional host scripts (lock, journal, rollback, relisten programs), even a
     // kernel-only profile's script is over EC2's 16384 bytes as text (about 26 KB), so it is
     // compressed by default and compress: false is refused, naming the sizes.
-    expect(() => new BacklogLaunchTemplate("uncompressed", { profile: kernelOnly, compress: false }))
-      .toThrow(/^user data is \d+ bytes \(\d+ as text\): EC2 takes at most 16384; let it be compressed/);
+    expect(() => new BacklogLaunchTemplate("uncompressed", { profile: kernelOnly, compress: false })).toThrow(
+      /^user data is \d+ bytes \(\d+ as text\): EC2 takes at most 16384; let it be compressed/,
+    );
     new BacklogLaunchTemplate("recorded", { profile: kernelOnly, precedingUserData: "#cloud-config\npackages: [nginx]\n" });
     await settle();
     const component = byType("backlog:index:BacklogLaunchTemplate", "recorded");
@@ -108,7 +119,9 @@ describe("BacklogLaunchTemplate", () => {
     const before = registered.length;
     expect(() => new BacklogLaunchTemplate("bad", { profile: { ...INCIDENT, backlog: 70000 } })).toThrow(/backlog/);
     expect(() => new BacklogLaunchTemplate("bad2", { profile: INCIDENT, launchTemplate: { userData: "x" } as never })).toThrow(/precedingUserData/);
-    expect(() => new BacklogLaunchTemplate("bad3", { profile: INCIDENT, compress: false, precedingUserData: "#cloud-config\n" + "x".repeat(20000) })).toThrow(/16384/);
+    expect(() => new BacklogLaunchTemplate("bad3", { profile: INCIDENT, compress: false, precedingUserData: "#cloud-config\n" + "x".repeat(20000) })).toThrow(
+      /16384/,
+    );
     expect(registered.length).toBe(before);
   });
 });
@@ -128,7 +141,10 @@ describe("BacklogSsmAssociation", () => {
     const assoc = byType("aws:ssm/association:Association", "fleet");
     expect(assoc.inputs.name).toBe("fleet-doc");
     expect(assoc.inputs.documentVersion).toBe("3");
-    expect(assoc.inputs.targets).toEqual([{ key: "tag:Role", values: ["web"] }, { key: "tag:Env", values: ["prod"] }]);
+    expect(assoc.inputs.targets).toEqual([
+      { key: "tag:Role", values: ["web"] },
+      { key: "tag:Env", values: ["prod"] },
+    ]);
     expect(assoc.inputs.maxConcurrency).toBe("10%");
     expect(assoc.inputs.maxErrors).toBe("0");
     expect(assoc.inputs.scheduleExpression).toBe("rate(30 minutes)");
@@ -137,7 +153,12 @@ describe("BacklogSsmAssociation", () => {
     expect(await value(a.documentName)).toBe("fleet-doc");
     const component = byType("backlog:index:BacklogSsmAssociation", "fleet");
     expect(component.inputs.profile).toEqual(JSON.parse(JSON.stringify(defineProfile(INCIDENT))));
-    expect(component.inputs).toMatchObject({ targetTags: { Role: "web", Env: "prod" }, maxConcurrency: "10%", maxErrors: "0", scheduleExpression: "rate(30 minutes)" });
+    expect(component.inputs).toMatchObject({
+      targetTags: { Role: "web", Env: "prod" },
+      maxConcurrency: "10%",
+      maxErrors: "0",
+      scheduleExpression: "rate(30 minutes)",
+    });
   });
 
   test("concurrency, errors, schedule, S3 output, severity, tags and timeout as given", async () => {

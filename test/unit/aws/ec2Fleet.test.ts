@@ -21,7 +21,12 @@ jest.mock("../../../src/transport/ssh", () => {
   };
 });
 
-interface Instance { id: string; privateIp: string; tags: Record<string, string>; state: string }
+interface Instance {
+  id: string;
+  privateIp: string;
+  tags: Record<string, string>;
+  state: string;
+}
 let instances: Instance[] = [];
 const KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICan5M/wnTTGsRF17UI09YCdJg/4N6XN/wKpk3/8YNBq";
 
@@ -29,24 +34,29 @@ const KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICan5M/wnTTGsRF17UI09YCdJg/4N
 const registered: { name: string; type: string; retainOnDelete: boolean; inputs?: Record<string, any> }[] = [];
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks({
-    newResource: (args) => {
-      const r = registered.find((x) => x.name === args.name && x.inputs === undefined);
-      if (r) r.inputs = args.inputs;
-      return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const r = registered.find((x) => x.name === args.name && x.inputs === undefined);
+        if (r) r.inputs = args.inputs;
+        return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+      },
+      call: (args) => {
+        if (args.token === "aws:ec2/getInstances:getInstances") {
+          const states = args.inputs.instanceStateNames as string[];
+          return { ids: instances.filter((i) => states.includes(i.state)).map((i) => i.id), privateIps: [], publicIps: [], id: "r" };
+        }
+        if (args.token === "aws:ec2/getInstance:getInstance") {
+          const i = instances.find((x) => x.id === args.inputs.instanceId)!;
+          return { id: i.id, privateIp: i.privateIp, publicIp: "", subnetId: "subnet-1", tags: i.tags, instanceState: i.state };
+        }
+        throw new Error(`unexpected invoke ${args.token}`);
+      },
     },
-    call: (args) => {
-      if (args.token === "aws:ec2/getInstances:getInstances") {
-        const states = args.inputs.instanceStateNames as string[];
-        return { ids: instances.filter((i) => states.includes(i.state)).map((i) => i.id), privateIps: [], publicIps: [], id: "r" };
-      }
-      if (args.token === "aws:ec2/getInstance:getInstance") {
-        const i = instances.find((x) => x.id === args.inputs.instanceId)!;
-        return { id: i.id, privateIp: i.privateIp, publicIp: "", subnetId: "subnet-1", tags: i.tags, instanceState: i.state };
-      }
-      throw new Error(`unexpected invoke ${args.token}`);
-    },
-  }, "backlog", "unit", false);
+    "backlog",
+    "unit",
+    false,
+  );
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: { getType(): string; getName(): string; getRetainondelete(): boolean }, cb: (err: unknown, resp: unknown) => void): void;
   };
@@ -59,9 +69,15 @@ beforeAll(async () => {
 
 import { ec2Hosts } from "../../../src/aws";
 import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
-import { HostSettingsInputs, HostSettingsOutputs, hostSettingsProvider } from "../../../src/pulumi/hostSettings";
+import { type HostSettingsInputs, type HostSettingsOutputs, hostSettingsProvider } from "../../../src/pulumi/hostSettings";
 
-const settle = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));
+const settle = <T>(o: pulumi.Output<T>): Promise<T> =>
+  new Promise((resolve) =>
+    o.apply((v) => {
+      resolve(v);
+      return v;
+    }),
+  );
 const profile = { name: "web", backlog: 2048, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }], listeners: [{ listen: 80, pool: "www" }] };
 let warnings: string[];
 
@@ -69,7 +85,9 @@ beforeEach(() => {
   dialed.length = 0;
   registered.length = 0;
   warnings = [];
-  jest.spyOn(pulumi.log, "warn").mockImplementation(async (m: string) => { warnings.push(m); });
+  jest.spyOn(pulumi.log, "warn").mockImplementation(async (m: string) => {
+    warnings.push(m);
+  });
   instances = [
     { id: "i-01", privateIp: "10.0.1.1", tags: { Role: "web" }, state: "running" },
     { id: "i-02", privateIp: "10.0.1.2", tags: { Role: "web" }, state: "stopped" },
@@ -102,12 +120,16 @@ test("from EC2 states to the fleet: gone hosts retainOnDelete, stopped ones kept
   expect(settings("i-02").inputs?.plan).toBeUndefined();
   expect(settings("i-03").inputs?.plan).toBeUndefined();
   // Reported: by ec2Hosts with the instance id and state, and by the host itself.
-  expect(warnings).toEqual(expect.arrayContaining([
-    "ec2Hosts: instance i-02 (10.0.1.2) is stopped: host i-02 is not probed and not changed (no SSH); the stack keeps its last deploy until it runs again",
-    "ec2Hosts: instance i-03 (no private ip) is terminated: host i-03 is forgotten without SSH (what the deployment changed stays on its disk)",
-    expect.stringMatching(/^web-i-02: the machine is stopped: not probed and not changed \(no SSH\)/),
-    expect.stringMatching(/^web-i-03: the machine is gone for good: not probed and not changed \(no SSH\); once it leaves the inventory it is dropped from the stack without a restore/),
-  ]));
+  expect(warnings).toEqual(
+    expect.arrayContaining([
+      "ec2Hosts: instance i-02 (10.0.1.2) is stopped: host i-02 is not probed and not changed (no SSH); the stack keeps its last deploy until it runs again",
+      "ec2Hosts: instance i-03 (no private ip) is terminated: host i-03 is forgotten without SSH (what the deployment changed stays on its disk)",
+      expect.stringMatching(/^web-i-02: the machine is stopped: not probed and not changed \(no SSH\)/),
+      expect.stringMatching(
+        /^web-i-03: the machine is gone for good: not probed and not changed \(no SSH\); once it leaves the inventory it is dropped from the stack without a restore/,
+      ),
+    ]),
+  );
   expect(await settle(fleet.hosts["i-02"]!.reasons)).toEqual([expect.stringMatching(/the machine is stopped/)]);
   expect(await settle(fleet.actions)).toMatchObject({ "i-02": {}, "i-03": {} });
 });
@@ -117,8 +139,9 @@ test("a stopped or gone host with no pinned key is accepted (no connection is ma
   const connection = { host: "10.0.1.2", user: "admin", privateKey: "k" };
   expect(() => new BacklogHost("s", { connection, profile, presence: "stopped" })).not.toThrow();
   expect(() => new BacklogHost("p", { connection, profile })).toThrow(/p: connection.hostKey is required/);
-  expect(() => new BacklogHost("x", { connection, profile, presence: "hibernated" as never }))
-    .toThrow(/^x: presence "hibernated": must be one of "present", "stopped", "gone"$/);
+  expect(() => new BacklogHost("x", { connection, profile, presence: "hibernated" as never })).toThrow(
+    /^x: presence "hibernated": must be one of "present", "stopped", "gone"$/,
+  );
   await new Promise((r) => setTimeout(r, 100));
   expect(dialed).toEqual([]);
 });
@@ -126,16 +149,29 @@ test("a stopped or gone host with no pinned key is accepted (no connection is ma
 describe("the dynamic provider with a stopped or gone host", () => {
   const conn = { host: "10.0.1.2", user: "admin", privateKey: "k" } as HostSettingsInputs["connection"];
   const deployed = {
-    connection: conn, hostName: "web-i-02", target: "admin@10.0.1.2:22", inSync: true, desiredHash: "abc",
+    connection: conn,
+    hostName: "web-i-02",
+    target: "admin@10.0.1.2:22",
+    inSync: true,
+    desiredHash: "abc",
     plan: { stateDir: "/var/lib/pulumi-backlog", owner: "o", files: [], sysctlKeys: [], services: [] },
     verification: [{ setting: "net.core.somaxconn", expected: 2048, effective: 2048, ok: true }],
   } as unknown as HostSettingsOutputs;
-  const news = (presence: "stopped" | "gone"): HostSettingsInputs => ({ connection: conn, hostName: "web-i-02", target: "admin@i-02:22", inSync: false, presence });
+  const news = (presence: "stopped" | "gone"): HostSettingsInputs => ({
+    connection: conn,
+    hostName: "web-i-02",
+    target: "admin@i-02:22",
+    inSync: false,
+    presence,
+  });
 
   test.each(["stopped", "gone"] as const)("%s: diff reports no change (the engine keeps the old state), not even for a new target", async (presence) => {
     expect(await hostSettingsProvider.diff!("id", deployed, news(presence))).toEqual({ changes: false });
     // The same olds with a present host and another target: a replacement, as before.
-    expect(await hostSettingsProvider.diff!("id", deployed, { ...news("stopped"), presence: "present" })).toMatchObject({ changes: true, replaces: ["target"] });
+    expect(await hostSettingsProvider.diff!("id", deployed, { ...news("stopped"), presence: "present" })).toMatchObject({
+      changes: true,
+      replaces: ["target"],
+    });
     expect(dialed).toEqual([]);
   });
 

@@ -2,22 +2,27 @@
  * examples/aws-launch-template under Pulumi mocks: the program a user copies builds what its README says.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { gunzipSync } from "zlib";
+import { gunzipSync } from "node:zlib";
 
 const registered: { type: string; name: string; inputs: Record<string, any> }[] = [];
 const invokes: { token: string; inputs: Record<string, any> }[] = [];
 pulumi.runtime.setAllConfig({ "backlog-aws-launch-template:launchInstance": "true" });
-pulumi.runtime.setMocks({
-  newResource: (args) => {
-    registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-    const extra = args.type === "aws:ec2/launchTemplate:LaunchTemplate" ? { latestVersion: 1 } : {};
-    return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+pulumi.runtime.setMocks(
+  {
+    newResource: (args) => {
+      registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+      const extra = args.type === "aws:ec2/launchTemplate:LaunchTemplate" ? { latestVersion: 1 } : {};
+      return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+    },
+    call: (args) => {
+      invokes.push({ token: args.token, inputs: args.inputs });
+      return args.token === "aws:ec2/getAmi:getAmi" ? { id: "ami-0debian12", name: "debian-12-amd64-20250101-1", imageId: "ami-0debian12" } : {};
+    },
   },
-  call: (args) => {
-    invokes.push({ token: args.token, inputs: args.inputs });
-    return args.token === "aws:ec2/getAmi:getAmi" ? { id: "ami-0debian12", name: "debian-12-amd64-20250101-1", imageId: "ami-0debian12" } : {};
-  },
-}, "backlog-aws-launch-template", "example", false);
+  "backlog-aws-launch-template",
+  "example",
+  false,
+);
 
 test("examples/aws-launch-template: Debian 12 image, packages first, then the backlog script; two instances", async () => {
   const program = require("../../../examples/aws-launch-template/index.ts");

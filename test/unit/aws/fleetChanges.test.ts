@@ -17,35 +17,56 @@ const mockActions: Record<string, Record<string, string>> = {};
 
 jest.mock("../../../src/pulumi/backlogHost", () =>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  (require("../pulumi/hostStandIn") as typeof import("../pulumi/hostStandIn")).backlogHostStandIn(() => mockActions));
+  (require("../pulumi/hostStandIn") as typeof import("../pulumi/hostStandIn")).backlogHostStandIn(() => mockActions),
+);
 
-interface Instance { id: string; state: string }
+interface Instance {
+  id: string;
+  state: string;
+}
 let instances: Instance[] = [];
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICan5M/wnTTGsRF17UI09YCdJg/4N6XN/wKpk3/8YNBq";
 
-interface Registration { name: string; deps: string[]; sent: number; done?: number }
+interface Registration {
+  name: string;
+  deps: string[];
+  sent: number;
+  done?: number;
+}
 const registered: Registration[] = [];
 /** Per settings resource name: how long its "apply" takes (ms). */
 const slow: Record<string, number> = {};
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks({
-    newResource: async (args) => {
-      if (slow[args.name]) await new Promise((r) => setTimeout(r, slow[args.name]));
-      return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+  await pulumi.runtime.setMocks(
+    {
+      newResource: async (args) => {
+        if (slow[args.name]) await new Promise((r) => setTimeout(r, slow[args.name]));
+        return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+      },
+      call: (args) => {
+        if (args.token === "aws:ec2/getInstances:getInstances") {
+          const states = args.inputs.instanceStateNames as string[];
+          return { ids: instances.filter((i) => states.includes(i.state)).map((i) => i.id), privateIps: [], publicIps: [], id: "r" };
+        }
+        if (args.token === "aws:ec2/getInstance:getInstance") {
+          const n = instances.findIndex((x) => x.id === args.inputs.instanceId);
+          return {
+            id: args.inputs.instanceId,
+            privateIp: `10.0.1.${n + 1}`,
+            publicIp: "",
+            subnetId: "s",
+            tags: { Role: "web" },
+            instanceState: instances[n]!.state,
+          };
+        }
+        throw new Error(`unexpected invoke ${args.token}`);
+      },
     },
-    call: (args) => {
-      if (args.token === "aws:ec2/getInstances:getInstances") {
-        const states = args.inputs.instanceStateNames as string[];
-        return { ids: instances.filter((i) => states.includes(i.state)).map((i) => i.id), privateIps: [], publicIps: [], id: "r" };
-      }
-      if (args.token === "aws:ec2/getInstance:getInstance") {
-        const n = instances.findIndex((x) => x.id === args.inputs.instanceId);
-        return { id: args.inputs.instanceId, privateIp: `10.0.1.${n + 1}`, publicIp: "", subnetId: "s", tags: { Role: "web" }, instanceState: instances[n]!.state };
-      }
-      throw new Error(`unexpected invoke ${args.token}`);
-    },
-  }, "project", "stack", false);
+    "project",
+    "stack",
+    false,
+  );
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: { getName(): string; getDependenciesList(): string[] }, cb: (err: unknown, resp: unknown) => void): void;
   };
@@ -53,22 +74,35 @@ beforeAll(async () => {
   monitor.registerResource = (req, cb) => {
     const r: Registration = { name: req.getName(), deps: req.getDependenciesList(), sent: performance.now() };
     registered.push(r);
-    original(req, (err, resp) => { r.done = performance.now(); cb(err, resp); });
+    original(req, (err, resp) => {
+      r.done = performance.now();
+      cb(err, resp);
+    });
   };
 });
 
 import { ec2Hosts } from "../../../src/aws";
 import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
 
-const settle = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply((v) => { resolve(v); return v; }));
+const settle = <T>(o: pulumi.Output<T>): Promise<T> =>
+  new Promise((resolve) =>
+    o.apply((v) => {
+      resolve(v);
+      return v;
+    }),
+  );
 const profile = { name: "web", backlog: 2048, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }] };
 const byName = (name: string) => registered.find((r) => r.name === name);
 /** Host names whose settings resources the host component `web-<host>` depends on. */
 const depHosts = (host: string) => (byName(`web-${host}`)?.deps ?? []).map((urn) => urn.replace(/^.*::web-(.*)-settings$/, "$1")).sort();
-const fleetHosts = () => ec2Hosts({
-  tags: { Role: "web" }, addressKind: "private", user: "admin", privateKey: "k",
-  hostKeys: () => KEY,
-});
+const fleetHosts = () =>
+  ec2Hosts({
+    tags: { Role: "web" },
+    addressKind: "private",
+    user: "admin",
+    privateKey: "k",
+    hostKeys: () => KEY,
+  });
 
 beforeEach(() => {
   registered.length = 0;
@@ -86,7 +120,12 @@ test("instances launched during a stopped rollout join the next run's batches by
   for (const id of ["i-30", "i-40", "i-50", "i-60", "i-25", "i-65"]) mockActions[`web-${id}`] = { "php8.2-fpm": "restart" };
   const fleet = new BacklogFleet("web", { profile, hosts: await fleetHosts() });
   // 25 % of 8 hosts: batches of 2 in instance-id order; the hosts already done are in their batch, with nothing to do.
-  expect(await settle(fleet.rollout)).toEqual([["i-10", "i-20"], ["i-25", "i-30"], ["i-40", "i-50"], ["i-60", "i-65"]]);
+  expect(await settle(fleet.rollout)).toEqual([
+    ["i-10", "i-20"],
+    ["i-25", "i-30"],
+    ["i-40", "i-50"],
+    ["i-60", "i-65"],
+  ]);
   await settle(fleet.verification);
   expect(depHosts("i-25")).toEqual(["i-10", "i-20"]);
   expect(depHosts("i-30")).toEqual(["i-10", "i-20"]);
@@ -117,11 +156,18 @@ test("one new host that must restart turns an all-at-once relisten into batches:
 
 test("stopped and terminated instances are in no batch and wait for nothing; the percentage counts the running hosts", async () => {
   instances = [
-    { id: "i-10", state: "running" }, { id: "i-15", state: "terminated" }, { id: "i-20", state: "running" },
-    { id: "i-25", state: "stopped" }, { id: "i-30", state: "running" }, { id: "i-40", state: "running" },
+    { id: "i-10", state: "running" },
+    { id: "i-15", state: "terminated" },
+    { id: "i-20", state: "running" },
+    { id: "i-25", state: "stopped" },
+    { id: "i-30", state: "running" },
+    { id: "i-40", state: "running" },
   ];
   const fleet = new BacklogFleet("web", { profile, hosts: await fleetHosts(), rollout: { maxParallel: "50%" } });
-  expect(await settle(fleet.rollout)).toEqual([["i-10", "i-20"], ["i-30", "i-40"]]);
+  expect(await settle(fleet.rollout)).toEqual([
+    ["i-10", "i-20"],
+    ["i-30", "i-40"],
+  ]);
   await settle(fleet.verification);
   expect(depHosts("i-15")).toEqual([]);
   expect(depHosts("i-25")).toEqual([]);

@@ -1,15 +1,6 @@
 /** What a host needs, decided from a profile and a probe report (no host involved). */
-import { createHash } from "crypto";
-import {
-  type ActionNeed,
-  bootOverrides,
-  decide,
-  fileChangeNeed,
-  hostOwnValues,
-  socketsToObserve,
-  strongest,
-  withoutBacklog,
-} from "../../../src/core/converge";
+import { createHash } from "node:crypto";
+import { type ActionNeed, bootOverrides, decide, fileChangeNeed, hostOwnValues, socketsToObserve, strongest, withoutBacklog } from "../../../src/core/converge";
 import { contentHash } from "../../../src/core/plan";
 import type { HostReport } from "../../../src/core/report";
 import { type BacklogProfile, type ProfileInput, defineProfile } from "../../../src/core/profile";
@@ -23,23 +14,60 @@ const DROP_IN = "/etc/sysctl.d/zz-pulumi-backlog.conf";
 const SOCK = "/run/php/php8.2-fpm.sock";
 
 const INPUT: ProfileInput = {
-  name: "web", backlog: 8192,
+  name: "web",
+  backlog: 8192,
   pools: [{ name: "www", listen: SOCK }],
   listeners: [{ listen: 8080, pool: "www" }],
 };
 const profile = defineProfile(INPUT);
 
-const unixSocket = (backlog: number, inode = 111, path = SOCK): ListeningSocket =>
-  ({ kind: "unix", netid: "u_str", recvQ: 0, backlog, local: path, host: null, port: null, path, inode });
-const tcpSocket = (backlog: number, inode = 222, port = 8080): ListeningSocket =>
-  ({ kind: "tcp", netid: null, recvQ: 0, backlog, local: `0.0.0.0:${port}`, host: "0.0.0.0", port, path: null, inode });
+const unixSocket = (backlog: number, inode = 111, path = SOCK): ListeningSocket => ({
+  kind: "unix",
+  netid: "u_str",
+  recvQ: 0,
+  backlog,
+  local: path,
+  host: null,
+  port: null,
+  path,
+  inode,
+});
+const tcpSocket = (backlog: number, inode = 222, port = 8080): ListeningSocket => ({
+  kind: "tcp",
+  netid: null,
+  recvQ: 0,
+  backlog,
+  local: `0.0.0.0:${port}`,
+  host: "0.0.0.0",
+  port,
+  path: null,
+  inode,
+});
 
 /** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */
 function report(over: Partial<HostReport> = {}): HostReport {
   return {
     sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
-    container: "none", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], retired: [], complete: true,
+    files: {},
+    contents: {},
+    sysctlSources: [],
+    sockets: [],
+    units: {},
+    before: {},
+    managed: [],
+    owners: {},
+    applied: {},
+    own: {},
+    container: "none",
+    journalOpen: false,
+    generation: 0,
+    recovered: false,
+    steps: [],
+    did: [],
+    fallbacks: {},
+    warnings: [],
+    retired: [],
+    complete: true,
     ...over,
   };
 }
@@ -81,10 +109,15 @@ function converged(over: Partial<HostReport> = {}, files: Record<string, string 
 /** Per unit: the action and the sockets to listen() again as [inode, backlog, oldBacklog, label]. */
 function actions(r: HostReport, p: BacklogProfile = profile) {
   const d = decide(p, r, { owner: OWNER });
-  return Object.fromEntries(d.plan.services.map((s) => [s.unit, {
-    action: s.action,
-    ...(s.relisten !== undefined ? { relisten: s.relisten.map((x) => [x.inode, x.backlog, x.oldBacklog, x.label]) } : {}),
-  }]));
+  return Object.fromEntries(
+    d.plan.services.map((s) => [
+      s.unit,
+      {
+        action: s.action,
+        ...(s.relisten !== undefined ? { relisten: s.relisten.map((x) => [x.inode, x.backlog, x.oldBacklog, x.label]) } : {}),
+      },
+    ]),
+  );
 }
 
 const none = { action: "none" };
@@ -105,67 +138,117 @@ describe("decision table: the least disruptive action per service", () => {
   });
 
   test.each<[string, () => HostReport, BacklogProfile, Record<string, unknown>]>([
-    ["backlog-only change in the pool file → php-fpm relisten with the socket's inode",
+    [
+      "backlog-only change in the pool file → php-fpm relisten with the socket's inode",
       () => converged({ sockets: [unixSocket(4096), tcpSocket(8192)] }, { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") }),
-      profile, { "php8.2-fpm": { action: "relisten", relisten: [[111, 8192, 4096, SOCK]] }, nginx: { action: "none" } }],
-    ["somaxconn-only change with the sockets capped by it → relisten both",
-      () => converged({
-        sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 }, applied: {},
-        sockets: [unixSocket(4096), tcpSocket(4096)],
-      }, { [DROP_IN]: "net.core.somaxconn = 4096\n" }),
-      profile, {
+      profile,
+      { "php8.2-fpm": { action: "relisten", relisten: [[111, 8192, 4096, SOCK]] }, nginx: { action: "none" } },
+    ],
+    [
+      "somaxconn-only change with the sockets capped by it → relisten both",
+      () =>
+        converged(
+          {
+            sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
+            applied: {},
+            sockets: [unixSocket(4096), tcpSocket(4096)],
+          },
+          { [DROP_IN]: "net.core.somaxconn = 4096\n" },
+        ),
+      profile,
+      {
         "php8.2-fpm": { action: "relisten", relisten: [[111, 8192, 4096, SOCK]] },
         nginx: { action: "relisten", relisten: [[222, 8192, 4096, "0.0.0.0:8080"]] },
-      }],
-    ["pm.* change → php-fpm reload, nothing to listen again",
+      },
+    ],
+    [
+      "pm.* change → php-fpm reload, nothing to listen again",
       () => converged({}, { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10") }),
-      profile, { "php8.2-fpm": { action: "reload", relisten: [] }, nginx: { action: "none" } }],
-    ["pm.* and backlog change, socket old → php-fpm reload, then relisten the socket",
-      () => converged({ sockets: [unixSocket(4096), tcpSocket(8192)] },
-        { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10").replace("listen.backlog = 8192", "listen.backlog = 4096") }),
-      profile, { "php8.2-fpm": { action: "reload", relisten: [[111, 8192, 4096, SOCK]] }, nginx: { action: "none" } }],
-    ["listen.mode change → php-fpm restart",
+      profile,
+      { "php8.2-fpm": { action: "reload", relisten: [] }, nginx: { action: "none" } },
+    ],
+    [
+      "pm.* and backlog change, socket old → php-fpm reload, then relisten the socket",
+      () =>
+        converged(
+          { sockets: [unixSocket(4096), tcpSocket(8192)] },
+          { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10").replace("listen.backlog = 8192", "listen.backlog = 4096") },
+        ),
+      profile,
+      { "php8.2-fpm": { action: "reload", relisten: [[111, 8192, 4096, SOCK]] }, nginx: { action: "none" } },
+    ],
+    [
+      "listen.mode change → php-fpm restart",
       () => converged({}, { [POOL]: pool.replace("listen.mode = 0660", "listen.mode = 0666") }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["listen address change → php-fpm restart",
+      profile,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    [
+      "listen address change → php-fpm restart",
       () => converged({}, { [POOL]: pool.replace(`listen = ${SOCK}`, "listen = /run/php/old.sock") }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["new pool (file absent, no socket yet) → php-fpm restart",
+      profile,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    [
+      "new pool (file absent, no socket yet) → php-fpm restart",
       () => converged({}, { "/etc/php/8.2/fpm/pool.d/api.conf": null }, twoPools),
-      twoPools, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["retired pool (an earlier deploy's pool file no longer in the profile) → php-fpm restart",
+      twoPools,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    [
+      "retired pool (an earlier deploy's pool file no longer in the profile) → php-fpm restart",
       () => converged({ owners: { [OWNER]: [...Object.keys(wanted), "/etc/php/8.2/fpm/pool.d/old.conf"] } }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["nginx backlog= only → nginx relisten",
+      profile,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    [
+      "nginx backlog= only → nginx relisten",
       () => converged({ sockets: [unixSocket(8192), tcpSocket(4096)] }, { [NGINX]: nginx.replace("backlog=8192", "backlog=4096") }),
-      profile, { "php8.2-fpm": { action: "none" }, nginx: { action: "relisten", relisten: [[222, 8192, 4096, "0.0.0.0:8080"]] } }],
-    ["nginx server_name change → nginx reload",
+      profile,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "relisten", relisten: [[222, 8192, 4096, "0.0.0.0:8080"]] } },
+    ],
+    [
+      "nginx server_name change → nginx reload",
       () => converged({}, { [NGINX]: wanted[NGINX]! }, withServerName),
-      withServerName, { "php8.2-fpm": { action: "none" }, nginx: { action: "reload", relisten: [] } }],
-    ["nginx file new → nginx reload",
+      withServerName,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "reload", relisten: [] } },
+    ],
+    [
+      "nginx file new → nginx reload",
       () => converged({}, { [NGINX]: null }),
-      profile, { "php8.2-fpm": { action: "none" }, nginx: { action: "reload", relisten: [] } }],
-    ["missing socket → restart",
-      () => converged({ sockets: [tcpSocket(8192)] }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["unit failed → restart",
+      profile,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "reload", relisten: [] } },
+    ],
+    ["missing socket → restart", () => converged({ sockets: [tcpSocket(8192)] }), profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
+    [
+      "unit failed → restart",
       () => converged({ units: { "php8.2-fpm": "failed", nginx: "active" } }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["unit reloading counts as running → none",
+      profile,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    [
+      "unit reloading counts as running → none",
       () => converged({ units: { "php8.2-fpm": "active", nginx: "reloading" } }),
-      profile, { "php8.2-fpm": { action: "none" }, nginx: { action: "none" } }],
-    ["relisten and restart needed at once → the strongest: restart",
+      profile,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "none" } },
+    ],
+    [
+      "relisten and restart needed at once → the strongest: restart",
       () => converged({ sockets: [unixSocket(4096), tcpSocket(8192)] }, { [POOL]: pool.replace("listen.mode = 0660", "listen.mode = 0666") }),
-      profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
-    ["nothing → none",
-      () => converged(),
-      profile, { "php8.2-fpm": none, nginx: none }],
+      profile,
+      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+    ],
+    ["nothing → none", () => converged(), profile, { "php8.2-fpm": none, nginx: none }],
   ])("%s", (_name, host, p, expected) => {
     expect(actions(host(), p)).toEqual(expected);
   });
 
   test("each action says why", () => {
-    const d = decide(profile, converged({ sockets: [unixSocket(4096), tcpSocket(8192)] }, { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") }), { owner: OWNER });
+    const d = decide(
+      profile,
+      converged({ sockets: [unixSocket(4096), tcpSocket(8192)] }, { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") }),
+      { owner: OWNER },
+    );
     const php = d.plan.services.find((s) => s.unit === "php8.2-fpm")!;
     expect(php.reason).toContain(`${POOL}: only the backlog changes`);
     expect(php.reason).toMatch(/4096 → 8192/);
@@ -174,7 +257,10 @@ describe("decision table: the least disruptive action per service", () => {
 
   test("the services carry the TCP ports their configuration listens on", () => {
     const d = decide(profile, converged(), { owner: OWNER });
-    expect(d.plan.services.map((s) => [s.unit, s.ports])).toEqual([["php8.2-fpm", []], ["nginx", [8080]]]);
+    expect(d.plan.services.map((s) => [s.unit, s.ports])).toEqual([
+      ["php8.2-fpm", []],
+      ["nginx", [8080]],
+    ]);
     expect(d.plan.sockets).toEqual({ unixPaths: [SOCK], tcpPorts: [8080] });
   });
 });
@@ -212,9 +298,18 @@ describe("fileChangeNeed, withoutBacklog, strongest", () => {
 
   test("socketsToObserve: every unix path and TCP port of pools and listeners, once, sorted", () => {
     const p = defineProfile({
-      name: "s", backlog: 1024,
-      pools: [{ name: "b", listen: "/run/php/b.sock" }, { name: "a", listen: "/run/php/a.sock" }, { name: "t", listen: "127.0.0.1:9001" }],
-      listeners: [{ listen: 8080, pool: "a" }, { listen: "[::]:8080", pool: "b" }, { listen: 80, pool: "t" }],
+      name: "s",
+      backlog: 1024,
+      pools: [
+        { name: "b", listen: "/run/php/b.sock" },
+        { name: "a", listen: "/run/php/a.sock" },
+        { name: "t", listen: "127.0.0.1:9001" },
+      ],
+      listeners: [
+        { listen: 8080, pool: "a" },
+        { listen: "[::]:8080", pool: "b" },
+        { listen: 80, pool: "t" },
+      ],
     });
     expect(socketsToObserve(p)).toEqual({ unixPaths: ["/run/php/a.sock", "/run/php/b.sock"], tcpPorts: [80, 8080, 9001] });
   });
@@ -225,7 +320,10 @@ describe("decide", () => {
     const d = decide(profile, report(), { owner: OWNER });
     expect(d.inSync).toBe(false);
     expect(d.plan.files.map((f) => f.path)).toEqual(render(profile).map((f) => f.path));
-    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([["php8.2-fpm", "restart"], ["nginx", "restart"]]);
+    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([
+      ["php8.2-fpm", "restart"],
+      ["nginx", "restart"],
+    ]);
     expect(d.before).toEqual({ "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 });
     expect(d.plan.stateDir).toBe("/var/lib/pulumi-backlog");
     expect(d.plan.owner).toBe(OWNER);
@@ -255,7 +353,10 @@ describe("decide", () => {
     const d = decide(profile, converged({ sockets: [unixSocket(4096, 7), tcpSocket(8192)] }), { owner: OWNER });
     expect(d.inSync).toBe(false);
     expect(d.reasons.join("\n")).toMatch(/php-fpm pool www .*expected 8192, host has 4096/);
-    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([["php8.2-fpm", "relisten"], ["nginx", "none"]]);
+    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([
+      ["php8.2-fpm", "relisten"],
+      ["nginx", "none"],
+    ]);
     expect(d.plan.services[0]!.relisten).toEqual([{ inode: 7, backlog: 8192, oldBacklog: 4096, label: SOCK }]);
   });
 
@@ -279,7 +380,10 @@ describe("decide", () => {
     const kernelOnly = defineProfile({ name: "web", backlog: 8192 });
     const d = decide(kernelOnly, converged(), { owner: OWNER });
     expect(d.plan.retired).toEqual([NGINX, POOL].sort());
-    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([["php8.2-fpm", "restart"], ["nginx", "reload"]]);
+    expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([
+      ["php8.2-fpm", "restart"],
+      ["nginx", "reload"],
+    ]);
   });
 
   test("the 0.1 layout (no owner records): every managed file counts as this owner's", () => {
@@ -290,18 +394,23 @@ describe("decide", () => {
 
   test("files another owner manages are never retired by this one, nor are other owners' records taken for this one's", () => {
     const theirs = "/etc/php/8.2/fpm/pool.d/theirs.conf";
-    const d = decide(profile, converged({
-      owners: { [OWNER]: [...converged().owners[OWNER]!, theirs], "other.stack": [theirs] },
-      managed: [...converged().managed, theirs],
-    }), { owner: OWNER });
+    const d = decide(
+      profile,
+      converged({
+        owners: { [OWNER]: [...converged().owners[OWNER]!, theirs], "other.stack": [theirs] },
+        managed: [...converged().managed, theirs],
+      }),
+      { owner: OWNER },
+    );
     expect(d.plan.retired).toEqual([]);
     const stranger = decide(profile, converged({ owners: { "other.stack": [theirs] }, managed: [theirs] }), { owner: OWNER });
     expect(stranger.plan.retired).toEqual([]);
   });
 
   test("a key the host does not expose fails, naming the key and the reason", () => {
-    expect(() => decide(profile, report({ sysctls: { "net.core.somaxconn": 4096 } }), { owner: OWNER }))
-      .toThrow(/net\.ipv4\.tcp_max_syn_backlog: not exposed in \/proc\/sys .*unprivileged user namespace/);
+    expect(() => decide(profile, report({ sysctls: { "net.core.somaxconn": 4096 } }), { owner: OWNER })).toThrow(
+      /net\.ipv4\.tcp_max_syn_backlog: not exposed in \/proc\/sys .*unprivileged user namespace/,
+    );
   });
 
   test("a machine-global key on a container fails, naming the key and the reason", () => {
@@ -362,44 +471,57 @@ describe("bootOverrides", () => {
   const keys = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"];
   const dropIn = "/etc/sysctl.d/zz-pulumi-backlog.conf";
   test("files sorting before the drop-in do not override it; Debian's 99-sysctl.conf link neither", () => {
-    expect(bootOverrides([
-      "/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 1024",
-      "/usr/lib/sysctl.d/50-default.conf:net.ipv4.tcp_max_syn_backlog=512",
-      `${dropIn}:net.core.somaxconn = 8192`,
-    ], dropIn, keys)).toEqual([]);
+    expect(
+      bootOverrides(
+        [
+          "/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 1024",
+          "/usr/lib/sysctl.d/50-default.conf:net.ipv4.tcp_max_syn_backlog=512",
+          `${dropIn}:net.core.somaxconn = 8192`,
+        ],
+        dropIn,
+        keys,
+      ),
+    ).toEqual([]);
   });
   test("a later-sorted file in any directory overrides, with slashes or dots", () => {
-    expect(bootOverrides([
-      "/run/sysctl.d/zzz-tuning.conf:net/core/somaxconn=65535",
-      "/usr/lib/sysctl.d/zzzz.conf:-net.ipv4.tcp_max_syn_backlog = 1",
-    ], dropIn, keys)).toEqual([
+    expect(
+      bootOverrides(["/run/sysctl.d/zzz-tuning.conf:net/core/somaxconn=65535", "/usr/lib/sysctl.d/zzzz.conf:-net.ipv4.tcp_max_syn_backlog = 1"], dropIn, keys),
+    ).toEqual([
       { key: "net.core.somaxconn", file: "/run/sysctl.d/zzz-tuning.conf", line: "net/core/somaxconn=65535" },
       { key: "net.ipv4.tcp_max_syn_backlog", file: "/usr/lib/sysctl.d/zzzz.conf", line: "-net.ipv4.tcp_max_syn_backlog = 1" },
     ]);
   });
   test("a same-named file in a later directory is shadowed by the one in /etc", () => {
-    expect(bootOverrides([
-      "/etc/sysctl.d/zzz.conf:net.core.rmem_max = 1",
-      "/usr/lib/sysctl.d/zzz.conf:net.core.somaxconn = 1",
-    ], dropIn, keys)).toEqual([]);
+    expect(bootOverrides(["/etc/sysctl.d/zzz.conf:net.core.rmem_max = 1", "/usr/lib/sysctl.d/zzz.conf:net.core.somaxconn = 1"], dropIn, keys)).toEqual([]);
   });
 });
 
 describe("sysctl conflicts in decide (issue #14)", () => {
   const conf = { path: "/etc/sysctl.conf", line: 69, key: "net.core.somaxconn", value: 128, text: "net.core.somaxconn = 128" };
-  const withConf = (over: Partial<HostReport> = {}) => report({
-    sysctlFiles: [{ path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" }, { path: "/etc/sysctl.conf" }],
-    sysctlLines: [{ ...conf, path: "/etc/sysctl.d/99-sysctl.conf" }, conf],
-    ...over,
-  });
+  const withConf = (over: Partial<HostReport> = {}) =>
+    report({
+      sysctlFiles: [{ path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" }, { path: "/etc/sysctl.conf" }],
+      sysctlLines: [{ ...conf, path: "/etc/sysctl.d/99-sysctl.conf" }, conf],
+      ...over,
+    });
 
   it("mode report: the conflict is listed, the plan edits nothing, and advisory verification rows do not make the host out of sync", () => {
-    const deployed = report({ ...filesOf(wantedFiles()), sockets: [unixSocket(8192), tcpSocket(8192)], sysctls: { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192 } });
+    const deployed = report({
+      ...filesOf(wantedFiles()),
+      sockets: [unixSocket(8192), tcpSocket(8192)],
+      sysctls: { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192 },
+    });
     // Deployed: the drop-in is there too (and sorts after 99-sysctl.conf: boot keeps the profile).
     const dropInLine = { path: DROP_IN, line: 4, key: "net.core.somaxconn", value: 8192, text: "net.core.somaxconn = 8192" };
-    const d = decide(profile, { ...deployed, sysctlFiles: [...withConf().sysctlFiles!, { path: DROP_IN }], sysctlLines: [...withConf().sysctlLines!, dropInLine] }, { owner: OWNER });
+    const d = decide(
+      profile,
+      { ...deployed, sysctlFiles: [...withConf().sysctlFiles!, { path: DROP_IN }], sysctlLines: [...withConf().sysctlLines!, dropInLine] },
+      { owner: OWNER },
+    );
     expect(d.conflictMode).toBe("report");
-    expect(d.conflicts).toEqual([expect.objectContaining({ file: "/etc/sysctl.conf", line: 69, value: 128, wanted: 8192, tools: ["sysctl --system", "sysctl -p"], via: [] })]);
+    expect(d.conflicts).toEqual([
+      expect.objectContaining({ file: "/etc/sysctl.conf", line: 69, value: 128, wanted: 8192, tools: ["sysctl --system", "sysctl -p"], via: [] }),
+    ]);
     expect(d.plan.neutralize).toBeUndefined();
     const row = d.current.find((r) => r.setting === "net.core.somaxconn after sysctl --system");
     expect(row).toMatchObject({ expected: 8192, effective: 128, ok: false, advisory: true });
@@ -413,7 +535,9 @@ describe("sysctl conflicts in decide (issue #14)", () => {
     const d = decide(profile, withConf(), { owner: OWNER, conflicts: "neutralize" });
     expect(d.plan.neutralize).toEqual([{ path: "/etc/sysctl.conf", lines: [{ line: 69, text: "net.core.somaxconn = 128" }] }]);
     expect(d.changes.files.find((f) => f.path === "/etc/sysctl.conf")?.diff).toContain("+# pulumi-backlog neutralized");
-    expect(d.reasons.join("\n")).toContain("/etc/sysctl.conf:69 (net.core.somaxconn = 128) undoes the drop-in under sysctl --system, sysctl -p: it is commented out");
+    expect(d.reasons.join("\n")).toContain(
+      "/etc/sysctl.conf:69 (net.core.somaxconn = 128) undoes the drop-in under sysctl --system, sysctl -p: it is commented out",
+    );
     expect(d.expected.filter((e) => e.target.kind === "persisted").every((e) => !e.advisory)).toBe(true);
     // Next run: the line is commented (the probe no longer sees it); the owner record has the file.
     const later = decide(profile, report({ owners: { [OWNER]: [DROP_IN, POOL, NGINX, "/etc/sysctl.conf"] } }), { owner: OWNER, conflicts: "neutralize" });
@@ -431,8 +555,13 @@ describe("sysctl conflicts in decide (issue #14)", () => {
 
 describe("php-fpm version rules in decide", () => {
   const ondemand = defineProfile({ ...INPUT, pools: [{ name: "www", listen: SOCK, backlog: 256, pm: { style: "ondemand", maxChildren: 4 } }] });
-  const poolRow = (unit: string) => decide(ondemand, report({ phpUnits: { [unit]: "active" } }), { owner: OWNER }).expected.find((e) => e.setting.startsWith("php-fpm pool"));
-  it.each([["php7.4-fpm", 511], ["php8.2-fpm", 256], ["php8.4-fpm", 256]])("%s: an ondemand pool with listen.backlog 256 is expected at %i", (unit, want) => {
+  const poolRow = (unit: string) =>
+    decide(ondemand, report({ phpUnits: { [unit]: "active" } }), { owner: OWNER }).expected.find((e) => e.setting.startsWith("php-fpm pool"));
+  it.each([
+    ["php7.4-fpm", 511],
+    ["php8.2-fpm", 256],
+    ["php8.4-fpm", 256],
+  ])("%s: an ondemand pool with listen.backlog 256 is expected at %i", (unit, want) => {
     expect(poolRow(unit)?.expected).toBe(want);
   });
 });

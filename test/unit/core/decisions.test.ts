@@ -7,11 +7,11 @@
  * `systemctl` as PATH shims that print the case's sockets and unit states. Per service the action,
  * the reasons and the sockets to listen() again must be the same.
  */
-import { spawnSync } from "child_process";
+import { spawnSync } from "node:child_process";
 import fc from "fast-check";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import { dirname, join } from "path";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { decide, fileChangeNeed, hostOwnValues, managedKeys } from "../../../src/core/converge";
 import { backupName, contentHash } from "../../../src/core/plan";
 import type { HostReport } from "../../../src/core/report";
@@ -41,21 +41,22 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 // `ss` and `systemctl` as the decision shell calls them, answering from the case's files.
 mkdirSync(SHIM, { recursive: true });
-writeFileSync(join(SHIM, "ss"), [
-  "#!/bin/sh",
-  "# ss -H -l -n -x src PATH | ss -H -l -n -t -e 'sport = :PORT': the rows of that path or port, in order.",
-  "for a in \"$@\"; do last=$a; done",
-  "case \" $* \" in *\" -x \"*) f=$SHIM/unix; k=$last;; *) f=$SHIM/tcp; k=${last#sport = :};; esac",
-  "[ -f \"$f\" ] || exit 0",
-  "awk -v k=\"$k\" '$1 == k { sub(/^[^ ]* /, \"\"); print }' \"$f\"",
-  "",
-].join("\n"));
-writeFileSync(join(SHIM, "systemctl"), [
-  "#!/bin/sh",
-  "[ \"$1\" = is-active ] || exit 1",
-  "if [ -f \"$SHIM/unit.$2\" ]; then cat \"$SHIM/unit.$2\"; else echo inactive; exit 3; fi",
-  "",
-].join("\n"));
+writeFileSync(
+  join(SHIM, "ss"),
+  [
+    "#!/bin/sh",
+    "# ss -H -l -n -x src PATH | ss -H -l -n -t -e 'sport = :PORT': the rows of that path or port, in order.",
+    'for a in "$@"; do last=$a; done',
+    'case " $* " in *" -x "*) f=$SHIM/unix; k=$last;; *) f=$SHIM/tcp; k=${last#sport = :};; esac',
+    '[ -f "$f" ] || exit 0',
+    'awk -v k="$k" \'$1 == k { sub(/^[^ ]* /, ""); print }\' "$f"',
+    "",
+  ].join("\n"),
+);
+writeFileSync(
+  join(SHIM, "systemctl"),
+  ["#!/bin/sh", '[ "$1" = is-active ] || exit 1', 'if [ -f "$SHIM/unit.$2" ]; then cat "$SHIM/unit.$2"; else echo inactive; exit 3; fi', ""].join("\n"),
+);
 chmodSync(join(SHIM, "ss"), 0o755);
 chmodSync(join(SHIM, "systemctl"), 0o755);
 
@@ -68,7 +69,8 @@ function sh(script: string): { code: number; stdout: string; stderr: string } {
 }
 
 const INPUT: ProfileInput = {
-  name: "web", backlog: 8192,
+  name: "web",
+  backlog: 8192,
   pools: [{ name: "www", listen: SOCK }],
   listeners: [{ listen: 8080, pool: "www" }],
 };
@@ -78,7 +80,8 @@ const twoPools = defineProfile({ ...INPUT, pools: [...INPUT.pools!, { name: "api
 const kernelOnly = defineProfile({ name: "web", backlog: 8192 });
 /** TCP pool, an IPv6 listener, a wildcard port that two sockets answer. */
 const fleet = defineProfile({
-  name: "fleet", backlog: 16384,
+  name: "fleet",
+  backlog: 16384,
   pools: [
     { name: "www", listen: SOCK },
     { name: "api", listen: "127.0.0.1:9001", backlog: 2048 },
@@ -89,8 +92,17 @@ const fleet = defineProfile({
   ],
 });
 
-const unix = (backlog: number, inode = 111, path = SOCK): ListeningSocket =>
-  ({ kind: "unix", netid: "u_str", recvQ: 0, backlog, local: path, host: null, port: null, path, inode });
+const unix = (backlog: number, inode = 111, path = SOCK): ListeningSocket => ({
+  kind: "unix",
+  netid: "u_str",
+  recvQ: 0,
+  backlog,
+  local: path,
+  host: null,
+  port: null,
+  path,
+  inode,
+});
 const tcp = (backlog: number, inode = 222, local = "0.0.0.0:8080"): ListeningSocket => {
   const { host, port } = splitAddress(local);
   return { kind: "tcp", netid: null, recvQ: 0, backlog, local, host, port, path: null, inode };
@@ -100,8 +112,26 @@ const tcp = (backlog: number, inode = 222, local = "0.0.0.0:8080"): ListeningSoc
 function report(over: Partial<HostReport> = {}): HostReport {
   return {
     sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
-    container: "none", journalOpen: false, generation: 0, recovered: false, steps: [], did: [], fallbacks: {}, warnings: [], retired: [], complete: true,
+    files: {},
+    contents: {},
+    sysctlSources: [],
+    sockets: [],
+    units: {},
+    before: {},
+    managed: [],
+    owners: {},
+    applied: {},
+    own: {},
+    container: "none",
+    journalOpen: false,
+    generation: 0,
+    recovered: false,
+    steps: [],
+    did: [],
+    fallbacks: {},
+    warnings: [],
+    retired: [],
+    complete: true,
     ...over,
   };
 }
@@ -140,7 +170,11 @@ function converged(over: Partial<HostReport> = {}, files: Record<string, string 
 }
 
 /** Per service: action, reason, and the `inode=backlog` pairs listened again (relisten, reload). */
-interface Decision { action: string; reason: string; relisten: string[] }
+interface Decision {
+  action: string;
+  reason: string;
+  relisten: string[];
+}
 
 /** The SSH path: converge.ts decide() on the probe report. */
 function viaConverge(p: BacklogProfile, r: HostReport): Record<"php" | "nginx", Decision> {
@@ -204,12 +238,28 @@ function viaScript(p: BacklogProfile, r: HostReport, box: Sandbox = {}): Record<
     }
   }
   const sockets = probeOrder(r.sockets);
-  writeFileSync(join(SHIM, "unix"), sockets.filter((s) => s.kind === "unix").map((s) => `${s.path} u_str LISTEN 0 ${s.backlog} ${s.path} ${s.inode} * 0\n`).join(""));
-  writeFileSync(join(SHIM, "tcp"), sockets.filter((s) => s.kind === "tcp")
-    .map((s) => `${s.port} LISTEN 0 ${s.backlog} ${s.local} ${s.local.startsWith("[") ? "[::]:*" : "0.0.0.0:*"} ino:${s.inode} sk:${s.inode}a cgroup:/system.slice/x.service <->\n`).join(""));
+  writeFileSync(
+    join(SHIM, "unix"),
+    sockets
+      .filter((s) => s.kind === "unix")
+      .map((s) => `${s.path} u_str LISTEN 0 ${s.backlog} ${s.path} ${s.inode} * 0\n`)
+      .join(""),
+  );
+  writeFileSync(
+    join(SHIM, "tcp"),
+    sockets
+      .filter((s) => s.kind === "tcp")
+      .map(
+        (s) =>
+          `${s.port} LISTEN 0 ${s.backlog} ${s.local} ${s.local.startsWith("[") ? "[::]:*" : "0.0.0.0:*"} ino:${s.inode} sk:${s.inode}a cgroup:/system.slice/x.service <->\n`,
+      )
+      .join(""),
+  );
   for (const [unit, state] of Object.entries(r.units)) writeFileSync(join(SHIM, `unit.${unit}`), state + "\n");
   const shell = decisionShell(p, { paths: PATHS });
-  const kernel = kernelTargets(p, hostOwnValues(managedKeys(p), r)).map((t, i) => `${kernelVariables(i).want}=${t.value}`).join("; ");
+  const kernel = kernelTargets(p, hostOwnValues(managedKeys(p), r))
+    .map((t, i) => `${kernelVariables(i).want}=${t.value}`)
+    .join("; ");
   const head = `set -u\nT=${TOKEN}; S=${STATE}; ${kernel}\n${shell}\n`;
   const before = sh(`${head}pb_save_before ${join(root, "before")}`);
   expect(before.stderr).toBe("");
@@ -218,9 +268,14 @@ function viaScript(p: BacklogProfile, r: HostReport, box: Sandbox = {}): Record<
   place(Object.fromEntries(d.plan.files.filter((f) => f.path !== DROP_IN).map((f) => [f.path, f.content])));
   place(Object.fromEntries((d.plan.retired ?? []).map((path) => [path, null])));
   const log = join(root, "apply.log");
-  writeFileSync(log, [`@@${TOKEN} step lock`, ...[...(d.plan.retired ?? [])].reverse().map((path) => `@@${TOKEN} retired ${path}`), `@@${TOKEN} step test`, ""].join("\n"));
-  const out = sh(`${head}pb_decide ${join(root, "before")} ${log}\n` +
-    `printf '%s\\n' "$pb_act_php" "$pb_why_php" "$pb_pairs_php" "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx" "$pb_retired"`);
+  writeFileSync(
+    log,
+    [`@@${TOKEN} step lock`, ...[...(d.plan.retired ?? [])].reverse().map((path) => `@@${TOKEN} retired ${path}`), `@@${TOKEN} step test`, ""].join("\n"),
+  );
+  const out = sh(
+    `${head}pb_decide ${join(root, "before")} ${log}\n` +
+      `printf '%s\\n' "$pb_act_php" "$pb_why_php" "$pb_pairs_php" "$pb_act_nginx" "$pb_why_nginx" "$pb_pairs_nginx" "$pb_retired"`,
+  );
   expect(out.stderr).toBe("");
   expect(out.code).toBe(0);
   const [pa, pw, pp, na, nw, np, ...retired] = out.stdout.split("\n");
@@ -237,60 +292,127 @@ describe("the standalone script decides as converge.ts decide() does", () => {
   const pool = wanted[POOL]!;
   const nginx = wanted[NGINX]!;
   const fleetSockets = (php: number, api: number, n8080: number, n8081: number) => [
-    unix(php, 111), tcp(api, 333, "127.0.0.1:9001"), tcp(n8080, 222, "0.0.0.0:8080"), tcp(n8081, 444, "[::]:8081"),
+    unix(php, 111),
+    tcp(api, 333, "127.0.0.1:9001"),
+    tcp(n8080, 222, "0.0.0.0:8080"),
+    tcp(n8081, 444, "[::]:8081"),
   ];
-  const fleetHost = (over: Partial<HostReport>) => converged({
-    sysctls: { "net.core.somaxconn": 16384, "net.ipv4.tcp_max_syn_backlog": 16384 },
-    applied: { "net.core.somaxconn": 16384, "net.ipv4.tcp_max_syn_backlog": 16384 },
-    sockets: fleetSockets(16384, 2048, 16384, 1024), ...over,
-  }, {}, fleet);
+  const fleetHost = (over: Partial<HostReport>) =>
+    converged(
+      {
+        sysctls: { "net.core.somaxconn": 16384, "net.ipv4.tcp_max_syn_backlog": 16384 },
+        applied: { "net.core.somaxconn": 16384, "net.ipv4.tcp_max_syn_backlog": 16384 },
+        sockets: fleetSockets(16384, 2048, 16384, 1024),
+        ...over,
+      },
+      {},
+      fleet,
+    );
 
   const cases: [string, BacklogProfile, () => HostReport, Record<"php" | "nginx", string>, Sandbox?][] = [
     ["nothing", profile, () => converged(), { php: "none", nginx: "none" }],
-    ["backlog-only pool change", profile,
+    [
+      "backlog-only pool change",
+      profile,
       () => converged({ sockets: [unix(4096), tcp(8192)] }, { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") }),
-      { php: "relisten", nginx: "none" }],
-    ["somaxconn-only change, sockets capped by the old value", profile,
-      () => converged({ sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 }, applied: {}, sockets: [unix(4096), tcp(4096)] },
-        { [DROP_IN]: "net.core.somaxconn = 4096\n" }),
-      { php: "relisten", nginx: "relisten" }],
+      { php: "relisten", nginx: "none" },
+    ],
+    [
+      "somaxconn-only change, sockets capped by the old value",
+      profile,
+      () =>
+        converged(
+          { sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 }, applied: {}, sockets: [unix(4096), tcp(4096)] },
+          { [DROP_IN]: "net.core.somaxconn = 4096\n" },
+        ),
+      { php: "relisten", nginx: "relisten" },
+    ],
     ["pm.* change", profile, () => converged({}, { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10") }), { php: "reload", nginx: "none" }],
-    ["pm.* and backlog change with the socket old: reload, then relisten", profile,
-      () => converged({ sockets: [unix(4096), tcp(8192)] },
-        { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10").replace("listen.backlog = 8192", "listen.backlog = 4096") }),
-      { php: "reload", nginx: "none" }],
-    ["listen.mode change", profile, () => converged({}, { [POOL]: pool.replace("listen.mode = 0660", "listen.mode = 0666") }), { php: "restart", nginx: "none" }],
-    ["listen address change", profile, () => converged({}, { [POOL]: pool.replace(`listen = ${SOCK}`, "listen = /run/php/old.sock") }), { php: "restart", nginx: "none" }],
-    ["new pool (no file, no socket yet)", twoPools, () => converged({}, { [join(PATHS.phpFpmPoolDir, "api.conf")]: null }, twoPools), { php: "restart", nginx: "none" }],
-    ["retired pool", profile, () => converged({ owners: { [OWNER]: [...Object.keys(wanted), join(PATHS.phpFpmPoolDir, "old.conf")] } }), { php: "restart", nginx: "none" }],
+    [
+      "pm.* and backlog change with the socket old: reload, then relisten",
+      profile,
+      () =>
+        converged(
+          { sockets: [unix(4096), tcp(8192)] },
+          { [POOL]: pool.replace("pm.max_children = 5", "pm.max_children = 10").replace("listen.backlog = 8192", "listen.backlog = 4096") },
+        ),
+      { php: "reload", nginx: "none" },
+    ],
+    [
+      "listen.mode change",
+      profile,
+      () => converged({}, { [POOL]: pool.replace("listen.mode = 0660", "listen.mode = 0666") }),
+      { php: "restart", nginx: "none" },
+    ],
+    [
+      "listen address change",
+      profile,
+      () => converged({}, { [POOL]: pool.replace(`listen = ${SOCK}`, "listen = /run/php/old.sock") }),
+      { php: "restart", nginx: "none" },
+    ],
+    [
+      "new pool (no file, no socket yet)",
+      twoPools,
+      () => converged({}, { [join(PATHS.phpFpmPoolDir, "api.conf")]: null }, twoPools),
+      { php: "restart", nginx: "none" },
+    ],
+    [
+      "retired pool",
+      profile,
+      () => converged({ owners: { [OWNER]: [...Object.keys(wanted), join(PATHS.phpFpmPoolDir, "old.conf")] } }),
+      { php: "restart", nginx: "none" },
+    ],
     ["retired pool and nginx file (the profile keeps only kernel values)", kernelOnly, () => converged({ units: {} }), { php: "restart", nginx: "reload" }],
-    ["nginx backlog= only", profile,
+    [
+      "nginx backlog= only",
+      profile,
       () => converged({ sockets: [unix(8192), tcp(4096)] }, { [NGINX]: nginx.replace("backlog=8192", "backlog=4096") }),
-      { php: "none", nginx: "relisten" }],
+      { php: "none", nginx: "relisten" },
+    ],
     ["nginx server_name change", withServerName, () => converged({}, { [NGINX]: nginx }, withServerName), { php: "none", nginx: "reload" }],
     ["nginx file new", profile, () => converged({}, { [NGINX]: null }), { php: "none", nginx: "reload" }],
     ["missing socket", profile, () => converged({ sockets: [tcp(8192)] }), { php: "restart", nginx: "none" }],
     ["failed unit", profile, () => converged({ units: { "php8.2-fpm": "failed", nginx: "active" } }), { php: "restart", nginx: "none" }],
-    ["inactive unit and no socket: both reasons", profile, () => converged({ units: { "php8.2-fpm": "active", nginx: "inactive" }, sockets: [unix(8192)] }), { php: "none", nginx: "restart" }],
+    [
+      "inactive unit and no socket: both reasons",
+      profile,
+      () => converged({ units: { "php8.2-fpm": "active", nginx: "inactive" }, sockets: [unix(8192)] }),
+      { php: "none", nginx: "restart" },
+    ],
     ["a unit reloading counts as running", profile, () => converged({ units: { "php8.2-fpm": "active", nginx: "reloading" } }), { php: "none", nginx: "none" }],
-    ["relisten and restart needed at once: restart", profile,
+    [
+      "relisten and restart needed at once: restart",
+      profile,
       () => converged({ sockets: [unix(4096), tcp(8192)] }, { [POOL]: pool.replace("listen.mode = 0660", "listen.mode = 0666") }),
-      { php: "restart", nginx: "none" }],
+      { php: "restart", nginx: "none" },
+    ],
     ["a drifted socket alone (files right): relisten", profile, () => converged({ sockets: [unix(8192), tcp(511)] }), { php: "none", nginx: "relisten" }],
-    ["TCP pool and IPv6 listener, somaxconn lowered by hand and php-fpm restarted", fleet,
+    [
+      "TCP pool and IPv6 listener, somaxconn lowered by hand and php-fpm restarted",
+      fleet,
       () => fleetHost({ sysctls: { "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 16384 }, sockets: fleetSockets(128, 128, 16384, 1024) }),
-      { php: "relisten", nginx: "none" }],
-    ["one of two sockets on a wildcard port differs: only that one is listened again", fleet,
+      { php: "relisten", nginx: "none" },
+    ],
+    [
+      "one of two sockets on a wildcard port differs: only that one is listened again",
+      fleet,
       () => fleetHost({ sockets: [...fleetSockets(16384, 2048, 16384, 1024), tcp(511, 555, "*:8080")] }),
-      { php: "none", nginx: "relisten" }],
-    ["an earlier run cut short: the file its rollback gives back counts", profile,
+      { php: "none", nginx: "relisten" },
+    ],
+    [
+      "an earlier run cut short: the file its rollback gives back counts",
+      profile,
       () => converged({ journalOpen: true, sockets: [unix(4096), tcp(8192)] }, { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") }),
       { php: "relisten", nginx: "none" },
-      { disk: { ...wanted, [DROP_IN]: null }, journal: { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") } }],
-    ["an earlier run cut short had created the pool", twoPools,
+      { disk: { ...wanted, [DROP_IN]: null }, journal: { [POOL]: pool.replace("listen.backlog = 8192", "listen.backlog = 4096") } },
+    ],
+    [
+      "an earlier run cut short had created the pool",
+      twoPools,
       () => converged({ journalOpen: true }, { [join(PATHS.phpFpmPoolDir, "api.conf")]: null }, twoPools),
       { php: "restart", nginx: "none" },
-      { disk: { ...wantedFiles(twoPools), [DROP_IN]: null }, journal: { [join(PATHS.phpFpmPoolDir, "api.conf")]: null } }],
+      { disk: { ...wantedFiles(twoPools), [DROP_IN]: null }, journal: { [join(PATHS.phpFpmPoolDir, "api.conf")]: null } },
+    ],
   ];
 
   // One argument per case: jest takes a test function with more parameters than the row has for one awaiting done().
@@ -309,7 +431,9 @@ describe("the standalone script decides as converge.ts decide() does", () => {
     const r = fleetHost({ sysctls: { "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 16384 }, sockets: fleetSockets(128, 128, 16384, 1024) });
     const s = viaScript(fleet, r);
     expect(s.php.relisten).toEqual(["111=16384", "333=2048"]);
-    expect(s.php.reason).toBe("php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 128 \u2192 16384; php-fpm pool api listen.backlog (127.0.0.1:9001): 128 \u2192 2048");
+    expect(s.php.reason).toBe(
+      "php-fpm pool www listen.backlog (/run/php/php8.2-fpm.sock): 128 \u2192 16384; php-fpm pool api listen.backlog (127.0.0.1:9001): 128 \u2192 2048",
+    );
   });
 
   test("the decision shell is the text the script carries", () => {
@@ -323,19 +447,41 @@ describe("the verification table, run on the same sandbox, is verify.ts compare(
   test.each<[string, BacklogProfile, Record<string, number>, ListeningSocket[]]>([
     ["all right", profile, { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192 }, [unix(8192), tcp(8192)]],
     ["stale socket, missing socket", profile, { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 8192 }, [unix(4096)]],
-    ["truncated by somaxconn, larger backlog, kernel value low", fleet, { "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 100 },
-      [unix(128, 111), tcp(4096, 333, "127.0.0.1:9001"), tcp(16384, 222, "0.0.0.0:8080"), tcp(1024, 444, "[::]:8081"), tcp(511, 555, "*:8080")]],
+    [
+      "truncated by somaxconn, larger backlog, kernel value low",
+      fleet,
+      { "net.core.somaxconn": 128, "net.ipv4.tcp_max_syn_backlog": 100 },
+      [unix(128, 111), tcp(4096, 333, "127.0.0.1:9001"), tcp(16384, 222, "0.0.0.0:8080"), tcp(1024, 444, "[::]:8081"), tcp(511, 555, "*:8080")],
+    ],
   ])("%s", (_name, p, sysctls, sockets) => {
     rmSync(join(SHIM, "tcp"), { force: true });
     const ordered = probeOrder(sockets);
-    writeFileSync(join(SHIM, "unix"), ordered.filter((s) => s.kind === "unix").map((s) => `${s.path} u_str LISTEN 0 ${s.backlog} ${s.path} ${s.inode} * 0\n`).join(""));
-    writeFileSync(join(SHIM, "tcp"), ordered.filter((s) => s.kind === "tcp").map((s) => `${s.port} LISTEN 0 ${s.backlog} ${s.local} 0.0.0.0:* ino:${s.inode} <->\n`).join(""));
+    writeFileSync(
+      join(SHIM, "unix"),
+      ordered
+        .filter((s) => s.kind === "unix")
+        .map((s) => `${s.path} u_str LISTEN 0 ${s.backlog} ${s.path} ${s.inode} * 0\n`)
+        .join(""),
+    );
+    writeFileSync(
+      join(SHIM, "tcp"),
+      ordered
+        .filter((s) => s.kind === "tcp")
+        .map((s) => `${s.port} LISTEN 0 ${s.backlog} ${s.local} 0.0.0.0:* ino:${s.inode} <->\n`)
+        .join(""),
+    );
     const own = { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 };
-    const kernel = kernelTargets(p, own).map((t, i) => `${kernelVariables(i).want}=${t.value}`).join("; ");
-    const fake = Object.entries(sysctls).map(([k, v]) => `  */${k.split(".").pop()}) printf '%s 1' ${v};;`).join("\n");
-    const r = sh(`set -u\nT=${TOKEN}; S=${STATE}; ${kernel}\n${decisionShell(p, { paths: PATHS })}\n` +
-      `pb_sysctl() {\n  case $1 in\n${fake}\n  esac\n}\n` +
-      `pb_socks=$(pb_ss); pb_list=''; pb_sx=${sysctls["net.core.somaxconn"]}; pb_total=0; pb_bad=0\npb_head\npb_rows\necho "$pb_bad/$pb_total"`);
+    const kernel = kernelTargets(p, own)
+      .map((t, i) => `${kernelVariables(i).want}=${t.value}`)
+      .join("; ");
+    const fake = Object.entries(sysctls)
+      .map(([k, v]) => `  */${k.split(".").pop()}) printf '%s 1' ${v};;`)
+      .join("\n");
+    const r = sh(
+      `set -u\nT=${TOKEN}; S=${STATE}; ${kernel}\n${decisionShell(p, { paths: PATHS })}\n` +
+        `pb_sysctl() {\n  case $1 in\n${fake}\n  esac\n}\n` +
+        `pb_socks=$(pb_ss); pb_list=''; pb_sx=${sysctls["net.core.somaxconn"]}; pb_total=0; pb_bad=0\npb_head\npb_rows\necho "$pb_bad/$pb_total"`,
+    );
     expect(r.stderr).toBe("");
     const rows = compare(expectedValues(p, own), { sysctls, sockets });
     const lines = r.stdout.split("\n");
@@ -343,7 +489,10 @@ describe("the verification table, run on the same sandbox, is verify.ts compare(
     const table = lines.slice(1, -2);
     const fromScript: { setting: string; expected: number; effective: number | null; ok: boolean; hint: string }[] = [];
     for (const l of table) {
-      if (l.startsWith("    hint: ")) { fromScript[fromScript.length - 1]!.hint = l.slice(10); continue; }
+      if (l.startsWith("    hint: ")) {
+        fromScript[fromScript.length - 1]!.hint = l.slice(10);
+        continue;
+      }
       const m = /^(.*?) +(\d+) +(\S+) +(ok|MISMATCH)$/.exec(l)!;
       fromScript.push({ setting: m[1]!, expected: Number(m[2]), effective: m[3] === "missing" ? null : Number(m[3]), ok: m[4] === "ok", hint: "" });
     }
@@ -369,9 +518,11 @@ describe("one file's change: pb_file_need against converge.ts fileChangeNeed", (
       if (host === undefined) writeFileSync(join(dir, "before", `${i}.absent`), "");
       else writeFileSync(join(dir, "before", String(i)), host);
       const s = service === "php-fpm" ? "php" : "nginx";
-      lines.push("pb_rank_php=0; pb_why_php=''; pb_rank_nginx=0; pb_why_nginx=''",
+      lines.push(
+        "pb_rank_php=0; pb_why_php=''; pb_rank_nginx=0; pb_why_nginx=''",
         `pb_file_need ${join(dir, "before")} ${s} ${i} ${path}`,
-        `printf '%s\\n%s\\n' "$pb_rank_${s}" "$pb_why_${s}"`);
+        `printf '%s\\n%s\\n' "$pb_rank_${s}" "$pb_why_${s}"`,
+      );
       return path;
     });
     const r = sh(`set -u\n${decisionShell(profile, { paths: PATHS })}\n${lines.join("\n")}`);
@@ -428,24 +579,38 @@ describe("one file's change: pb_file_need against converge.ts fileChangeNeed", (
       ["server_name", (t) => t.replace("server_name a", "server_name c")],
       ["port", (t) => t.replace(":80 ", ":81 ")],
     ];
-    fc.assert(fc.property(
-      fc.boolean(),
-      fc.subarray(phpEdits.map((_, i) => i)),
-      fc.subarray(phpEdits.map((_, i) => i)),
-      fc.subarray(nginxEdits.map((_, i) => i)),
-      (absent, before, after, nginxAfter) => {
-        const apply = (t: string, idx: number[], edits: [string, (t: string) => string][]) => idx.reduce((acc, i) => edits[i]![1](acc), t);
-        agree([
-          ["php-fpm", absent ? undefined : apply(base, before, phpEdits), apply(base, after, phpEdits)],
-          ["nginx", apply(nginxBase, nginxAfter, nginxEdits), nginxBase],
-        ]);
-      },
-    ), { numRuns: 60 });
+    fc.assert(
+      fc.property(
+        fc.boolean(),
+        fc.subarray(phpEdits.map((_, i) => i)),
+        fc.subarray(phpEdits.map((_, i) => i)),
+        fc.subarray(nginxEdits.map((_, i) => i)),
+        (absent, before, after, nginxAfter) => {
+          const apply = (t: string, idx: number[], edits: [string, (t: string) => string][]) => idx.reduce((acc, i) => edits[i]![1](acc), t);
+          agree([
+            ["php-fpm", absent ? undefined : apply(base, before, phpEdits), apply(base, after, phpEdits)],
+            ["nginx", apply(nginxBase, nginxAfter, nginxEdits), nginxBase],
+          ]);
+        },
+      ),
+      { numRuns: 60 },
+    );
   }, 30_000);
 
   test("the restart-lines pattern is converge.ts's, as an ERE", () => {
-    const lines = ["listen = /a", "  listen.owner = x", "listen.group=y", "listen.mode = 0660", "listen.acl_users = a", "listen.acl_groups = b",
-      "listen.backlog = 5", "; listen = /a", "listen.allowed_clients = 1", "listenx = 1", "\tlisten\t= /b"];
+    const lines = [
+      "listen = /a",
+      "  listen.owner = x",
+      "listen.group=y",
+      "listen.mode = 0660",
+      "listen.acl_users = a",
+      "listen.acl_groups = b",
+      "listen.backlog = 5",
+      "; listen = /a",
+      "listen.allowed_clients = 1",
+      "listenx = 1",
+      "\tlisten\t= /b",
+    ];
     const r = sh(`printf '%s\\n' ${lines.map((l) => `'${l}'`).join(" ")} | grep -E '${PHP_FPM_RESTART_LINES_ERE}'`);
     const js = /^\s*listen(\.owner|\.group|\.mode|\.acl_users|\.acl_groups)?\s*=/;
     expect(r.stdout.split("\n").filter((l) => l !== "")).toEqual(lines.filter((l) => js.test(l)));
@@ -454,8 +619,10 @@ describe("one file's change: pb_file_need against converge.ts fileChangeNeed", (
   test("a file that could not be copied before counts as changed beyond its backlog", () => {
     const dir = mkdtempSync(join(root, "unread-"));
     writeFileSync(join(dir, "pool.conf"), base);
-    const r = sh(`set -u\n${decisionShell(profile, { paths: PATHS })}\npb_rank_php=0; pb_why_php=''; pb_rank_nginx=0; pb_why_nginx=''\n` +
-      `pb_file_need ${dir} php missing ${dir}/pool.conf; pb_file_need ${dir} nginx missing ${dir}/pool.conf\nprintf '%s %s\\n' "$pb_rank_php" "$pb_rank_nginx"`);
+    const r = sh(
+      `set -u\n${decisionShell(profile, { paths: PATHS })}\npb_rank_php=0; pb_why_php=''; pb_rank_nginx=0; pb_why_nginx=''\n` +
+        `pb_file_need ${dir} php missing ${dir}/pool.conf; pb_file_need ${dir} nginx missing ${dir}/pool.conf\nprintf '%s %s\\n' "$pb_rank_php" "$pb_rank_nginx"`,
+    );
     expect(r.stdout.trim()).toBe("3 2");
     expect(existsSync(join(dir, "missing.a"))).toBe(false);
     expect(readFileSync(join(dir, "pool.conf"), "utf8")).toBe(base);

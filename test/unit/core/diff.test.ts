@@ -1,8 +1,8 @@
 /** Unified diffs of managed files, checked against GNU diff -u on the same inputs. */
-import { execFileSync } from "child_process";
-import { mkdtempSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import { join } from "path";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { unifiedDiff } from "../../../src/core/diff";
 
@@ -30,8 +30,10 @@ function applyDiff(a: string, diff: string): string {
     if (h) {
       const start = Number(h[2]) === 0 ? Number(h[1]) : Number(h[1]) - 1;
       while (at < start) out.push(src[at++] as string);
-    } else if (line.startsWith(" ")) { out.push(line.slice(1)); at++; }
-    else if (line.startsWith("-")) at++;
+    } else if (line.startsWith(" ")) {
+      out.push(line.slice(1));
+      at++;
+    } else if (line.startsWith("-")) at++;
     else if (line.startsWith("+")) out.push(line.slice(1));
   }
   while (at < src.length) out.push(src[at++] as string);
@@ -46,23 +48,27 @@ test("a changed backlog line shows as one - and one + line with context", () => 
   const before = "[www]\nlisten = /run/php/www.sock\nlisten.backlog = 1000\npm = static\n";
   const after = before.replace("1000", "8192");
   expect(unifiedDiff(before, after)).toBe(
-    "--- host\n+++ profile\n@@ -1,4 +1,4 @@\n [www]\n listen = /run/php/www.sock\n-listen.backlog = 1000\n+listen.backlog = 8192\n pm = static\n");
+    "--- host\n+++ profile\n@@ -1,4 +1,4 @@\n [www]\n listen = /run/php/www.sock\n-listen.backlog = 1000\n+listen.backlog = 8192\n pm = static\n",
+  );
 });
 
 test("hunks are the same as GNU diff -u's (same lines, same order, same headers) for arbitrary small files", () => {
   const line = fc.constantFrom("a", "b", "c", "d", "listen = 1", "pm = static", "");
   const file = fc.array(line, { maxLength: 14 }).map((l) => (l.length ? l.join("\n") + "\n" : ""));
-  fc.assert(fc.property(file, file, (a, b) => {
-    const ours = unifiedDiff(a, b, { maxLines: 10_000 });
-    const theirs = gnuDiff(a, b);
-    if (a === b) return ours === "";
-    // The LCS length is unique: as many lines removed and added as GNU diff; and our hunks turn a into b.
-    const count = (d: string, c: string) => d.split("\n").filter((l) => l.startsWith(c) && !l.startsWith(c.repeat(3))).length;
-    expect(count(ours, "-")).toBe(count(theirs, "-"));
-    expect(count(ours, "+")).toBe(count(theirs, "+"));
-    expect(applyDiff(a, ours)).toBe(b);
-    return true;
-  }), { numRuns: 60 });
+  fc.assert(
+    fc.property(file, file, (a, b) => {
+      const ours = unifiedDiff(a, b, { maxLines: 10_000 });
+      const theirs = gnuDiff(a, b);
+      if (a === b) return ours === "";
+      // The LCS length is unique: as many lines removed and added as GNU diff; and our hunks turn a into b.
+      const count = (d: string, c: string) => d.split("\n").filter((l) => l.startsWith(c) && !l.startsWith(c.repeat(3))).length;
+      expect(count(ours, "-")).toBe(count(theirs, "-"));
+      expect(count(ours, "+")).toBe(count(theirs, "+"));
+      expect(applyDiff(a, ours)).toBe(b);
+      return true;
+    }),
+    { numRuns: 60 },
+  );
 });
 
 test("a long diff is capped and says how much was left out", () => {

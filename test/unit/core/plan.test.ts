@@ -3,13 +3,14 @@
  * directory and the run directory (lock, pause hooks) are temp dirs too, the managed files belong to
  * the current user, and the "services" are `true`/`false` (action `none`: no systemctl is called).
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "fs";
-import { tmpdir, userInfo } from "os";
-import { join } from "path";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
 import {
   type ApplyPlan,
   type ManagedFile,
+  NEUTRALIZED_PREFIX,
   type RestorePlan,
   SCRIPT_EXIT,
   applyScript,
@@ -23,6 +24,7 @@ import {
   serviceAction,
 } from "../../../src/core/plan";
 import { type HostReport, parseReport } from "../../../src/core/report";
+import { quote } from "../../../src/core/shell";
 import { remoteCommand } from "../../../src/transport/ssh";
 
 jest.setTimeout(60_000);
@@ -70,13 +72,16 @@ function setup() {
   const runDir = join(dir, "run");
   const file = (path: string, content: string, mode = "0640"): ManagedFile => ({ path, content, mode, owner: user, group });
   const plan = (files: ManagedFile[], test = "true", owner = "web1"): ApplyPlan => ({
-    stateDir, owner, files, sysctlKeys: [], services: [{ unit: "svc", test: [test], action: "none" }],
+    stateDir,
+    owner,
+    files,
+    sysctlKeys: [],
+    services: [{ unit: "svc", test: [test], action: "none" }],
     sockets: { unixPaths: [], tcpPorts: [] },
   });
   const opts = { token, runDir, lockWaitSeconds: 5 };
   const apply = (p: ApplyPlan) => sh(applyScript(p, opts));
-  const probe = (paths: string[], owner = "web1") =>
-    sh(probeScript({ stateDir, owner, sysctlKeys: [], paths, units: [], unixPaths: [], tcpPorts: [] }, opts));
+  const probe = (paths: string[], owner = "web1") => sh(probeScript({ stateDir, owner, sysctlKeys: [], paths, units: [], unixPaths: [], tcpPorts: [] }, opts));
   const restore = (p: Omit<RestorePlan, "stateDir">) => sh(restoreScript({ stateDir, ...p }, opts));
   return { dir, etc, kept, fresh, stateDir, runDir, file, plan, opts, apply, probe, restore };
 }
@@ -140,8 +145,7 @@ describe("plain helpers", () => {
   });
 
   test("a deliberate restart resets the unit's start counter first and is bounded", () => {
-    expect(serviceAction("restart", "php8.2-fpm", 30)).toBe(
-      "systemctl reset-failed php8.2-fpm >/dev/null 2>&1; timeout -k 5 30 systemctl restart php8.2-fpm");
+    expect(serviceAction("restart", "php8.2-fpm", 30)).toBe("systemctl reset-failed php8.2-fpm >/dev/null 2>&1; timeout -k 5 30 systemctl restart php8.2-fpm");
   });
 });
 
@@ -443,11 +447,19 @@ describe("relisten programs (listen() again on a running socket, in place)", () 
   const root = process.getuid?.() === 0 && spawnSync("ss", ["-V"]).status === 0;
 
   async function listener(dir: string): Promise<{ pid: number; inode: number; stop: () => void }> {
-    const child = spawn("python3", ["-c", [
-      "import os, socket, sys, time",
-      "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(7)",
-      "print(os.fstat(s.fileno()).st_ino, flush=True); time.sleep(60)",
-    ].join("\n"), join(dir, "app.sock")], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(
+      "python3",
+      [
+        "-c",
+        [
+          "import os, socket, sys, time",
+          "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(7)",
+          "print(os.fstat(s.fileno()).st_ino, flush=True); time.sleep(60)",
+        ].join("\n"),
+        join(dir, "app.sock"),
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     const inode = await new Promise<number>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
     return { pid: child.pid!, inode, stop: () => child.kill("SIGKILL") };
   }
@@ -458,31 +470,34 @@ describe("relisten programs (listen() again on a running socket, in place)", () 
     expect(programs.python3.assign).toMatch(/^PB_RELISTEN_PY='\n/);
   });
 
-  test.each(Object.keys(programs) as (keyof typeof programs)[])("%s: the socket gets the new backlog, same inode; a socket the cgroup does not hold: exit 3, nothing done", async (name) => {
-    if (!root || spawnSync(name, ["-v"]).error) return; // needs root, ss and the interpreter
-    const dir = tempDir("backlog-relisten-");
-    const sock = join(dir, "app.sock");
-    const l = await listener(dir);
-    try {
-      writeFileSync(join(dir, "cgroup.procs"), `${l.pid}\n`);
-      expect(backlogOf(sock)).toBe(7);
-      const p = programs[name];
-      const ok = spawnSync("/bin/sh", ["-c", `${p.assign}\n${p.run}`, "sh", dir, `${l.inode}=100`], { encoding: "utf8" });
-      expect(ok.stderr).toBe("");
-      expect(ok.stdout).toBe(`listened socket ${l.inode} of pid ${l.pid} with backlog 100\n`);
-      expect(ok.status).toBe(0);
-      expect(backlogOf(sock)).toBe(100);
-      // The same socket (inode) still listens: nothing was closed or reopened.
-      expect(execFileSync("ss", ["-H", "-l", "-n", "-x", "src", sock], { encoding: "utf8" })).toContain(` ${l.inode} `);
-      // A socket no process of the cgroup holds.
-      const other = spawnSync("/bin/sh", ["-c", `${p.assign}\n${p.run}`, "sh", dir, `${l.inode + 1000000}=5`], { encoding: "utf8" });
-      expect(other.status).toBe(3);
-      expect(other.stdout).toBe(`socket ${l.inode + 1000000} is not held by the unit's processes\n`);
-      expect(backlogOf(sock)).toBe(100);
-    } finally {
-      l.stop();
-    }
-  });
+  test.each(Object.keys(programs) as (keyof typeof programs)[])(
+    "%s: the socket gets the new backlog, same inode; a socket the cgroup does not hold: exit 3, nothing done",
+    async (name) => {
+      if (!root || spawnSync(name, ["-v"]).error) return; // needs root, ss and the interpreter
+      const dir = tempDir("backlog-relisten-");
+      const sock = join(dir, "app.sock");
+      const l = await listener(dir);
+      try {
+        writeFileSync(join(dir, "cgroup.procs"), `${l.pid}\n`);
+        expect(backlogOf(sock)).toBe(7);
+        const p = programs[name];
+        const ok = spawnSync("/bin/sh", ["-c", `${p.assign}\n${p.run}`, "sh", dir, `${l.inode}=100`], { encoding: "utf8" });
+        expect(ok.stderr).toBe("");
+        expect(ok.stdout).toBe(`listened socket ${l.inode} of pid ${l.pid} with backlog 100\n`);
+        expect(ok.status).toBe(0);
+        expect(backlogOf(sock)).toBe(100);
+        // The same socket (inode) still listens: nothing was closed or reopened.
+        expect(execFileSync("ss", ["-H", "-l", "-n", "-x", "src", sock], { encoding: "utf8" })).toContain(` ${l.inode} `);
+        // A socket no process of the cgroup holds.
+        const other = spawnSync("/bin/sh", ["-c", `${p.assign}\n${p.run}`, "sh", dir, `${l.inode + 1000000}=5`], { encoding: "utf8" });
+        expect(other.status).toBe(3);
+        expect(other.stdout).toBe(`socket ${l.inode + 1000000} is not held by the unit's processes\n`);
+        expect(backlogOf(sock)).toBe(100);
+      } finally {
+        l.stop();
+      }
+    },
+  );
 });
 
 describe("restore", () => {
@@ -591,13 +606,21 @@ describe("neutralize: conflicting sysctl lines commented out inside the transact
     const conf = join(s.etc, "sysctl.conf");
     writeFileSync(conf, CONF);
     execFileSync("chmod", ["0604", conf]);
-    const plan = (lines: { line: number; text: string }[], test = "true"): ApplyPlan => ({ ...s.plan([s.file(s.fresh, "x\n")], test), neutralize: [{ path: conf, lines }] });
+    const plan = (lines: { line: number; text: string }[], test = "true"): ApplyPlan => ({
+      ...s.plan([s.file(s.fresh, "x\n")], test),
+      neutralize: [{ path: conf, lines }],
+    });
     return { ...s, conf, plan };
   };
 
   test("comments out exactly the lines named, keeps mode and the other bytes; the file joins the owner's files; restore puts it back byte for byte", () => {
     const s = prep();
-    const r = s.apply(s.plan([{ line: 2, text: "net.core.somaxconn = 128" }, { line: 4, text: "-net/core/somaxconn=64" }]));
+    const r = s.apply(
+      s.plan([
+        { line: 2, text: "net.core.somaxconn = 128" },
+        { line: 4, text: "-net/core/somaxconn=64" },
+      ]),
+    );
     expect(r.code).toBe(0);
     expect(report(r).neutralized).toEqual([s.conf]);
     const marker = "# pulumi-backlog neutralized (conflicts with the drop-in; destroy puts it back): ";
@@ -633,14 +656,65 @@ describe("neutralize: conflicting sysctl lines commented out inside the transact
   test("refuses a line break in a line's text and a path that is not plain", () => {
     const s = prep();
     expect(() => applyScript({ ...s.plan([]), neutralize: [{ path: s.conf, lines: [{ line: 1, text: "a\nb" }] }] }, s.opts)).toThrow(/line break/);
-    expect(() => applyScript({ ...s.plan([]), neutralize: [{ path: "/etc/x y.conf", lines: [{ line: 1, text: "a" }] }] }, s.opts)).toThrow(/not a sysctl file path/);
+    expect(() => applyScript({ ...s.plan([]), neutralize: [{ path: "/etc/x y.conf", lines: [{ line: 1, text: "a" }] }] }, s.opts)).toThrow(
+      /not a sysctl file path/,
+    );
+  });
+});
+
+describe("neutralizeOnHost: the lines decided on the host (the standalone script), the same marker and journal", () => {
+  const CONF = "# classic advice\nnet.core.somaxconn = 128\nvm.swappiness = 10\n";
+  test("comments out the lines the host's command lists; the file stays the owner's while it neutralizes (retireStale) and goes back byte for byte once not", () => {
+    const s = setup();
+    const conf = join(s.etc, "sysctl.conf");
+    writeFileSync(conf, CONF);
+    const list = (lines: string[]) => (lines.length ? `printf '%s\\n' ${lines.map((l) => quote(l)).join(" ")}` : "true");
+    const plan = (lines: string[] | undefined): ApplyPlan => ({
+      ...s.plan([s.file(s.fresh, "x\n")]),
+      retireStale: true,
+      ...(lines ? { neutralizeOnHost: { list: list(lines), sourcePattern: `${quote(s.etc)}/*.conf` } } : {}),
+    });
+    const r = s.apply(plan([`${conf}\t2\tnet.core.somaxconn = 128`]));
+    expect(r.code).toBe(0);
+    expect(report(r).neutralized).toEqual([conf]);
+    expect(readFileSync(conf, "utf8")).toBe(`# classic advice\n${NEUTRALIZED_PREFIX}net.core.somaxconn = 128\nvm.swappiness = 10\n`);
+    expect(
+      readFileSync(join(s.stateDir, "owners", "web1"), "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .sort(),
+    ).toEqual([s.fresh, conf].sort());
+    // Nothing more to neutralize: the file stays neutralized and this owner's.
+    expect(s.apply(plan([])).code).toBe(0);
+    expect(readFileSync(conf, "utf8")).toContain(NEUTRALIZED_PREFIX);
+    expect(readFileSync(join(s.stateDir, "owners", "web1"), "utf8")).toContain(conf);
+    // Not neutralizing any more (mode report): retired, given back byte for byte.
+    const back = s.apply(plan(undefined));
+    expect(back.code).toBe(0);
+    expect(readFileSync(conf, "utf8")).toBe(CONF);
+    expect(readFileSync(join(s.stateDir, "owners", "web1"), "utf8")).not.toContain(conf);
+  });
+
+  test("a listed line that changed stops the run (exit 19) and puts everything back", () => {
+    const s = setup();
+    const conf = join(s.etc, "sysctl.conf");
+    writeFileSync(conf, CONF);
+    const r = s.apply({
+      ...s.plan([s.file(s.fresh, "x\n")]),
+      neutralizeOnHost: { list: `printf '%s\\n' ${quote(`${conf}\t2\tnet.core.somaxconn = 64`)}`, sourcePattern: `${quote(s.etc)}/*.conf` },
+    });
+    expect(r.code).toBe(19);
+    expect(readFileSync(conf, "utf8")).toBe(CONF);
+    expect(existsSync(s.fresh)).toBe(false);
   });
 });
 
 describe("probe: sysctl files and numbered lines", () => {
   test("the probe's sysctl sections parse (whatever this machine has in its sysctl directories)", () => {
     const s = setup();
-    const r = sh(probeScript({ stateDir: s.stateDir, owner: "web1", sysctlKeys: ["net.core.somaxconn"], paths: [], units: [], unixPaths: [], tcpPorts: [] }, s.opts));
+    const r = sh(
+      probeScript({ stateDir: s.stateDir, owner: "web1", sysctlKeys: ["net.core.somaxconn"], paths: [], units: [], unixPaths: [], tcpPorts: [] }, s.opts),
+    );
     const rep = report(r);
     expect(rep.complete).toBe(true);
     expect(Array.isArray(rep.sysctlFiles)).toBe(true);

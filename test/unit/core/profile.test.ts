@@ -17,13 +17,15 @@ import {
   toProfile,
   validateProfile,
 } from "../../../src/core/profile";
-import { LIMITS, type Problem } from "../../../src/core/validation";
+import * as profileModule from "../../../src/core/profile";
+import { type Draft, derive } from "../../../src/core/profile/derive";
+import { CROSS_FIELD_RULE_IDS } from "../../../src/core/profile/rules";
+import { readInput } from "../../../src/core/profile/walk";
+import { LIMITS, type Problem, Problems } from "../../../src/core/validation";
 import { EXACT, KERNEL_ONLY, WEB } from "../fixtures";
 
-const pool = (over: Record<string, unknown> = {}): PoolInput =>
-  ({ name: "app", listen: "/run/php/app.sock", ...over }) as PoolInput;
-const listener = (over: Record<string, unknown> = {}): ListenerInput =>
-  ({ listen: 80, pool: "app", ...over }) as ListenerInput;
+const pool = (over: Record<string, unknown> = {}): PoolInput => ({ name: "app", listen: "/run/php/app.sock", ...over }) as PoolInput;
+const listener = (over: Record<string, unknown> = {}): ListenerInput => ({ listen: 80, pool: "app", ...over }) as ListenerInput;
 const base = (over: Record<string, unknown> = {}): ProfileInput =>
   ({ name: "web", backlog: 1024, pools: [pool()], listeners: [listener()], ...over }) as ProfileInput;
 
@@ -49,7 +51,10 @@ describe("defineProfile: derivation", () => {
 
   it("gives every pool and listener its backlog and records where it came from", () => {
     const p = defineProfile(WEB);
-    expect(p.pools.map((x) => [x.name, x.backlog, x.backlogSource])).toEqual([["app", 1024, "profile"], ["api", 2048, "pool"]]);
+    expect(p.pools.map((x) => [x.name, x.backlog, x.backlogSource])).toEqual([
+      ["app", 1024, "profile"],
+      ["api", 2048, "pool"],
+    ]);
     expect(p.listeners.map((l) => [l.address, l.backlog, l.backlogSource, l.emitsBacklog])).toEqual([
       ["0.0.0.0:80", 1024, "profile", true],
       ["0.0.0.0:80", 1024, "profile", false],
@@ -60,7 +65,10 @@ describe("defineProfile: derivation", () => {
 
   it("shares an explicit listener backlog with the other listeners of the same address", () => {
     const p = defineProfile(base({ listeners: [listener({ serverName: "a.example" }), listener({ serverName: "b.example", backlog: 300 })] }));
-    expect(p.listeners.map((l) => [l.backlog, l.backlogSource, l.emitsBacklog])).toEqual([[300, "address", true], [300, "listener", false]]);
+    expect(p.listeners.map((l) => [l.backlog, l.backlogSource, l.emitsBacklog])).toEqual([
+      [300, "address", true],
+      [300, "listener", false],
+    ]);
   });
 
   it("applies Debian defaults to pools and listeners", () => {
@@ -92,10 +100,22 @@ describe("defineProfile: derivation", () => {
   });
 
   it("maps TCP pools to a reachable fastcgi_pass", () => {
-    const p = defineProfile(base({
-      pools: [pool({ name: "a", listen: 9000 }), pool({ name: "b", listen: "[::]:9001" }), pool({ name: "c", listen: "[0:0::1]:9002" }), pool({ name: "d", listen: "0.0.0.0:9003" })],
-      listeners: [listener({ pool: "a" }), listener({ pool: "b", serverName: "b" }), listener({ pool: "c", serverName: "c" }), listener({ pool: "d", serverName: "d" })],
-    }));
+    const p = defineProfile(
+      base({
+        pools: [
+          pool({ name: "a", listen: 9000 }),
+          pool({ name: "b", listen: "[::]:9001" }),
+          pool({ name: "c", listen: "[0:0::1]:9002" }),
+          pool({ name: "d", listen: "0.0.0.0:9003" }),
+        ],
+        listeners: [
+          listener({ pool: "a" }),
+          listener({ pool: "b", serverName: "b" }),
+          listener({ pool: "c", serverName: "c" }),
+          listener({ pool: "d", serverName: "d" }),
+        ],
+      }),
+    );
     expect(p.listeners.map((l) => l.fastcgiPass)).toEqual(["127.0.0.1:9000", "[::1]:9001", "[::1]:9002", "127.0.0.1:9003"]);
   });
 
@@ -110,7 +130,9 @@ describe("defineProfile: derivation", () => {
     expect(Object.isFrozen(p.sysctls)).toBe(true);
     expect(Object.isFrozen(p.pools[0]?.pm)).toBe(true);
     expect(Object.isFrozen(p.listeners[0]?.serverNames)).toBe(true);
-    expect(() => { (p as { backlog: number }).backlog = 1; }).toThrow(TypeError);
+    expect(() => {
+      (p as { backlog: number }).backlog = 1;
+    }).toThrow(TypeError);
   });
 
   it("does not mutate or keep a reference to its input", () => {
@@ -136,7 +158,10 @@ describe("kernelTargets", () => {
   });
   it("keeps a larger host value in atLeast mode, never a smaller one", () => {
     const t = kernelTargets(p, { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 512 });
-    expect(t.map((x) => [x.value, x.keptHostValue, x.comparison])).toEqual([[4096, true, "equal"], [2048, false, "equal"]]);
+    expect(t.map((x) => [x.value, x.keptHostValue, x.comparison])).toEqual([
+      [4096, true, "equal"],
+      [2048, false, "equal"],
+    ]);
   });
   it("ignores host values in exact mode and flags netdev as machine-global", () => {
     const t = kernelTargets(defineProfile(EXACT), { "net.core.somaxconn": 65535 });
@@ -173,11 +198,29 @@ const BAD: [string, unknown, string, string, string][] = [
   ["somaxconn 0", base({ somaxconn: 0 }), "somaxconn", "somaxconn-range", "between 1 and 65535"],
   ["somaxconn above the cross-kernel bound", base({ somaxconn: 262144 }), "somaxconn", "somaxconn-range", "at most 65535"],
   ["somaxconn override below the profile backlog", base({ somaxconn: 512 }), "backlog", "backlog-within-somaxconn", "exceeds somaxconn 512 (override)"],
-  ["somaxconn override below a pool backlog", base({ somaxconn: 1024, pools: [pool({ backlog: 2048 })] }), "pools[0].backlog", "backlog-within-somaxconn", "silently truncate it to 1024"],
-  ["somaxconn override below a listener backlog", base({ somaxconn: 1024, listeners: [listener({ backlog: 4096 })] }), "listeners[0].backlog", "backlog-within-somaxconn", "exceeds somaxconn 1024"],
-  ["SYN queue override below a TCP backlog", base({ tcpMaxSynBacklog: 128 }), "tcpMaxSynBacklog", "syn-backlog-covers-tcp", "below the largest TCP listener backlog 1024"],
+  [
+    "somaxconn override below a pool backlog",
+    base({ somaxconn: 1024, pools: [pool({ backlog: 2048 })] }),
+    "pools[0].backlog",
+    "backlog-within-somaxconn",
+    "silently truncate it to 1024",
+  ],
+  [
+    "somaxconn override below a listener backlog",
+    base({ somaxconn: 1024, listeners: [listener({ backlog: 4096 })] }),
+    "listeners[0].backlog",
+    "backlog-within-somaxconn",
+    "exceeds somaxconn 1024",
+  ],
+  [
+    "SYN queue override below a TCP backlog",
+    base({ tcpMaxSynBacklog: 128 }),
+    "tcpMaxSynBacklog",
+    "syn-backlog-covers-tcp",
+    "below the largest TCP listener backlog 1024",
+  ],
   ["SYN queue -5", base({ tcpMaxSynBacklog: -5 }), "tcpMaxSynBacklog", "syn-backlog-range", "between 1 and 2147483647"],
-  ["mode typo", base({ mode: "atleast" }), "mode", "mode-value", "must be \"atLeast\" or \"exact\""],
+  ["mode typo", base({ mode: "atleast" }), "mode", "mode-value", 'must be "atLeast" or "exact"'],
   ["netdev as a bare number", base({ netdevMaxBacklog: 1000 }), "netdevMaxBacklog", "netdev-opt-in", "global to the machine"],
   ["netdev without the acknowledgement", base({ netdevMaxBacklog: { value: 1000 } }), "netdevMaxBacklog.machineGlobal", "netdev-opt-in", "must be true"],
   ["netdev 0", base({ netdevMaxBacklog: { value: 0, machineGlobal: true } }), "netdevMaxBacklog.value", "netdev-range", "between 1"],
@@ -187,12 +230,24 @@ const BAD: [string, unknown, string, string, string][] = [
   ["profile name with a newline", base({ name: "web\nnet.core.somaxconn = 1" }), "name", "safe-name", "line break"],
   ["pool name opening an ini section", base({ pools: [pool({ name: "app]\n[evil" })] }), "pools[0].name", "safe-name", "line break"],
   ["pool name with a slash", base({ pools: [pool({ name: "../etc/passwd" })] }), "pools[0].name", "safe-name", "not allowed"],
-  ["duplicate pool names", base({ pools: [pool(), pool({ name: "APP", listen: "/run/php/b.sock" })] }), "pools[1].name", "unique-pool-names", "repeats the name of pools[0]"],
+  [
+    "duplicate pool names",
+    base({ pools: [pool(), pool({ name: "APP", listen: "/run/php/b.sock" })] }),
+    "pools[1].name",
+    "unique-pool-names",
+    "repeats the name of pools[0]",
+  ],
   ["pool without listen", base({ pools: [{ name: "app" }] }), "pools[0].listen", "required", "is required"],
   ["relative socket path", base({ pools: [pool({ listen: "run/php/app.sock" })] }), "pools[0].listen", "safe-path", "must be an absolute path"],
   ["socket in /tmp (the incident)", base({ pools: [pool({ listen: "/tmp/php-cgi.sock" })] }), "pools[0].listen", "unix-socket-path", "PrivateTmp"],
   ["socket path too long", base({ pools: [pool({ listen: LONG_PATH })] }), "pools[0].listen", "unix-socket-path", "at most 107"],
-  ["nginx-style unix: prefix", base({ pools: [pool({ listen: "unix:/run/php/app.sock" })] }), "pools[0].listen", "unix-socket-path", "without the nginx-style unix: prefix"],
+  [
+    "nginx-style unix: prefix",
+    base({ pools: [pool({ listen: "unix:/run/php/app.sock" })] }),
+    "pools[0].listen",
+    "unix-socket-path",
+    "without the nginx-style unix: prefix",
+  ],
   ["socket path with a space", base({ pools: [pool({ listen: "/run/php/a b.sock" })] }), "pools[0].listen", "safe-path", "whitespace"],
   ["socket path with ..", base({ pools: [pool({ listen: "/run/php/../x.sock" })] }), "pools[0].listen", "safe-path", "no . or .. segment"],
   ["pool host name", base({ pools: [pool({ listen: "localhost:9000" })], listeners: [] }), "pools[0].listen", "listen-address", "must be an IP address"],
@@ -206,48 +261,198 @@ const BAD: [string, unknown, string, string, string][] = [
   ["listen.owner with a newline", base({ pools: [pool({ listenOwner: "www-data\nuser = root" })] }), "pools[0].listenOwner", "safe-account", "line break"],
   ["socket mode not octal", base({ pools: [pool({ listenMode: "0999" })] }), "pools[0].listenMode", "socket-mode", "listen.mode"],
   ["socket mode as a number", base({ pools: [pool({ listenMode: 660 })] }), "pools[0].listenMode", "socket-mode", "must be a string"],
-  ["socket owner on a TCP pool", base({ pools: [pool({ listen: "127.0.0.1:9000", listenOwner: "nginx" })] }), "pools[0].listenOwner", "unix-only-setting", "only to unix sockets"],
-  ["unknown pm style", base({ pools: [pool({ pm: { style: "adaptive" } })] }), "pools[0].pm.style", "pm-style", "\"dynamic\", \"static\" or \"ondemand\""],
+  [
+    "socket owner on a TCP pool",
+    base({ pools: [pool({ listen: "127.0.0.1:9000", listenOwner: "nginx" })] }),
+    "pools[0].listenOwner",
+    "unix-only-setting",
+    "only to unix sockets",
+  ],
+  ["unknown pm style", base({ pools: [pool({ pm: { style: "adaptive" } })] }), "pools[0].pm.style", "pm-style", '"dynamic", "static" or "ondemand"'],
   ["pm.max_children 0", base({ pools: [pool({ pm: { maxChildren: 0 } })] }), "pools[0].pm.maxChildren", "pm-consistency", "between 1 and 65535"],
-  ["max spare above max children", base({ pools: [pool({ pm: { maxChildren: 4, maxSpareServers: 6 } })] }), "pools[0].pm.maxSpareServers", "pm-consistency", "cannot be greater than pm.max_children (4)"],
-  ["min spare above max spare", base({ pools: [pool({ pm: { maxChildren: 10, minSpareServers: 5, maxSpareServers: 3 } })] }), "pools[0].pm.minSpareServers", "pm-consistency", "cannot be greater than pm.max_spare_servers"],
-  ["start servers outside the spare range", base({ pools: [pool({ pm: { maxChildren: 10, startServers: 9, minSpareServers: 1, maxSpareServers: 3 } })] }), "pools[0].pm.startServers", "pm-consistency", "must be between pm.min_spare_servers (1) and pm.max_spare_servers (3)"],
-  ["spare servers on a static pool", base({ pools: [pool({ pm: { style: "static", minSpareServers: 2 } })] }), "pools[0].pm.minSpareServers", "pm-unused-setting", "applies only to pm = dynamic"],
-  ["idle timeout 0", base({ pools: [pool({ pm: { style: "ondemand", processIdleTimeoutSeconds: 0 } })] }), "pools[0].pm.processIdleTimeoutSeconds", "pm-consistency", "between 1 and 86400"],
-  ["extra sets listen.backlog", base({ pools: [pool({ extra: { "listen.backlog": "65535" } })] }), "pools[0].extra[\"listen.backlog\"]", "owned-directive", "would override a setting the profile owns"],
-  ["extra sets LISTEN.BACKLOG (case-insensitive)", base({ pools: [pool({ extra: { "LISTEN.BACKLOG": "-1" } })] }), "pools[0].extra[\"LISTEN.BACKLOG\"]", "owned-directive", "would override"],
-  ["extra sets user", base({ pools: [pool({ extra: { user: "root" } })] }), "pools[0].extra[\"user\"]", "owned-directive", "`user` field"],
-  ["extra sets listen", base({ pools: [pool({ extra: { listen: "/run/php/other.sock" } })] }), "pools[0].extra[\"listen\"]", "owned-directive", "`listen` field"],
-  ["extra sets pm.max_children", base({ pools: [pool({ extra: { "pm.max_children": 50 } })] }), "pools[0].extra[\"pm.max_children\"]", "owned-directive", "`pm` field"],
-  ["extra include", base({ pools: [pool({ extra: { include: "/etc/evil.conf" } })] }), "pools[0].extra[\"include\"]", "owned-directive", "would override"],
-  ["extra key opening a section", base({ pools: [pool({ extra: { "x\n[evil]\nlisten": "1" } })] }), "pools[0].extra[\"x\\n[evil]\\nlisten\"]", "ini-key", "line break"],
-  ["extra key with =", base({ pools: [pool({ extra: { "a=b": "1" } })] }), "pools[0].extra[\"a=b\"]", "ini-key", "[ ] or ="],
-  ["extra key with a bad subkey", base({ pools: [pool({ extra: { "php_value[a;b]": "1" } })] }), "pools[0].extra[\"php_value[a;b]\"]", "ini-key", "contains ; { or }"],
-  ["extra array key not php-fpm's", base({ pools: [pool({ extra: { "foo[bar]": "1" } })] }), "pools[0].extra[\"foo[bar]\"]", "ini-key", "env/php_value"],
-  ["extra value with a newline", base({ pools: [pool({ extra: { slowlog: "/var/log/a\nlisten.backlog = 1" } })] }), "pools[0].extra[\"slowlog\"]", "ini-value", "line break"],
-  ["extra value with ; comment", base({ pools: [pool({ extra: { slowlog: "/var/log/a ; x" } })] }), "pools[0].extra[\"slowlog\"]", "ini-value", "contains ; { or }"],
-  ["extra value with a quote", base({ pools: [pool({ extra: { "php_admin_value[x]": "a\"b" } })] }), "pools[0].extra[\"php_admin_value[x]\"]", "ini-value", "quote"],
-  ["extra value with ${} interpolation", base({ pools: [pool({ extra: { "env[HOME]": "${HOME}" } })] }), "pools[0].extra[\"env[HOME]\"]", "ini-value", "contains ; { or }"],
-  ["extra value with =", base({ pools: [pool({ extra: { "php_admin_value[x]": "a=b" } })] }), "pools[0].extra[\"php_admin_value[x]\"]", "ini-value", "[ ] or ="],
-  ["extra value not a string", base({ pools: [pool({ extra: { "php_admin_flag[x]": true } })] }), "pools[0].extra[\"php_admin_flag[x]\"]", "ini-value", "string or a finite number"],
+  [
+    "max spare above max children",
+    base({ pools: [pool({ pm: { maxChildren: 4, maxSpareServers: 6 } })] }),
+    "pools[0].pm.maxSpareServers",
+    "pm-consistency",
+    "cannot be greater than pm.max_children (4)",
+  ],
+  [
+    "min spare above max spare",
+    base({ pools: [pool({ pm: { maxChildren: 10, minSpareServers: 5, maxSpareServers: 3 } })] }),
+    "pools[0].pm.minSpareServers",
+    "pm-consistency",
+    "cannot be greater than pm.max_spare_servers",
+  ],
+  [
+    "start servers outside the spare range",
+    base({ pools: [pool({ pm: { maxChildren: 10, startServers: 9, minSpareServers: 1, maxSpareServers: 3 } })] }),
+    "pools[0].pm.startServers",
+    "pm-consistency",
+    "must be between pm.min_spare_servers (1) and pm.max_spare_servers (3)",
+  ],
+  [
+    "spare servers on a static pool",
+    base({ pools: [pool({ pm: { style: "static", minSpareServers: 2 } })] }),
+    "pools[0].pm.minSpareServers",
+    "pm-unused-setting",
+    "applies only to pm = dynamic",
+  ],
+  [
+    "idle timeout 0",
+    base({ pools: [pool({ pm: { style: "ondemand", processIdleTimeoutSeconds: 0 } })] }),
+    "pools[0].pm.processIdleTimeoutSeconds",
+    "pm-consistency",
+    "between 1 and 86400",
+  ],
+  [
+    "extra sets listen.backlog",
+    base({ pools: [pool({ extra: { "listen.backlog": "65535" } })] }),
+    'pools[0].extra["listen.backlog"]',
+    "owned-directive",
+    "would override a setting the profile owns",
+  ],
+  [
+    "extra sets LISTEN.BACKLOG (case-insensitive)",
+    base({ pools: [pool({ extra: { "LISTEN.BACKLOG": "-1" } })] }),
+    'pools[0].extra["LISTEN.BACKLOG"]',
+    "owned-directive",
+    "would override",
+  ],
+  ["extra sets user", base({ pools: [pool({ extra: { user: "root" } })] }), 'pools[0].extra["user"]', "owned-directive", "`user` field"],
+  ["extra sets listen", base({ pools: [pool({ extra: { listen: "/run/php/other.sock" } })] }), 'pools[0].extra["listen"]', "owned-directive", "`listen` field"],
+  [
+    "extra sets pm.max_children",
+    base({ pools: [pool({ extra: { "pm.max_children": 50 } })] }),
+    'pools[0].extra["pm.max_children"]',
+    "owned-directive",
+    "`pm` field",
+  ],
+  ["extra include", base({ pools: [pool({ extra: { include: "/etc/evil.conf" } })] }), 'pools[0].extra["include"]', "owned-directive", "would override"],
+  [
+    "extra key opening a section",
+    base({ pools: [pool({ extra: { "x\n[evil]\nlisten": "1" } })] }),
+    'pools[0].extra["x\\n[evil]\\nlisten"]',
+    "ini-key",
+    "line break",
+  ],
+  ["extra key with =", base({ pools: [pool({ extra: { "a=b": "1" } })] }), 'pools[0].extra["a=b"]', "ini-key", "[ ] or ="],
+  [
+    "extra key with a bad subkey",
+    base({ pools: [pool({ extra: { "php_value[a;b]": "1" } })] }),
+    'pools[0].extra["php_value[a;b]"]',
+    "ini-key",
+    "contains ; { or }",
+  ],
+  ["extra array key not php-fpm's", base({ pools: [pool({ extra: { "foo[bar]": "1" } })] }), 'pools[0].extra["foo[bar]"]', "ini-key", "env/php_value"],
+  [
+    "extra value with a newline",
+    base({ pools: [pool({ extra: { slowlog: "/var/log/a\nlisten.backlog = 1" } })] }),
+    'pools[0].extra["slowlog"]',
+    "ini-value",
+    "line break",
+  ],
+  [
+    "extra value with ; comment",
+    base({ pools: [pool({ extra: { slowlog: "/var/log/a ; x" } })] }),
+    'pools[0].extra["slowlog"]',
+    "ini-value",
+    "contains ; { or }",
+  ],
+  [
+    "extra value with a quote",
+    base({ pools: [pool({ extra: { "php_admin_value[x]": 'a"b' } })] }),
+    'pools[0].extra["php_admin_value[x]"]',
+    "ini-value",
+    "quote",
+  ],
+  [
+    "extra value with ${} interpolation",
+    base({ pools: [pool({ extra: { "env[HOME]": "${HOME}" } })] }),
+    'pools[0].extra["env[HOME]"]',
+    "ini-value",
+    "contains ; { or }",
+  ],
+  ["extra value with =", base({ pools: [pool({ extra: { "php_admin_value[x]": "a=b" } })] }), 'pools[0].extra["php_admin_value[x]"]', "ini-value", "[ ] or ="],
+  [
+    "extra value not a string",
+    base({ pools: [pool({ extra: { "php_admin_flag[x]": true } })] }),
+    'pools[0].extra["php_admin_flag[x]"]',
+    "ini-value",
+    "string or a finite number",
+  ],
   ["listener host name", base({ listeners: [listener({ listen: "example.com:80" })] }), "listeners[0].listen", "listen-address", "must be an IP address"],
   ["listener unix socket", base({ listeners: [listener({ listen: "unix:/run/nginx.sock" })] }), "listeners[0].listen", "listen-address", "not supported"],
-  ["listener listen injection", base({ listeners: [listener({ listen: "80; include /etc/x" })] }), "listeners[0].listen", "listen-address", "contains ; { or }"],
+  [
+    "listener listen injection",
+    base({ listeners: [listener({ listen: "80; include /etc/x" })] }),
+    "listeners[0].listen",
+    "listen-address",
+    "contains ; { or }",
+  ],
   ["listener without pool", base({ listeners: [{ listen: 80 }] }), "listeners[0].pool", "required", "is required"],
-  ["listener naming a missing pool", base({ listeners: [listener({ pool: "nope" })] }), "listeners[0].pool", "listener-pool-exists", "names no pool of this profile (pools: app)"],
-  ["server name injection", base({ listeners: [listener({ serverName: "a.example; } server {" })] }), "listeners[0].serverName", "server-name", "contains ; { or }"],
+  [
+    "listener naming a missing pool",
+    base({ listeners: [listener({ pool: "nope" })] }),
+    "listeners[0].pool",
+    "listener-pool-exists",
+    "names no pool of this profile (pools: app)",
+  ],
+  [
+    "server name injection",
+    base({ listeners: [listener({ serverName: "a.example; } server {" })] }),
+    "listeners[0].serverName",
+    "server-name",
+    "contains ; { or }",
+  ],
   ["server name regex", base({ listeners: [listener({ serverName: ["ok.example", "~^www.*"] })] }), "listeners[0].serverName[1]", "server-name", "not allowed"],
   ["document root with ;", base({ listeners: [listener({ root: "/var/www;" })] }), "listeners[0].root", "safe-path", "contains ; { or }"],
   ["relative document root", base({ listeners: [listener({ root: "www" })] }), "listeners[0].root", "safe-path", "must be an absolute path"],
   ["defaultServer not boolean", base({ listeners: [listener({ defaultServer: "yes" })] }), "listeners[0].defaultServer", "type", "true or false"],
   ["listener backlog 0", base({ listeners: [listener({ backlog: 0 })] }), "listeners[0].backlog", "backlog-range", "between 1 and 65535"],
-  ["conflicting backlogs on one nginx address", base({ listeners: [listener({ backlog: 512, serverName: "a" }), listener({ listen: "*:80", backlog: 1024, serverName: "b" })] }), "listeners[1].backlog", "nginx-backlog-once", "conflicts with listeners[0] on the same address 0.0.0.0:80"],
-  ["two default servers on one address", base({ listeners: [listener({ defaultServer: true, serverName: "a" }), listener({ defaultServer: true, serverName: "b" })] }), "listeners[1].defaultServer", "nginx-default-server-once", "already the default server for 0.0.0.0:80"],
-  ["a server name twice on one address", base({ listeners: [listener({ serverName: "a.example" }), listener({ serverName: ["b.example", "A.example"] })] }), "listeners[1].serverName[1]", "nginx-server-name-unique", "already served on 0.0.0.0:80 by listeners[0]"],
-  ["nginx wildcard and specific address on one port", base({ listeners: [listener(), listener({ listen: "127.0.0.1:80" })] }), "listeners[1].listen", "nginx-address-overlap", "overlaps listeners[0].listen (0.0.0.0:80)"],
-  ["pool and nginx on the same TCP port", base({ pools: [pool({ listen: "127.0.0.1:8080" })], listeners: [listener({ listen: 8080 })] }), "listeners[0].listen", "unique-sockets", "binds the same socket as pool app"],
+  [
+    "conflicting backlogs on one nginx address",
+    base({ listeners: [listener({ backlog: 512, serverName: "a" }), listener({ listen: "*:80", backlog: 1024, serverName: "b" })] }),
+    "listeners[1].backlog",
+    "nginx-backlog-once",
+    "conflicts with listeners[0] on the same address 0.0.0.0:80",
+  ],
+  [
+    "two default servers on one address",
+    base({ listeners: [listener({ defaultServer: true, serverName: "a" }), listener({ defaultServer: true, serverName: "b" })] }),
+    "listeners[1].defaultServer",
+    "nginx-default-server-once",
+    "already the default server for 0.0.0.0:80",
+  ],
+  [
+    "a server name twice on one address",
+    base({ listeners: [listener({ serverName: "a.example" }), listener({ serverName: ["b.example", "A.example"] })] }),
+    "listeners[1].serverName[1]",
+    "nginx-server-name-unique",
+    "already served on 0.0.0.0:80 by listeners[0]",
+  ],
+  [
+    "nginx wildcard and specific address on one port",
+    base({ listeners: [listener(), listener({ listen: "127.0.0.1:80" })] }),
+    "listeners[1].listen",
+    "nginx-address-overlap",
+    "overlaps listeners[0].listen (0.0.0.0:80)",
+  ],
+  [
+    "pool and nginx on the same TCP port",
+    base({ pools: [pool({ listen: "127.0.0.1:8080" })], listeners: [listener({ listen: 8080 })] }),
+    "listeners[0].listen",
+    "unique-sockets",
+    "binds the same socket as pool app",
+  ],
   ["two pools on one unix socket", base({ pools: [pool(), pool({ name: "b" })] }), "pools[1].listen", "unique-sockets", "binds the same socket as pool app"],
-  ["dual-stack pool port and an IPv4 pool port", base({ pools: [pool({ listen: 9000 }), pool({ name: "b", listen: "127.0.0.1:9000" })], listeners: [] }), "pools[1].listen", "unique-sockets", "binds the same socket"],
+  [
+    "dual-stack pool port and an IPv4 pool port",
+    base({ pools: [pool({ listen: 9000 }), pool({ name: "b", listen: "127.0.0.1:9000" })], listeners: [] }),
+    "pools[1].listen",
+    "unique-sockets",
+    "binds the same socket",
+  ],
 ];
 
 describe("defineProfile rejects bad input with a specific message", () => {
@@ -263,7 +468,11 @@ describe("defineProfile rejects bad input with a specific message", () => {
     expect(`${hit.message} ${hit.fix}`).toContain(text);
     expect(hit.fix.length).toBeGreaterThan(5);
     let message = "";
-    try { defineProfile(input as ProfileInput); } catch (e) { message = (e as Error).message; }
+    try {
+      defineProfile(input as ProfileInput);
+    } catch (e) {
+      message = (e as Error).message;
+    }
     expect(message).toContain(`${path} = `);
     expect(message).toContain(`[${rule}]`);
     expect(message).toContain("fix: ");
@@ -288,7 +497,7 @@ describe("validation collects every problem at once", () => {
       "mode mode-value",
       "pools[0].user safe-account",
       "pools[1].listen unix-socket-path",
-      "pools[2].extra[\"listen.mode\"] owned-directive",
+      'pools[2].extra["listen.mode"] owned-directive',
       "listeners[0].serverName server-name",
       "backlog backlog-within-somaxconn",
       "pools[2].backlog backlog-within-somaxconn",
@@ -297,7 +506,9 @@ describe("validation collects every problem at once", () => {
   });
 
   it("names the profile and counts problems in the message", () => {
-    expect(() => defineProfile(base({ backlog: 0, somaxconn: -1 }))).toThrow(/^Invalid backlog profile "web": 2 problems\n  1\. backlog = 0 \[backlog-range\]/);
+    expect(() => defineProfile(base({ backlog: 0, somaxconn: -1 }))).toThrow(
+      /^Invalid backlog profile "web": 2 problems\n {2}1\. backlog = 0 \[backlog-range\]/,
+    );
   });
 
   it("validateProfile returns [] for good input", () => {
@@ -322,11 +533,19 @@ describe("rules", () => {
     (edited.sysctls as { "net.ipv4.tcp_max_syn_backlog": number })["net.ipv4.tcp_max_syn_backlog"] = 100;
     (edited.sources as { tcpMaxSynBacklog: string }).tcpMaxSynBacklog = "override";
     (edited.pools[0] as { backlog: number }).backlog = -1;
-    (edited.pools[0]?.extra as { key: string; value: string }[]).push({ key: "listen.backlog", value: "-1" });
+    (edited.pools[0]!.extra as { key: string; value: string }[]).push({ key: "listen.backlog", value: "-1" });
     (edited.listeners[1] as { emitsBacklog: boolean }).emitsBacklog = true;
     (edited.listeners[0] as { fastcgiPass: string }).fastcgiPass = "unix:/tmp/other.sock";
     const ids = new Set(checkProfile(edited).map((p) => p.rule));
-    for (const id of ["backlog-within-somaxconn", "backlog-range", "owned-directive", "nginx-backlog-once", "listener-pool-exists", "derived-consistency", "syn-backlog-covers-tcp"]) {
+    for (const id of [
+      "backlog-within-somaxconn",
+      "backlog-range",
+      "owned-directive",
+      "nginx-backlog-once",
+      "listener-pool-exists",
+      "derived-consistency",
+      "syn-backlog-covers-tcp",
+    ]) {
       expect(ids).toContain(id);
     }
   });
@@ -370,7 +589,10 @@ const poolArb = fc.record(
     user: accounts,
     listenMode: fc.constantFrom("0660", "660", "0600"),
     pm: fc.record({ style: fc.constantFrom("dynamic", "static", "ondemand"), maxChildren: fc.integer({ min: 1, max: 50 }) }, { requiredKeys: [] }),
-    extra: fc.dictionary(fc.constantFrom("request_terminate_timeout", "php_admin_value[memory_limit]", "listen.backlog", "env[TMP]"), fc.constantFrom("30s", "128M", "/tmp", "a;b")),
+    extra: fc.dictionary(
+      fc.constantFrom("request_terminate_timeout", "php_admin_value[memory_limit]", "listen.backlog", "env[TMP]"),
+      fc.constantFrom("30s", "128M", "/tmp", "a;b"),
+    ),
   },
   { requiredKeys: ["name", "listen"] },
 );
@@ -403,8 +625,14 @@ const validInputArb: fc.Arbitrary<ProfileInput> = fc
   .record({
     backlog: backlogArb,
     mode: fc.constantFrom<"atLeast" | "exact">("atLeast", "exact"),
-    pools: fc.uniqueArray(fc.record({ id: fc.integer({ min: 0, max: 5 }), tcp: fc.boolean(), backlog: fc.option(backlogArb, { nil: undefined }) }), { selector: (p) => p.id, maxLength: 4 }),
-    listeners: fc.array(fc.record({ addr: fc.integer({ min: 0, max: NGINX_ADDRESSES.length - 1 }), pool: fc.nat(), backlog: fc.option(backlogArb, { nil: undefined }) }), { maxLength: 5 }),
+    pools: fc.uniqueArray(fc.record({ id: fc.integer({ min: 0, max: 5 }), tcp: fc.boolean(), backlog: fc.option(backlogArb, { nil: undefined }) }), {
+      selector: (p) => p.id,
+      maxLength: 4,
+    }),
+    listeners: fc.array(
+      fc.record({ addr: fc.integer({ min: 0, max: NGINX_ADDRESSES.length - 1 }), pool: fc.nat(), backlog: fc.option(backlogArb, { nil: undefined }) }),
+      { maxLength: 5 },
+    ),
   })
   .map(({ backlog, mode, pools, listeners }) => {
     const explicit = new Map<number, number>();
@@ -417,19 +645,22 @@ const validInputArb: fc.Arbitrary<ProfileInput> = fc
         listen: p.tcp ? `127.0.0.1:${9000 + p.id}` : `/run/php/p${p.id}.sock`,
         ...(p.backlog === undefined ? {} : { backlog: p.backlog }),
       })),
-      listeners: pools.length === 0 ? [] : listeners.map((l, j) => {
-        let b = l.backlog;
-        if (b !== undefined) {
-          if (explicit.has(l.addr)) b = explicit.get(l.addr);
-          else explicit.set(l.addr, b);
-        }
-        return {
-          listen: NGINX_ADDRESSES[l.addr] as string,
-          pool: `p${(pools[l.pool % pools.length] as { id: number }).id}`,
-          serverName: `s${j}.example`,
-          ...(b === undefined ? {} : { backlog: b }),
-        };
-      }),
+      listeners:
+        pools.length === 0
+          ? []
+          : listeners.map((l, j) => {
+              let b = l.backlog;
+              if (b !== undefined) {
+                if (explicit.has(l.addr)) b = explicit.get(l.addr);
+                else explicit.set(l.addr, b);
+              }
+              return {
+                listen: NGINX_ADDRESSES[l.addr] as string,
+                pool: `p${(pools[l.pool % pools.length] as { id: number }).id}`,
+                serverName: `s${j}.example`,
+                ...(b === undefined ? {} : { backlog: b }),
+              };
+            }),
     };
   });
 
@@ -446,30 +677,37 @@ describe("properties", () => {
   it("every accepted input yields a profile that satisfies every rule", () => {
     let accepted = 0;
     fc.assert(
-      fc.property(fc.oneof(inputArb, validInputArb, validInputArb.chain((v) => fc.record({ somaxconn: numberish, tcpMaxSynBacklog: numberish }, { requiredKeys: [] }).map((o) => ({ ...v, ...o })))), (input) => {
-        const r = tryDefine(input);
-        if (r instanceof ProfileError) {
-          expect(r.problems.length).toBeGreaterThan(0);
-          return;
-        }
-        accepted++;
-        expect(checkProfile(r)).toEqual([]);
-        const somaxconn = r.sysctls["net.core.somaxconn"];
-        const syn = r.sysctls["net.ipv4.tcp_max_syn_backlog"];
-        expect(somaxconn).toBeGreaterThanOrEqual(LIMITS.somaxconn.min);
-        expect(somaxconn).toBeLessThanOrEqual(LIMITS.somaxconn.max);
-        for (const a of appBacklogs(r)) {
-          expect(Number.isInteger(a.backlog)).toBe(true);
-          expect(a.backlog).toBeGreaterThanOrEqual(1);
-          expect(a.backlog).toBeLessThanOrEqual(somaxconn);
-          if (a.transport === "tcp") expect(syn).toBeGreaterThanOrEqual(a.backlog);
-        }
-        const emitters = new Map<string, number>();
-        for (const l of r.listeners) if (l.emitsBacklog) emitters.set(l.address, (emitters.get(l.address) ?? 0) + 1);
-        expect([...emitters.values()].every((n) => n === 1)).toBe(true);
-        expect(new Set(r.listeners.map((l) => l.address)).size).toBe(emitters.size);
-        expect(Object.isFrozen(r)).toBe(true);
-      }),
+      fc.property(
+        fc.oneof(
+          inputArb,
+          validInputArb,
+          validInputArb.chain((v) => fc.record({ somaxconn: numberish, tcpMaxSynBacklog: numberish }, { requiredKeys: [] }).map((o) => ({ ...v, ...o }))),
+        ),
+        (input) => {
+          const r = tryDefine(input);
+          if (r instanceof ProfileError) {
+            expect(r.problems.length).toBeGreaterThan(0);
+            return;
+          }
+          accepted++;
+          expect(checkProfile(r)).toEqual([]);
+          const somaxconn = r.sysctls["net.core.somaxconn"];
+          const syn = r.sysctls["net.ipv4.tcp_max_syn_backlog"];
+          expect(somaxconn).toBeGreaterThanOrEqual(LIMITS.somaxconn.min);
+          expect(somaxconn).toBeLessThanOrEqual(LIMITS.somaxconn.max);
+          for (const a of appBacklogs(r)) {
+            expect(Number.isInteger(a.backlog)).toBe(true);
+            expect(a.backlog).toBeGreaterThanOrEqual(1);
+            expect(a.backlog).toBeLessThanOrEqual(somaxconn);
+            if (a.transport === "tcp") expect(syn).toBeGreaterThanOrEqual(a.backlog);
+          }
+          const emitters = new Map<string, number>();
+          for (const l of r.listeners) if (l.emitsBacklog) emitters.set(l.address, (emitters.get(l.address) ?? 0) + 1);
+          expect([...emitters.values()].every((n) => n === 1)).toBe(true);
+          expect(new Set(r.listeners.map((l) => l.address)).size).toBe(emitters.size);
+          expect(Object.isFrozen(r)).toBe(true);
+        },
+      ),
       { numRuns: 400 },
     );
     expect(accepted).toBeGreaterThan(100);
@@ -490,9 +728,12 @@ describe("properties", () => {
   });
 
   it("generated valid inputs are always accepted", () => {
-    fc.assert(fc.property(validInputArb, (input) => {
-      expect(validateProfile(input)).toEqual([]);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(validInputArb, (input) => {
+        expect(validateProfile(input)).toEqual([]);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it("a somaxconn override below any application backlog is always rejected", () => {
@@ -513,7 +754,9 @@ describe("properties", () => {
   it("a SYN-queue override below a TCP listener backlog is always rejected", () => {
     fc.assert(
       fc.property(validInputArb, fc.double({ min: 0, max: 1, noNaN: true }), (input, f) => {
-        const tcp = appBacklogs(defineProfile(input)).filter((a) => a.transport === "tcp").map((a) => a.backlog);
+        const tcp = appBacklogs(defineProfile(input))
+          .filter((a) => a.transport === "tcp")
+          .map((a) => a.backlog);
         fc.pre(tcp.length > 0 && Math.max(...tcp) > 1);
         const override = 1 + Math.floor(f * (Math.max(...tcp) - 2));
         const r = tryDefine({ ...input, tcpMaxSynBacklog: override });
@@ -563,13 +806,18 @@ describe("properties", () => {
   });
 
   it("arbitrary strings in string fields are rejected or pass the strict patterns", () => {
-    const nasty = fc.oneof(fc.string({ unit: "binary-ascii", maxLength: 20 }), fc.constantFrom("a\n[b]", "x;y", "a b", "{", "${x}", "\"", "www-data", "ok.name"));
+    const nasty = fc.oneof(
+      fc.string({ unit: "binary-ascii", maxLength: 20 }),
+      fc.constantFrom("a\n[b]", "x;y", "a b", "{", "${x}", '"', "www-data", "ok.name"),
+    );
     fc.assert(
       fc.property(nasty, nasty, nasty, nasty, (name, user, server, value) => {
-        const r = tryDefine(base({
-          pools: [pool({ name, user, extra: { "php_admin_value[x]": value } })],
-          listeners: [listener({ pool: name, serverName: server })],
-        }));
+        const r = tryDefine(
+          base({
+            pools: [pool({ name, user, extra: { "php_admin_value[x]": value } })],
+            listeners: [listener({ pool: name, serverName: server })],
+          }),
+        );
         if (r instanceof ProfileError) return;
         const text = [r.pools[0]?.name, r.pools[0]?.user, r.listeners[0]?.serverNames[0], r.pools[0]?.extra[0]?.value].join("");
         expect(text).not.toMatch(/[\n\r;{}"'`$\\=]/);
@@ -589,5 +837,85 @@ describe("toProfile", () => {
     const made = defineProfile({ name: "web", backlog: 1024, pools: [{ name: "app", listen: "/run/php/app.sock" }] });
     const forged = Object.freeze({ ...made, pools: [{ ...made.pools[0], backlog: 0 }] });
     expect(() => toProfile(forged)).toThrow(ProfileError);
+  });
+});
+
+describe("each check runs once (issue #16)", () => {
+  /** The walker's problems and the profile derived from its draft (draft indexes). */
+  function walk(input: unknown): { problems: readonly Problem[]; draft: Draft; profile: BacklogProfile } | undefined {
+    const problems = new Problems();
+    const draft = readInput(problems, input);
+    if (draft?.backlog === undefined) return undefined;
+    return { problems: problems.all, draft, profile: derive({ ...draft, backlog: draft.backlog }) };
+  }
+
+  it("the rules defineProfile does not run again cannot fire on a profile derived from the walker's draft", () => {
+    let derived = 0;
+    fc.assert(
+      fc.property(fc.oneof(inputArb, validInputArb), (input) => {
+        const w = walk(input);
+        if (w === undefined) return;
+        derived++;
+        const toInput = (path: string) => path.replace(/^pools\[(\d+)\]/, (_m, k: string) => `pools[${w.draft.pools[Number(k)]?.index}]`);
+        const walked = new Set([...w.problems, ...w.draft.pools.flatMap((p) => p.pmFollowUp)].map((p) => `${p.path} ${p.rule}`));
+        for (const r of rules.filter((x) => !CROSS_FIELD_RULE_IDS.includes(x.id))) {
+          // pm-consistency is the one field rule the walker also runs: on the input, or as a follow-up.
+          const found = r.check(w.profile).filter((p) => r.id !== "pm-consistency" || !walked.has(`${toInput(p.path)} ${p.rule}`));
+          expect(found).toEqual([]);
+        }
+      }),
+      { numRuns: 400 },
+    );
+    expect(derived).toBeGreaterThan(100);
+  });
+
+  it("every cross-field rule is a rule, and validateProfile reports its problems at input indexes", () => {
+    for (const id of CROSS_FIELD_RULE_IDS) expect(rules.map((r) => r.id)).toContain(id);
+    const problems = problemsOf(
+      base({
+        pools: [pool({ name: "bad name" }), pool(), pool({ name: "b", listen: "/run/php/app.sock" })],
+        listeners: [listener({ pool: "b", serverName: "a.example" }), listener({ serverName: "a.example" })],
+      }),
+    );
+    expect(problems.map((p) => `${p.path} ${p.rule} ${p.message}`)).toEqual([
+      "pools[0].name safe-name the pool name contains whitespace",
+      "pools[2].listen unique-sockets binds the same socket as pool app (pools[1].listen)",
+      "listeners[1].serverName[0] nginx-server-name-unique is already served on 0.0.0.0:80 by listeners[0]",
+    ]);
+  });
+
+  it("a pm with a bad field is checked for consistency over its defaults after the cross-field rules, each problem once", () => {
+    const cascade = problemsOf(base({ somaxconn: 512, pools: [pool({ pm: { maxRequests: -1, maxChildren: 4, maxSpareServers: 6 } })] }));
+    expect(cascade.map((p) => `${p.path} ${p.rule}`)).toEqual([
+      "pools[0].pm.maxRequests pm-consistency",
+      "backlog backlog-within-somaxconn",
+      "pools[0].pm.maxSpareServers pm-consistency",
+    ]);
+    expect(cascade[2]?.message).toBe("pm.max_spare_servers (6) cannot be greater than pm.max_children (4); php-fpm refuses to start");
+    const once = problemsOf(base({ pools: [pool({ pm: { maxChildren: 5, minSpareServers: 10, maxSpareServers: 70000 } })] }));
+    expect(once.map((p) => `${p.path} ${p.rule}`)).toEqual(["pools[0].pm.maxSpareServers pm-consistency"]);
+  });
+
+  it("the profile module exports what the single file did", () => {
+    // Runtime names; the type names are checked by the compiler wherever they are imported.
+    expect(Object.keys(profileModule).sort()).toEqual([
+      "DEFAULTS",
+      "INPUT_RULES",
+      "MACHINE_GLOBAL_SYSCTLS",
+      "NETDEV_MAX_BACKLOG",
+      "ProfileError",
+      "SOMAXCONN",
+      "TCP_MAX_SYN_BACKLOG",
+      "appBacklogs",
+      "checkProfile",
+      "defineProfile",
+      "fastcgiTarget",
+      "formatPoolListen",
+      "isOwnedPoolKey",
+      "kernelTargets",
+      "rules",
+      "toProfile",
+      "validateProfile",
+    ]);
   });
 });

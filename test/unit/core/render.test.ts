@@ -32,7 +32,13 @@ function golden(name: string, actual: string): void {
 }
 
 function manifest(files: readonly RenderedFile[]): string {
-  return JSON.stringify(files.map(({ path, mode, owner, group, kind }) => ({ path, mode, owner, group, kind })), null, 2) + "\n";
+  return (
+    JSON.stringify(
+      files.map(({ path, mode, owner, group, kind }) => ({ path, mode, owner, group, kind })),
+      null,
+      2,
+    ) + "\n"
+  );
 }
 
 const CASES: [string, ProfileInput, Parameters<typeof render>[1]][] = [
@@ -79,8 +85,16 @@ describe("render: files", () => {
   });
 
   it("is deterministic byte for byte, whatever the input key order", () => {
-    const reverseKeys = (v: unknown): unknown => Array.isArray(v) ? v.map(reverseKeys)
-      : v !== null && typeof v === "object" ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reverseKeys(x)])) : v;
+    const reverseKeys = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(reverseKeys)
+        : v !== null && typeof v === "object"
+          ? Object.fromEntries(
+              Object.entries(v)
+                .reverse()
+                .map(([k, x]) => [k, reverseKeys(x)]),
+            )
+          : v;
     const shuffled = reverseKeys(WEB) as ProfileInput;
     expect(JSON.stringify(shuffled)).not.toBe(JSON.stringify(WEB));
     expect(render(defineProfile(shuffled))).toEqual(files);
@@ -142,8 +156,15 @@ describe("render: files", () => {
 describe("render: paths", () => {
   const p = defineProfile(WEB);
   it("accepts per-distribution paths", () => {
-    const files = render(p, { paths: { phpFpmPoolDir: "/etc/php/8.3/fpm/pool.d", nginxConf: "/etc/nginx/sites-enabled/backlog.conf", sysctlDropIn: "/etc/sysctl.d/zz-backlog.conf" } });
-    expect(files.map((f) => f.path)).toEqual(["/etc/sysctl.d/zz-backlog.conf", "/etc/php/8.3/fpm/pool.d/app.conf", "/etc/php/8.3/fpm/pool.d/api.conf", "/etc/nginx/sites-enabled/backlog.conf"]);
+    const files = render(p, {
+      paths: { phpFpmPoolDir: "/etc/php/8.3/fpm/pool.d", nginxConf: "/etc/nginx/sites-enabled/backlog.conf", sysctlDropIn: "/etc/sysctl.d/zz-backlog.conf" },
+    });
+    expect(files.map((f) => f.path)).toEqual([
+      "/etc/sysctl.d/zz-backlog.conf",
+      "/etc/php/8.3/fpm/pool.d/app.conf",
+      "/etc/php/8.3/fpm/pool.d/api.conf",
+      "/etc/nginx/sites-enabled/backlog.conf",
+    ]);
     expect(debianPaths("8.4").phpFpmPoolDir).toBe("/etc/php/8.4/fpm/pool.d");
     expect(DEBIAN_12_PATHS.phpFpmPoolDir).toBe("/etc/php/8.2/fpm/pool.d");
   });
@@ -183,37 +204,55 @@ describe("render: templates", () => {
 
 describe("render: properties", () => {
   const names = fc.constantFrom("a", "b1", "pool.x", "p-9", "Z_z");
-  const profileArb = fc.record({
-    backlog: fc.integer({ min: 1, max: 65535 }),
-    pools: fc.uniqueArray(fc.record({ name: names, tcp: fc.boolean(), style: fc.constantFrom("dynamic", "static", "ondemand") }), { selector: (x) => x.name.toLowerCase(), maxLength: 3 }),
-    extra: fc.dictionary(fc.constantFrom("request_terminate_timeout", "php_admin_value[error_log]", "env[TMP]", "slowlog"), fc.stringMatching(/^[A-Za-z0-9_./:,@%+*#-]{1,12}$/)),
-    serverName: fc.constantFrom("example.com", "*.example.org", "_"),
-  }).map(({ backlog, pools, extra, serverName }): ProfileInput => ({
-    name: "prop",
-    backlog,
-    pools: pools.map((p, i) => ({ name: p.name, listen: p.tcp ? `127.0.0.1:${9100 + i}` : `/run/php/${p.name}.sock`, pm: { style: p.style as "dynamic" }, extra })),
-    listeners: pools.map((p, i) => ({ listen: `127.0.0.1:${8000 + i}`, pool: p.name, serverName })),
-  }));
+  const profileArb = fc
+    .record({
+      backlog: fc.integer({ min: 1, max: 65535 }),
+      pools: fc.uniqueArray(fc.record({ name: names, tcp: fc.boolean(), style: fc.constantFrom("dynamic", "static", "ondemand") }), {
+        selector: (x) => x.name.toLowerCase(),
+        maxLength: 3,
+      }),
+      extra: fc.dictionary(
+        fc.constantFrom("request_terminate_timeout", "php_admin_value[error_log]", "env[TMP]", "slowlog"),
+        fc.stringMatching(/^[A-Za-z0-9_./:,@%+*#-]{1,12}$/),
+      ),
+      serverName: fc.constantFrom("example.com", "*.example.org", "_"),
+    })
+    .map(
+      ({ backlog, pools, extra, serverName }): ProfileInput => ({
+        name: "prop",
+        backlog,
+        pools: pools.map((p, i) => ({
+          name: p.name,
+          listen: p.tcp ? `127.0.0.1:${9100 + i}` : `/run/php/${p.name}.sock`,
+          pm: { style: p.style as "dynamic" },
+          extra,
+        })),
+        listeners: pools.map((p, i) => ({ listen: `127.0.0.1:${8000 + i}`, pool: p.name, serverName })),
+      }),
+    );
 
   it("every rendered line has the shape its format expects", () => {
-    fc.assert(fc.property(profileArb, (input) => {
-      const files = render(defineProfile(input));
-      expect(render(defineProfile(input))).toEqual(files);
-      for (const f of files) {
-        expect(f.content.endsWith("\n")).toBe(true);
-        expect(f.content).not.toContain("{{");
-        const lines = f.content.split("\n").filter((l) => l.trim() !== "");
-        if (f.kind === "sysctl") {
-          for (const l of lines) expect(l).toMatch(/^(#.*|[a-z0-9_.]+ = \d+)$/);
-        } else if (f.kind === "php-fpm-pool") {
-          expect(lines.filter((l) => l.startsWith("["))).toHaveLength(1);
-          for (const l of lines) expect(l).toMatch(/^(;.*|\[[A-Za-z0-9_.-]+\]|[a-z_.]+(\[[A-Za-z0-9_.-]+\])? = [^;"'=$\\{}]*)$/);
-        } else {
-          const body = lines.filter((l) => !l.trim().startsWith("#"));
-          expect(body.filter((l) => l.includes("{")).length).toBe(body.filter((l) => l.includes("}")).length);
-          for (const l of body) expect(l.trim()).toMatch(/(;|\{|\})$/);
+    fc.assert(
+      fc.property(profileArb, (input) => {
+        const files = render(defineProfile(input));
+        expect(render(defineProfile(input))).toEqual(files);
+        for (const f of files) {
+          expect(f.content.endsWith("\n")).toBe(true);
+          expect(f.content).not.toContain("{{");
+          const lines = f.content.split("\n").filter((l) => l.trim() !== "");
+          if (f.kind === "sysctl") {
+            for (const l of lines) expect(l).toMatch(/^(#.*|[a-z0-9_.]+ = \d+)$/);
+          } else if (f.kind === "php-fpm-pool") {
+            expect(lines.filter((l) => l.startsWith("["))).toHaveLength(1);
+            for (const l of lines) expect(l).toMatch(/^(;.*|\[[A-Za-z0-9_.-]+\]|[a-z_.]+(\[[A-Za-z0-9_.-]+\])? = [^;"'=$\\{}]*)$/);
+          } else {
+            const body = lines.filter((l) => !l.trim().startsWith("#"));
+            expect(body.filter((l) => l.includes("{")).length).toBe(body.filter((l) => l.includes("}")).length);
+            for (const l of body) expect(l.trim()).toMatch(/(;|\{|\})$/);
+          }
         }
-      }
-    }), { numRuns: 150 });
+      }),
+      { numRuns: 150 },
+    );
   });
 });

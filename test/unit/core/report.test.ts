@@ -8,12 +8,12 @@
  * a ReportError or return exactly the genuine values: never a kernel, socket or file value taken
  * from the hostile text.
  */
-import { spawnSync } from "child_process";
-import { createHash } from "crypto";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { mkdtempSync, rmSync } from "fs";
-import { tmpdir } from "os";
-import { join } from "path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { reportToken } from "../../../src/core/plan";
 import { type HostReport, effectiveOf, parseReport } from "../../../src/core/report";
 import { type ListeningSocket, splitAddress } from "../../../src/core/verify";
@@ -44,8 +44,19 @@ interface Section {
   body: string[];
 }
 
-interface UnixRow { netid: "u_str" | "u_seq"; recvQ: number; backlog: number; inode: number }
-interface TcpRow { recvQ: number; backlog: number; local: string; inode: number; extra: string }
+interface UnixRow {
+  netid: "u_str" | "u_seq";
+  recvQ: number;
+  backlog: number;
+  inode: number;
+}
+interface TcpRow {
+  recvQ: number;
+  backlog: number;
+  local: string;
+  inode: number;
+  extra: string;
+}
 
 interface Genuine {
   sysctls: [string, number | undefined][];
@@ -69,7 +80,12 @@ interface Genuine {
 }
 
 const KEYS = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.core.netdev_max_backlog"];
-const PATHS = ["/etc/sysctl.d/zz-pulumi-backlog.conf", "/etc/php/8.2/fpm/pool.d/www.conf", "/etc/nginx/conf.d/pulumi-backlog.conf", "/etc/php/8.2/fpm/pool.d/api.conf"];
+const PATHS = [
+  "/etc/sysctl.d/zz-pulumi-backlog.conf",
+  "/etc/php/8.2/fpm/pool.d/www.conf",
+  "/etc/nginx/conf.d/pulumi-backlog.conf",
+  "/etc/php/8.2/fpm/pool.d/api.conf",
+];
 const SOCKETS = ["/run/php/php8.2-fpm.sock", "/run/php/app.sock", "/var/run/api-1.sock"];
 const PORTS = [80, 443, 8080, 9000];
 const HOSTS = ["0.0.0.0", "127.0.0.1", "[::]", "[::1]", "*", "[fe80::1]%lo", "10.0.0.5"];
@@ -81,29 +97,77 @@ const uniqueBy = <T>(arb: fc.Arbitrary<T>, key: (t: T) => unknown, maxLength = 3
 
 const genuineArb: fc.Arbitrary<Genuine> = fc.record({
   sysctls: uniqueBy(fc.tuple(fc.constantFrom(...KEYS), fc.option(u32, { nil: undefined })), (t) => t[0]),
-  files: uniqueBy(fc.tuple(fc.constantFrom(...PATHS), fc.option(fc.record({ content: fc.string({ unit: "binary", minLength: 1, maxLength: 120 }), big: fc.boolean() }), { nil: null })), (t) => t[0]),
-  sources: fc.array(fc.tuple(fc.constantFrom("/etc/sysctl.d/99-sysctl.conf", "/usr/lib/sysctl.d/50-default.conf", "/etc/sysctl.conf", "/run/sysctl.d/zz.conf"), fc.constantFrom(...KEYS), u32)
-    .map(([f, k, v]) => `${f}:${k} = ${v}`), { maxLength: 3 }),
-  unix: uniqueBy(fc.tuple(fc.constantFrom(...SOCKETS), fc.array(fc.record({
-    netid: fc.constantFrom("u_str" as const, "u_seq" as const), recvQ: fc.integer({ min: 0, max: 70000 }), backlog: u32, inode: u32,
-  }), { maxLength: 2 })), (t) => t[0]),
-  tcp: uniqueBy(fc.tuple(fc.constantFrom(...PORTS), fc.array(fc.record({
-    recvQ: fc.integer({ min: 0, max: 70000 }), backlog: u32, local: fc.constantFrom(...HOSTS), inode: fc.integer({ min: 0, max: 9999999999 }),
-    extra: fc.constantFrom("", " sk:1", " uid:33 sk:ffff8a", " sk:1 <->"),
-  }), { maxLength: 2 })), (t) => t[0]).map((list) => list.map(([port, rows]): [number, TcpRow[]] =>
-    [port, rows.map((r) => ({ ...r, local: `${r.local}:${port}` }))])),
+  files: uniqueBy(
+    fc.tuple(
+      fc.constantFrom(...PATHS),
+      fc.option(fc.record({ content: fc.string({ unit: "binary", minLength: 1, maxLength: 120 }), big: fc.boolean() }), { nil: null }),
+    ),
+    (t) => t[0],
+  ),
+  sources: fc.array(
+    fc
+      .tuple(
+        fc.constantFrom("/etc/sysctl.d/99-sysctl.conf", "/usr/lib/sysctl.d/50-default.conf", "/etc/sysctl.conf", "/run/sysctl.d/zz.conf"),
+        fc.constantFrom(...KEYS),
+        u32,
+      )
+      .map(([f, k, v]) => `${f}:${k} = ${v}`),
+    { maxLength: 3 },
+  ),
+  unix: uniqueBy(
+    fc.tuple(
+      fc.constantFrom(...SOCKETS),
+      fc.array(
+        fc.record({
+          netid: fc.constantFrom("u_str" as const, "u_seq" as const),
+          recvQ: fc.integer({ min: 0, max: 70000 }),
+          backlog: u32,
+          inode: u32,
+        }),
+        { maxLength: 2 },
+      ),
+    ),
+    (t) => t[0],
+  ),
+  tcp: uniqueBy(
+    fc.tuple(
+      fc.constantFrom(...PORTS),
+      fc.array(
+        fc.record({
+          recvQ: fc.integer({ min: 0, max: 70000 }),
+          backlog: u32,
+          local: fc.constantFrom(...HOSTS),
+          inode: fc.integer({ min: 0, max: 9999999999 }),
+          extra: fc.constantFrom("", " sk:1", " uid:33 sk:ffff8a", " sk:1 <->"),
+        }),
+        { maxLength: 2 },
+      ),
+    ),
+    (t) => t[0],
+  ).map((list) => list.map(([port, rows]): [number, TcpRow[]] => [port, rows.map((r) => ({ ...r, local: `${r.local}:${port}` }))])),
   container: fc.constantFrom("none", "docker", "systemd-nspawn", "lxc"),
   units: uniqueBy(fc.tuple(fc.constantFrom(...UNITS), fc.constantFrom(...STATES)), (t) => t[0]),
   before: uniqueBy(fc.tuple(fc.constantFrom(...KEYS), u32), (t) => t[0]),
   applied: uniqueBy(fc.tuple(fc.constantFrom(...KEYS), u32), (t) => t[0]),
   own: uniqueBy(fc.tuple(fc.constantFrom(...KEYS), u32), (t) => t[0]),
   managed: fc.uniqueArray(fc.constantFrom(...PATHS), { maxLength: 3 }),
-  owners: uniqueBy(fc.tuple(fc.constantFrom("web1", "backlog.prod.web-2", "standalone"), fc.uniqueArray(fc.constantFrom(...PATHS), { minLength: 1, maxLength: 3 })), (t) => t[0], 2),
+  owners: uniqueBy(
+    fc.tuple(fc.constantFrom("web1", "backlog.prod.web-2", "standalone"), fc.uniqueArray(fc.constantFrom(...PATHS), { minLength: 1, maxLength: 3 })),
+    (t) => t[0],
+    2,
+  ),
   journal: fc.boolean(),
   generation: fc.integer({ min: 0, max: 9999999999 }),
   steps: fc.array(fc.constantFrom("lock", "recover", "ports", "journal", "write 0123456789abcdef", "test", "service nginx", "commit"), { maxLength: 4 }),
   recovered: fc.boolean(),
-  did: fc.array(fc.tuple(fc.constantFrom(...UNITS), fc.constantFrom("relisten", "reload", "restart"), fc.array(fc.constantFrom("listened socket 1 of pid 2 with backlog 3", "ok"), { maxLength: 2 })), { maxLength: 2 }),
+  did: fc.array(
+    fc.tuple(
+      fc.constantFrom(...UNITS),
+      fc.constantFrom("relisten", "reload", "restart"),
+      fc.array(fc.constantFrom("listened socket 1 of pid 2 with backlog 3", "ok"), { maxLength: 2 }),
+    ),
+    { maxLength: 2 },
+  ),
   warnings: fc.array(fc.constantFrom("shared with other owners: kernel values left as they are", "no original kept for /etc/x"), { maxLength: 2 }),
 });
 
@@ -152,12 +216,36 @@ function text(s: Section[], token = TOKEN): string {
 /** The HostReport `g` stands for, computed without the parser. */
 function expectedOf(g: Genuine): HostReport {
   const sockets: ListeningSocket[] = [
-    ...g.unix.flatMap(([path, rows]) => rows.map((r): ListeningSocket => ({
-      kind: "unix", netid: r.netid, recvQ: r.recvQ, backlog: r.backlog, local: path, host: null, port: null, path, inode: r.inode,
-    }))),
-    ...g.tcp.flatMap(([port, rows]) => rows.map((r): ListeningSocket => ({
-      kind: "tcp", netid: null, recvQ: r.recvQ, backlog: r.backlog, local: r.local, host: splitAddress(r.local).host, port, path: null, inode: r.inode,
-    }))),
+    ...g.unix.flatMap(([path, rows]) =>
+      rows.map(
+        (r): ListeningSocket => ({
+          kind: "unix",
+          netid: r.netid,
+          recvQ: r.recvQ,
+          backlog: r.backlog,
+          local: path,
+          host: null,
+          port: null,
+          path,
+          inode: r.inode,
+        }),
+      ),
+    ),
+    ...g.tcp.flatMap(([port, rows]) =>
+      rows.map(
+        (r): ListeningSocket => ({
+          kind: "tcp",
+          netid: null,
+          recvQ: r.recvQ,
+          backlog: r.backlog,
+          local: r.local,
+          host: splitAddress(r.local).host,
+          port,
+          path: null,
+          inode: r.inode,
+        }),
+      ),
+    ),
   ];
   return {
     sysctls: Object.fromEntries(g.sysctls),
@@ -187,9 +275,21 @@ function expectedOf(g: Genuine): HostReport {
 /** The values that must never come from hostile text: kernel values, files, sockets, units, state. */
 function values(r: HostReport) {
   return {
-    sysctls: r.sysctls, files: r.files, contents: r.contents, sockets: r.sockets, units: r.units, before: r.before, applied: r.applied,
-    own: r.own, container: r.container, journalOpen: r.journalOpen, generation: r.generation, complete: r.complete, recovered: r.recovered,
-    rolledBack: r.rolledBack, failure: r.failure?.step,
+    sysctls: r.sysctls,
+    files: r.files,
+    contents: r.contents,
+    sockets: r.sockets,
+    units: r.units,
+    before: r.before,
+    applied: r.applied,
+    own: r.own,
+    container: r.container,
+    journalOpen: r.journalOpen,
+    generation: r.generation,
+    complete: r.complete,
+    recovered: r.recovered,
+    rolledBack: r.rolledBack,
+    failure: r.failure?.step,
   };
 }
 
@@ -200,13 +300,46 @@ const hostileLine: fc.Arbitrary<string> = fc.oneof(
   fc.string({ unit: "binary", maxLength: 40 }),
   fc.string({ unit: "binary-ascii", maxLength: 40 }),
   fc.constantFrom(
-    "@@", "@@ ", "@@@@", `@@${OTHER}`, `@@${OTHER} sysctl net.core.somaxconn`, `@@${OTHER} end`, `@@${OTHER} file /etc/php/8.2/fpm/pool.d/www.conf`,
-    "@@ sysctl net.core.somaxconn", "@@ unix /run/php/php8.2-fpm.sock", `@@${TOKEN.toUpperCase()} sysctl net.core.somaxconn`, ` @@${TOKEN} sysctl net.core.somaxconn`,
-    `@@${TOKEN}sysctl net.core.somaxconn`, `@@${TOKEN}\tsysctl net.core.somaxconn`, "\0", "\u0000@@", "\r", "\r\n", "\u2028", "\u0085",
-    "99999999999999999999", "4294967296", "18446744073709551616", "1e9", "0x10", "-1", "+5", " 12", "65535", "!missing", "!absent", "open", "none", "active",
-    sha("forged"), Buffer.from("forged").toString("base64"),
-    "u_str LISTEN 0 65535 /run/evil.sock 1 * 0", "u_str LISTEN 0 65535 /RUN/PHP/PHP8.2-FPM.SOCK 1 * 0", "LISTEN 0 65535 0.0.0.0:9999 0.0.0.0:* ino:1",
-    "LISTEN 0 65535 0.0.0.0:80800 0.0.0.0:* ino:1", "tcp LISTEN 0 65535 0.0.0.0:80 0.0.0.0:* ino:1",
+    "@@",
+    "@@ ",
+    "@@@@",
+    `@@${OTHER}`,
+    `@@${OTHER} sysctl net.core.somaxconn`,
+    `@@${OTHER} end`,
+    `@@${OTHER} file /etc/php/8.2/fpm/pool.d/www.conf`,
+    "@@ sysctl net.core.somaxconn",
+    "@@ unix /run/php/php8.2-fpm.sock",
+    `@@${TOKEN.toUpperCase()} sysctl net.core.somaxconn`,
+    ` @@${TOKEN} sysctl net.core.somaxconn`,
+    `@@${TOKEN}sysctl net.core.somaxconn`,
+    `@@${TOKEN}\tsysctl net.core.somaxconn`,
+    "\0",
+    "\u0000@@",
+    "\r",
+    "\r\n",
+    "\u2028",
+    "\u0085",
+    "99999999999999999999",
+    "4294967296",
+    "18446744073709551616",
+    "1e9",
+    "0x10",
+    "-1",
+    "+5",
+    " 12",
+    "65535",
+    "!missing",
+    "!absent",
+    "open",
+    "none",
+    "active",
+    sha("forged"),
+    Buffer.from("forged").toString("base64"),
+    "u_str LISTEN 0 65535 /run/evil.sock 1 * 0",
+    "u_str LISTEN 0 65535 /RUN/PHP/PHP8.2-FPM.SOCK 1 * 0",
+    "LISTEN 0 65535 0.0.0.0:9999 0.0.0.0:* ino:1",
+    "LISTEN 0 65535 0.0.0.0:80800 0.0.0.0:* ino:1",
+    "tcp LISTEN 0 65535 0.0.0.0:80 0.0.0.0:* ino:1",
   ),
   fc.tuple(fc.constantFrom("@@", `@@${OTHER} `, "\n", "\0"), fc.string({ unit: "binary", maxLength: 20 })).map(([a, b]) => a + b),
   fc.bigInt({ min: 0n, max: 10n ** 30n }).map(String),
@@ -221,40 +354,83 @@ describe("every section", () => {
     const b64 = Buffer.from(content).toString("base64");
     const out = [
       "anything before the first section is not part of the report",
-      at("step lock"), at("step recover"), at("recovered"),
+      at("step lock"),
+      at("step recover"),
+      at("recovered"),
       at("step write 0123456789abcdef"),
       at("changed 0123456789abcdef"),
-      at("did php8.2-fpm relisten"), "listened socket 4242 of pid 17 with backlog 8192",
-      at("fallback nginx"), "socket 99 is not held by the unit's processes",
+      at("did php8.2-fpm relisten"),
+      "listened socket 4242 of pid 17 with backlog 8192",
+      at("fallback nginx"),
+      "socket 99 is not held by the unit's processes",
       at("did nginx restart (fallback)"),
       at("warning shared with other owners: kernel values left as they are"),
-      at("sysctl net.core.somaxconn"), "8192",
-      at("sysctl net.core.netdev_max_backlog"), "!missing",
-      at("file /etc/php/8.2/fpm/pool.d/www.conf"), sha(content), b64,
-      at("file /etc/nginx/conf.d/big.conf"), sha("x".repeat(70000)),
-      at("file /etc/sysctl.d/zz-pulumi-backlog.conf"), "!absent",
-      at("sysctl.d"), "/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 1024", "/usr/lib/sysctl.d/50-default.conf:-net.ipv4.tcp_max_syn_backlog=512",
-      at("unix /run/php/php8.2-fpm.sock"), "u_str LISTEN 0      8192   /run/php/php8.2-fpm.sock 4242            * 0",
-      at("tcp 8080"), "LISTEN 3      511          0.0.0.0:8080      0.0.0.0:* ino:5151 sk:1 <->", "LISTEN 0 511 [::]:8080 [::]:* uid:33 ino:5152 sk:2",
-      at("container"), "none",
-      at("unit php8.2-fpm"), "active",
-      at("unit nginx"), "reloading",
-      at("before"), "sysctl.net.core.somaxconn:4096",
-      at("applied"), "applied.net.core.somaxconn:8192", "own.net.core.somaxconn:4096",
-      at("managed"), "/etc/php/8.2/fpm/pool.d/www.conf", "",
-      at("owners"), "web1:/etc/php/8.2/fpm/pool.d/www.conf", "web1:/etc/nginx/conf.d/big.conf", "standalone:/etc/sysctl.d/zz-pulumi-backlog.conf",
-      at("journal"), "none",
-      at("generation"), "7",
-      at("end"), "",
+      at("sysctl net.core.somaxconn"),
+      "8192",
+      at("sysctl net.core.netdev_max_backlog"),
+      "!missing",
+      at("file /etc/php/8.2/fpm/pool.d/www.conf"),
+      sha(content),
+      b64,
+      at("file /etc/nginx/conf.d/big.conf"),
+      sha("x".repeat(70000)),
+      at("file /etc/sysctl.d/zz-pulumi-backlog.conf"),
+      "!absent",
+      at("sysctl.d"),
+      "/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 1024",
+      "/usr/lib/sysctl.d/50-default.conf:-net.ipv4.tcp_max_syn_backlog=512",
+      at("unix /run/php/php8.2-fpm.sock"),
+      "u_str LISTEN 0      8192   /run/php/php8.2-fpm.sock 4242            * 0",
+      at("tcp 8080"),
+      "LISTEN 3      511          0.0.0.0:8080      0.0.0.0:* ino:5151 sk:1 <->",
+      "LISTEN 0 511 [::]:8080 [::]:* uid:33 ino:5152 sk:2",
+      at("container"),
+      "none",
+      at("unit php8.2-fpm"),
+      "active",
+      at("unit nginx"),
+      "reloading",
+      at("before"),
+      "sysctl.net.core.somaxconn:4096",
+      at("applied"),
+      "applied.net.core.somaxconn:8192",
+      "own.net.core.somaxconn:4096",
+      at("managed"),
+      "/etc/php/8.2/fpm/pool.d/www.conf",
+      "",
+      at("owners"),
+      "web1:/etc/php/8.2/fpm/pool.d/www.conf",
+      "web1:/etc/nginx/conf.d/big.conf",
+      "standalone:/etc/sysctl.d/zz-pulumi-backlog.conf",
+      at("journal"),
+      "none",
+      at("generation"),
+      "7",
+      at("end"),
+      "",
     ].join("\n");
     const r = parseReport(out, TOKEN);
     expect(r).toEqual({
       sysctls: { "net.core.somaxconn": 8192, "net.core.netdev_max_backlog": undefined },
-      files: { "/etc/php/8.2/fpm/pool.d/www.conf": sha(content), "/etc/nginx/conf.d/big.conf": sha("x".repeat(70000)), "/etc/sysctl.d/zz-pulumi-backlog.conf": null },
+      files: {
+        "/etc/php/8.2/fpm/pool.d/www.conf": sha(content),
+        "/etc/nginx/conf.d/big.conf": sha("x".repeat(70000)),
+        "/etc/sysctl.d/zz-pulumi-backlog.conf": null,
+      },
       contents: { "/etc/php/8.2/fpm/pool.d/www.conf": content },
       sysctlSources: ["/etc/sysctl.d/99-sysctl.conf:net.core.somaxconn = 1024", "/usr/lib/sysctl.d/50-default.conf:-net.ipv4.tcp_max_syn_backlog=512"],
       sockets: [
-        { kind: "unix", netid: "u_str", recvQ: 0, backlog: 8192, local: "/run/php/php8.2-fpm.sock", host: null, port: null, path: "/run/php/php8.2-fpm.sock", inode: 4242 },
+        {
+          kind: "unix",
+          netid: "u_str",
+          recvQ: 0,
+          backlog: 8192,
+          local: "/run/php/php8.2-fpm.sock",
+          host: null,
+          port: null,
+          path: "/run/php/php8.2-fpm.sock",
+          inode: 4242,
+        },
         { kind: "tcp", netid: null, recvQ: 3, backlog: 511, local: "0.0.0.0:8080", host: "0.0.0.0", port: 8080, path: null, inode: 5151 },
         { kind: "tcp", netid: null, recvQ: 0, backlog: 511, local: "[::]:8080", host: "::", port: 8080, path: null, inode: 5152 },
       ],
@@ -284,7 +460,9 @@ describe("every section", () => {
   });
 
   test("a failed run: the failure's step and output, whether it was rolled back, not complete", () => {
-    const failed = [at("step test"), at("rolledback"), at("failed test php8.2-fpm"), "ERROR: [pool www] 'pm.max_children' must be > 0", "", "more output"].join("\n");
+    const failed = [at("step test"), at("rolledback"), at("failed test php8.2-fpm"), "ERROR: [pool www] 'pm.max_children' must be > 0", "", "more output"].join(
+      "\n",
+    );
     const r = parseReport(failed, TOKEN);
     expect(r.failure).toEqual({ step: "test php8.2-fpm", output: "ERROR: [pool www] 'pm.max_children' must be > 0\n\nmore output" });
     expect(r.rolledBack).toBe(true);
@@ -311,9 +489,12 @@ describe("every section", () => {
   });
 
   test("property: any generated genuine report parses to exactly the values it stands for", () => {
-    fc.assert(fc.property(genuineArb, (g) => {
-      expect(parseReport(text(sections(g)), TOKEN)).toEqual(expectedOf(g));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(genuineArb, (g) => {
+        expect(parseReport(text(sections(g)), TOKEN)).toEqual(expectedOf(g));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -326,69 +507,89 @@ describe("hostile text", () => {
   test("property: extra lines inside any section body are rejected, or leave every value as the genuine report had it", () => {
     let accepted = 0;
     let rejected = 0;
-    fc.assert(fc.property(
-      genuineArb,
-      fc.array(fc.tuple(fc.nat(), fc.nat(), fc.array(hostileLine, { minLength: 1, maxLength: 3 })), { minLength: 1, maxLength: 3 }),
-      (g, injections) => {
-        const all = injections.flatMap(([, , lines]) => lines);
-        fc.pre(!all.some(carriesToken));
-        const s = sections(g).map((x) => ({ ...x, body: [...x.body] }));
-        for (const [i, j, lines] of injections) {
-          const target = s[i % s.length]!;
-          target.body.splice(j % (target.body.length + 1), 0, ...lines);
-        }
-        const expected = expectedOf(g);
-        let got: HostReport | undefined;
-        if (rejects(() => (got = parseReport(text(s), TOKEN)))) {
-          rejected++;
-          return;
-        }
-        accepted++;
-        expect(values(got!)).toEqual(values(expected));
-        // Lists whose lines are plain paths or `file:line` may take a hostile line of exactly that
-        // shape as one of their own (their sources are root-only), never as a value elsewhere.
-        const hostile = new Set(all.flatMap((l) => l.split("\n")));
-        for (const p of got!.managed) expect(expected.managed.includes(p) || hostile.has(p)).toBe(true);
-        for (const src of got!.sysctlSources) expect(expected.sysctlSources.includes(src) || hostile.has(src)).toBe(true);
-        for (const [o, paths] of Object.entries(got!.owners)) {
-          for (const p of paths) expect((expected.owners[o] ?? []).includes(p) || hostile.has(`${o}:${p}`)).toBe(true);
-        }
-      },
-    ), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        genuineArb,
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.array(hostileLine, { minLength: 1, maxLength: 3 })), { minLength: 1, maxLength: 3 }),
+        (g, injections) => {
+          const all = injections.flatMap(([, , lines]) => lines);
+          fc.pre(!all.some(carriesToken));
+          const s = sections(g).map((x) => ({ ...x, body: [...x.body] }));
+          for (const [i, j, lines] of injections) {
+            const target = s[i % s.length]!;
+            target.body.splice(j % (target.body.length + 1), 0, ...lines);
+          }
+          const expected = expectedOf(g);
+          let got: HostReport | undefined;
+          if (rejects(() => (got = parseReport(text(s), TOKEN)))) {
+            rejected++;
+            return;
+          }
+          accepted++;
+          expect(values(got!)).toEqual(values(expected));
+          // Lists whose lines are plain paths or `file:line` may take a hostile line of exactly that
+          // shape as one of their own (their sources are root-only), never as a value elsewhere.
+          const hostile = new Set(all.flatMap((l) => l.split("\n")));
+          for (const p of got!.managed) expect(expected.managed.includes(p) || hostile.has(p)).toBe(true);
+          for (const src of got!.sysctlSources) expect(expected.sysctlSources.includes(src) || hostile.has(src)).toBe(true);
+          for (const [o, paths] of Object.entries(got!.owners)) {
+            for (const p of paths) expect((expected.owners[o] ?? []).includes(p) || hostile.has(`${o}:${p}`)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
     // Both outcomes occur (free-text bodies such as did/step take anything; value bodies reject).
     expect(accepted).toBeGreaterThan(0);
     expect(rejected).toBeGreaterThan(0);
   });
 
   test("property: hostile text before the first section is ignored", () => {
-    fc.assert(fc.property(genuineArb, fc.array(hostileLine, { maxLength: 5 }), (g, lines) => {
-      fc.pre(!lines.some(carriesToken));
-      expect(parseReport(lines.join("\n") + "\n" + text(sections(g)), TOKEN)).toEqual(expectedOf(g));
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(genuineArb, fc.array(hostileLine, { maxLength: 5 }), (g, lines) => {
+        fc.pre(!lines.some(carriesToken));
+        expect(parseReport(lines.join("\n") + "\n" + text(sections(g)), TOKEN)).toEqual(expectedOf(g));
+      }),
+      { numRuns: 200 },
+    );
   });
 
   test("property: a unix socket row whose name is hostile text (newlines, @@, other tokens, NUL, numbers) is rejected or changes nothing", () => {
-    fc.assert(fc.property(
-      genuineArb.filter((g) => g.unix.length > 0),
-      fc.nat(),
-      fc.oneof(hostileLine, fc.tuple(hostileLine, hostileLine).map(([a, b]) => `${a}\n${b}`), fc.constantFrom(
-        "/run/php/PHP8.2-FPM.SOCK", "/RUN/php/app.sock", "/run/php/php8.2-fpm.sock.evil", "/run/php/php8.2-fpm.soc", "/evil 1 * 0\nu_str LISTEN 0 65535 /evil",
-        `/evil 1 * 0\n@@${OTHER} sysctl net.core.somaxconn\n65535`, "/evil\u0000/run/php/app.sock", "@abstract", "",
-      )),
-      u32,
-      (g, which, name, backlog) => {
-        const [path] = g.unix[which % g.unix.length]!;
-        // ss -x src PATH prints only sockets whose name matches PATH (case aside): a name that holds
-        // PATH itself plus more lines could not be printed in this section.
-        fc.pre(!name.includes(path) && !carriesToken(name));
-        const s = sections(g);
-        const section = s.find((x) => x.head === `unix ${path}`)!;
-        section.body.push(`u_str LISTEN 0      ${backlog}   ${name} 31337            * 0`);
-        let got: HostReport | undefined;
-        if (rejects(() => (got = parseReport(text(s), TOKEN)))) return;
-        expect(values(got!)).toEqual(values(expectedOf(g)));
-      },
-    ), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        genuineArb.filter((g) => g.unix.length > 0),
+        fc.nat(),
+        fc.oneof(
+          hostileLine,
+          fc.tuple(hostileLine, hostileLine).map(([a, b]) => `${a}\n${b}`),
+          fc.constantFrom(
+            "/run/php/PHP8.2-FPM.SOCK",
+            "/RUN/php/app.sock",
+            "/run/php/php8.2-fpm.sock.evil",
+            "/run/php/php8.2-fpm.soc",
+            "/evil 1 * 0\nu_str LISTEN 0 65535 /evil",
+            `/evil 1 * 0\n@@${OTHER} sysctl net.core.somaxconn\n65535`,
+            "/evil\u0000/run/php/app.sock",
+            "@abstract",
+            "",
+          ),
+        ),
+        u32,
+        (g, which, name, backlog) => {
+          const [path] = g.unix[which % g.unix.length]!;
+          // ss -x src PATH prints only sockets whose name matches PATH (case aside): a name that holds
+          // PATH itself plus more lines could not be printed in this section.
+          fc.pre(!name.includes(path) && !carriesToken(name));
+          const s = sections(g);
+          const section = s.find((x) => x.head === `unix ${path}`)!;
+          section.body.push(`u_str LISTEN 0      ${backlog}   ${name} 31337            * 0`);
+          let got: HostReport | undefined;
+          if (rejects(() => (got = parseReport(text(s), TOKEN)))) return;
+          expect(values(got!)).toEqual(values(expectedOf(g)));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   test("a forged section without the token (or with another run's token) is ignored before the report, and rejected inside a value's body", () => {
@@ -456,10 +657,18 @@ describe("numbers, rows and contents are checked", () => {
   });
 
   test("numbers at the edges of their ranges are taken", () => {
-    const r = parseReport([
-      at("sysctl net.core.somaxconn"), "4294967295", at("tcp 65535"), "LISTEN 0 4294967295 0.0.0.0:65535 0.0.0.0:* ino:9999999999",
-      at("tcp 0"), at("generation"), "9999999999",
-    ].join("\n"), TOKEN);
+    const r = parseReport(
+      [
+        at("sysctl net.core.somaxconn"),
+        "4294967295",
+        at("tcp 65535"),
+        "LISTEN 0 4294967295 0.0.0.0:65535 0.0.0.0:* ino:9999999999",
+        at("tcp 0"),
+        at("generation"),
+        "9999999999",
+      ].join("\n"),
+      TOKEN,
+    );
     expect(r.sysctls["net.core.somaxconn"]).toBe(MAX_U32);
     expect(r.sockets[0]).toMatchObject({ port: 65535, backlog: MAX_U32, inode: 9999999999 });
     expect(r.generation).toBe(9999999999);
@@ -542,11 +751,19 @@ const haveSs = spawnSync("ss", ["-V"]).status === 0 && spawnSync("python3", ["-V
 (haveSs ? test : test.skip)("ss -x src PATH also prints a socket whose name differs only by case", () => {
   const dir = mkdtempSync(join(tmpdir(), "backlog-ss-"));
   try {
-    const r = spawnSync("python3", ["-c", [
-      "import socket, subprocess, sys",
-      "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1] + '/APP.sock'); s.listen(7)",
-      "print(subprocess.run(['ss', '-H', '-l', '-n', '-x', 'src', sys.argv[1] + '/app.sock'], capture_output=True, text=True).stdout)",
-    ].join("\n"), dir], { encoding: "utf8" });
+    const r = spawnSync(
+      "python3",
+      [
+        "-c",
+        [
+          "import socket, subprocess, sys",
+          "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1] + '/APP.sock'); s.listen(7)",
+          "print(subprocess.run(['ss', '-H', '-l', '-n', '-x', 'src', sys.argv[1] + '/app.sock'], capture_output=True, text=True).stdout)",
+        ].join("\n"),
+        dir,
+      ],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`${dir}/APP.sock`);
     const section = [at(`unix ${dir}/app.sock`), r.stdout.trim()].join("\n");
@@ -560,14 +777,28 @@ describe("sysctl sources (issue #14)", () => {
   const tok = reportToken();
   const at = (s: string) => `@@${tok} ${s}`;
   it("parses the files (links with their targets) and the numbered lines that assign a key", () => {
-    const r = parseReport([
-      at("sysctl-files"), "/etc/sysctl.d/99-sysctl.conf -> /etc/sysctl.conf", "/etc/sysctl.d/60-b.conf -> /dev/null", "/etc/sysctl.d/x.conf -> !unsafe", "/usr/lib/sysctl.d/50-pid-max.conf", "/etc/sysctl.conf",
-      at("sysctl-lines"), "/etc/sysctl.d/99-sysctl.conf:69:net.core.somaxconn = 128", "/run/sysctl.d/zzz-x.conf:1: - net/core/somaxconn=77\t", "/etc/sysctl.conf:3:net.core.somaxconn = lots",
-      at("end"),
-    ].join("\n"), tok);
+    const r = parseReport(
+      [
+        at("sysctl-files"),
+        "/etc/sysctl.d/99-sysctl.conf -> /etc/sysctl.conf",
+        "/etc/sysctl.d/60-b.conf -> /dev/null",
+        "/etc/sysctl.d/x.conf -> !unsafe",
+        "/usr/lib/sysctl.d/50-pid-max.conf",
+        "/etc/sysctl.conf",
+        at("sysctl-lines"),
+        "/etc/sysctl.d/99-sysctl.conf:69:net.core.somaxconn = 128",
+        "/run/sysctl.d/zzz-x.conf:1: - net/core/somaxconn=77\t",
+        "/etc/sysctl.conf:3:net.core.somaxconn = lots",
+        at("end"),
+      ].join("\n"),
+      tok,
+    );
     expect(r.sysctlFiles).toEqual([
-      { path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" }, { path: "/etc/sysctl.d/60-b.conf", target: "/dev/null" },
-      { path: "/etc/sysctl.d/x.conf", target: "!unsafe" }, { path: "/usr/lib/sysctl.d/50-pid-max.conf" }, { path: "/etc/sysctl.conf" },
+      { path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" },
+      { path: "/etc/sysctl.d/60-b.conf", target: "/dev/null" },
+      { path: "/etc/sysctl.d/x.conf", target: "!unsafe" },
+      { path: "/usr/lib/sysctl.d/50-pid-max.conf" },
+      { path: "/etc/sysctl.conf" },
     ]);
     expect(r.sysctlLines).toEqual([
       { path: "/etc/sysctl.d/99-sysctl.conf", line: 69, key: "net.core.somaxconn", value: 128, text: "net.core.somaxconn = 128" },

@@ -9,8 +9,10 @@ import {
   batchSize,
   checkMaxParallel,
   describeRollout,
+  hostPlaces,
   isDisruptive,
   planRollout,
+  rolloutNote,
   stopReason,
   toBatches,
   toRollout,
@@ -95,13 +97,17 @@ describe("toRollout", () => {
   test("any whole number ≥ 1 and any N% with N in 1..100 are accepted; everything else in range is refused", () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 1_000_000 }), (n) => checkMaxParallel(n) === n));
     fc.assert(fc.property(fc.integer({ min: 1, max: 100 }), (n) => checkMaxParallel(`${n}%`) === `${n}%`));
-    fc.assert(fc.property(fc.integer({ min: -1000, max: 0 }), (n) => {
-      expect(() => checkMaxParallel(n)).toThrow(RolloutError);
-      expect(() => checkMaxParallel(`${n}%`)).toThrow(RolloutError);
-    }));
-    fc.assert(fc.property(fc.integer({ min: 101, max: 100_000 }), (n) => {
-      expect(() => checkMaxParallel(`${n}%`)).toThrow(/must be from 1% to 100%/);
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: -1000, max: 0 }), (n) => {
+        expect(() => checkMaxParallel(n)).toThrow(RolloutError);
+        expect(() => checkMaxParallel(`${n}%`)).toThrow(RolloutError);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 101, max: 100_000 }), (n) => {
+        expect(() => checkMaxParallel(`${n}%`)).toThrow(/must be from 1% to 100%/);
+      }),
+    );
   });
 });
 
@@ -127,13 +133,15 @@ describe("batchSize", () => {
   });
 
   test("N% is ceil(N * hosts / 100), at least 1, at most the hosts", () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 5000 }), (p, n) => {
-      const size = batchSize(`${p}%`, n);
-      expect(size).toBeGreaterThanOrEqual(1);
-      expect(size).toBeLessThanOrEqual(n);
-      expect(size * 100).toBeGreaterThanOrEqual(p * n); // covers N% of the hosts
-      expect((size - 1) * 100).toBeLessThan(p * n); // and not one host more
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 5000 }), (p, n) => {
+        const size = batchSize(`${p}%`, n);
+        expect(size).toBeGreaterThanOrEqual(1);
+        expect(size).toBeLessThanOrEqual(n);
+        expect(size * 100).toBeGreaterThanOrEqual(p * n); // covers N% of the hosts
+        expect((size - 1) * 100).toBeLessThan(p * n); // and not one host more
+      }),
+    );
   });
 
   test("an invalid maxParallel or host count is refused", () => {
@@ -152,13 +160,15 @@ describe("toBatches", () => {
   });
 
   test("every host exactly once, in order, no batch over the size", () => {
-    fc.assert(fc.property(fc.uniqueArray(fc.string(), { maxLength: 60 }), fc.integer({ min: 1, max: 70 }), (hosts, size) => {
-      const batches = toBatches(hosts, size);
-      expect(batches.flat()).toEqual(hosts);
-      expect(batches.every((b) => b.length >= 1 && b.length <= size)).toBe(true);
-      expect(batches.slice(0, -1).every((b) => b.length === size)).toBe(true);
-      expect(batches.length).toBe(Math.ceil(hosts.length / size));
-    }));
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string(), { maxLength: 60 }), fc.integer({ min: 1, max: 70 }), (hosts, size) => {
+        const batches = toBatches(hosts, size);
+        expect(batches.flat()).toEqual(hosts);
+        expect(batches.every((b) => b.length >= 1 && b.length <= size)).toBe(true);
+        expect(batches.slice(0, -1).every((b) => b.length === size)).toBe(true);
+        expect(batches.length).toBe(Math.ceil(hosts.length / size));
+      }),
+    );
   });
 
   test("a size below 1 is refused", () => {
@@ -200,9 +210,13 @@ describe("planRollout", () => {
     expect(plan.maxParallel).toBe("25%");
     expect(plan.worst.h7).toBe("reload");
     expect(plan.reason).toBe("default maxParallel 25%: h7 (reload) must reload or restart a service");
-    expect(describeRollout(plan, adaptive)).toBe("rollout: 4 batches of up to 3 host(s) (default maxParallel 25%: h7 (reload) must reload or restart a service); " +
-      "stops after the first batch with a failed host");
-    expect(describeRollout(plan, toRollout({ maxFailedHosts: 2 }))).toMatch(/stops after the batch in which more than 2 host\(s\) have failed \(needs pulumi up --continue-on-error\)$/);
+    expect(describeRollout(plan, adaptive)).toBe(
+      "rollout: 4 batches of up to 3 host(s) (default maxParallel 25%: h7 (reload) must reload or restart a service); " +
+        "stops after the first batch with a failed host",
+    );
+    expect(describeRollout(plan, toRollout({ maxFailedHosts: 2 }))).toMatch(
+      /stops after the batch in which more than 2 host\(s\) have failed \(needs pulumi up --continue-on-error\)$/,
+    );
   });
 
   test("default with restarts everywhere names a few hosts and the count", () => {
@@ -216,8 +230,11 @@ describe("planRollout", () => {
   });
 
   test("a configured maxParallel is used whatever the actions", () => {
-    expect(planRollout(hosts, all("none"), toRollout({ maxParallel: 4 })).batches)
-      .toEqual([["h1", "h2", "h3", "h4"], ["h5", "h6", "h7", "h8"], ["h9", "h10"]]);
+    expect(planRollout(hosts, all("none"), toRollout({ maxParallel: 4 })).batches).toEqual([
+      ["h1", "h2", "h3", "h4"],
+      ["h5", "h6", "h7", "h8"],
+      ["h9", "h10"],
+    ]);
     expect(planRollout(hosts, all("restart"), toRollout({ maxParallel: "100%" })).batches).toEqual([hosts]);
     expect(planRollout(hosts, {}, toRollout({ maxParallel: 1 })).batches).toEqual(hosts.map((h) => [h]));
   });
@@ -227,8 +244,97 @@ describe("planRollout", () => {
     expect(planRollout([], {}, toRollout({ maxParallel: "50%" })).batches).toEqual([]);
   });
 
+  test("unprobed hosts go last, in batches of their own of the same size, counted in the fleet's size", () => {
+    const plan = planRollout(hosts, all("relisten"), toRollout({ maxParallel: "25%" }), ["h2", "h5", "h9"]);
+    // 25% of 10 hosts: 3 per batch; the 7 probed hosts first, then the 3 that could not be probed.
+    expect(plan.batches).toEqual([["h1", "h3", "h4"], ["h6", "h7", "h8"], ["h10"], ["h2", "h5", "h9"]]);
+    expect(plan.unprobed).toEqual(["h2", "h5", "h9"]);
+    expect(planRollout(["a", "b", "c"], {}, toRollout({ maxParallel: 1 }), ["a", "b"]).batches).toEqual([["c"], ["a"], ["b"]]);
+  });
+
+  test("adaptive: the probed hosts at once, the unprobed ones after them; their (unknown) actions do not shrink the batches", () => {
+    const plan = planRollout(["a", "b", "c"], { a: { nginx: "relisten" }, b: { nginx: "restart" }, c: {} }, adaptive, ["b"]);
+    expect(plan.batches).toEqual([["a", "c"], ["b"]]);
+    expect(plan.maxParallel).toBeUndefined();
+    expect(plan.worst.b).toBe("none");
+    expect(describeRollout(plan, adaptive)).toBe(
+      'rollout: 2 batches of up to 3 host(s) (no host needs more than "relisten" (no request is dropped)); ' +
+        "last, in batch(es) of their own: b, which could not be probed (each is probed again when its batch starts), so that their failure " +
+        "cannot stop the hosts that can be deployed; stops after the first batch with a failed host",
+    );
+    // A disruptive probed host still gives the default batch size, counted over the whole fleet.
+    const disrupted = planRollout(hosts, { ...all("none"), h1: { nginx: "restart" } }, adaptive, ["h10"]);
+    expect(disrupted.batches).toEqual([["h1", "h2", "h3"], ["h4", "h5", "h6"], ["h7", "h8", "h9"], ["h10"]]);
+  });
+
+  test("no host probed, or an unknown name in unprobed", () => {
+    const plan = planRollout(["a", "b"], {}, adaptive, ["a", "b", "zz"]);
+    expect(plan.batches).toEqual([["a", "b"]]);
+    expect(plan.unprobed).toEqual(["a", "b"]);
+    expect(describeRollout(plan, adaptive)).toBe(
+      'rollout: all 2 host(s) at once (no host needs more than "relisten" (no request is dropped)); no host could be probed (a, b)',
+    );
+    expect(planRollout(["a", "b"], {}, adaptive, ["zz"]).batches).toEqual([["a", "b"]]);
+  });
+
+  test("every host exactly once; every unprobed host after every probed one; no batch over the size", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 40 }),
+        fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }),
+        fc.integer({ min: 1, max: 12 }),
+        (names, failedFlags, size) => {
+          const unprobed = names.filter((_, i) => failedFlags[i]);
+          const plan = planRollout(names, {}, toRollout({ maxParallel: size }), unprobed);
+          expect([...plan.batches.flat()].sort()).toEqual([...names].sort());
+          const at = batchIndex(plan.batches);
+          const probed = names.filter((n) => !unprobed.includes(n));
+          for (const u of unprobed) for (const p of probed) expect(at[u]).toBeGreaterThan(at[p]);
+          expect(plan.batches.every((b) => b.length >= 1 && b.length <= size)).toBe(true);
+        },
+      ),
+    );
+  });
+
   test("batchIndex maps each host to its batch", () => {
     expect(batchIndex([["a", "b"], ["c"]])).toEqual({ a: 0, b: 0, c: 1 });
+  });
+});
+
+describe("hostPlaces and rolloutNote", () => {
+  test("each host's batch and the hosts after it; none for a plan of one batch", () => {
+    const plan = { batches: [["a", "b"], ["c"], ["d", "e"]] };
+    expect(hostPlaces(plan, toRollout({}))).toEqual({
+      a: { batch: 1, batches: 3, later: ["c", "d", "e"], laterCount: 3, maxFailedHosts: 0 },
+      b: { batch: 1, batches: 3, later: ["c", "d", "e"], laterCount: 3, maxFailedHosts: 0 },
+      c: { batch: 2, batches: 3, later: ["d", "e"], laterCount: 2, maxFailedHosts: 0 },
+      d: { batch: 3, batches: 3, later: [], laterCount: 0, maxFailedHosts: 0 },
+      e: { batch: 3, batches: 3, later: [], laterCount: 0, maxFailedHosts: 0 },
+    });
+    expect(hostPlaces({ batches: [["a", "b"]] }, toRollout({}))).toEqual({});
+    expect(hostPlaces({ batches: [] }, toRollout({}))).toEqual({});
+  });
+
+  test("a long tail is cut to the first names and the count", () => {
+    const tail = Array.from({ length: 45 }, (_, i) => `t${i}`);
+    const place = hostPlaces({ batches: [["a"], tail] }, toRollout({})).a;
+    expect(place.later).toEqual(tail.slice(0, 20));
+    expect(place.laterCount).toBe(45);
+    expect(rolloutNote(place)).toBe(
+      `rollout stopped at this host's batch 1 of 2: not touched: ${tail.slice(0, 20).join(", ")}, … (45 hosts) (rollout.maxFailedHosts 0)`,
+    );
+  });
+
+  test("maxFailedHosts 0: the rollout stops at the host's batch; more: only with --continue-on-error; nothing after it: no note", () => {
+    const places = hostPlaces({ batches: [["h1"], ["h2"], ["h3"]] }, toRollout({}));
+    expect(rolloutNote(places.h2)).toBe("rollout stopped at this host's batch 2 of 3: not touched: h3 (rollout.maxFailedHosts 0)");
+    expect(rolloutNote(places.h3)).toBeUndefined();
+    expect(rolloutNote(undefined)).toBeUndefined();
+    const tolerant = hostPlaces({ batches: [["h1"], ["h2"], ["h3"]] }, toRollout({ maxFailedHosts: 1 }));
+    expect(rolloutNote(tolerant.h1)).toBe(
+      "rollout: this host is in batch 1 of 3; the later batches (h2, h3) go on only with pulumi up --continue-on-error, " +
+        "until more than 1 host(s) have failed (rollout.maxFailedHosts 1); without it they are not touched",
+    );
   });
 });
 

@@ -45,12 +45,12 @@ describe("quote", () => {
   });
 
   it("round-trips fixed nasty strings through sh", () => {
-    for (const s of ["", "'", "''", "\"", "\\", "$(id)", "`id`", "a\nb", " lead", "trail ", "*", "-n", "%s", "ü✓", "a'b\"c$d`e\\f"]) {
+    for (const s of ["", "'", "''", '"', "\\", "$(id)", "`id`", "a\nb", " lead", "trail ", "*", "-n", "%s", "ü✓", "a'b\"c$d`e\\f"]) {
       expect(sh(`printf %s ${quote(s)}`)).toBe(s);
     }
   });
 
-  it("round-trips arbitrary strings through sh -c \"printf %s <quoted>\" (property)", () => {
+  it('round-trips arbitrary strings through sh -c "printf %s <quoted>" (property)', () => {
     fc.assert(
       fc.property(shellString, (s) => sh(`printf %s ${quote(s)}`) === s),
       { numRuns: 150 },
@@ -100,7 +100,17 @@ describe("command", () => {
 describe("chain", () => {
   it("joins commands with the operator", () => {
     expect(chain([["true"], ["echo", "a b"]], "&&")).toBe("true && echo 'a b'");
-    expect(sh(chain([["printf", "%s", "x;y"], ["printf", "%s", "$z"]], ";"))).toBe("x;y$z");
+    expect(
+      sh(
+        chain(
+          [
+            ["printf", "%s", "x;y"],
+            ["printf", "%s", "$z"],
+          ],
+          ";",
+        ),
+      ),
+    ).toBe("x;y$z");
   });
 
   it("rejects unknown operators and empty lists", () => {

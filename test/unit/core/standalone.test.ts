@@ -4,12 +4,13 @@
  * agrees with verify.ts's parseSs/socketMatches, and the script parses as POSIX sh. Whole runs
  * against a real host are in test/integration/aws.test.ts.
  */
-import { execFileSync, spawnSync } from "child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fc from "fast-check";
-import { mkdtempSync, readFileSync } from "fs";
-import { tmpdir, userInfo } from "os";
-import { join } from "path";
-import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken, scriptLibrary } from "../../../src/core/plan";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken, scriptLibrary, sysctlListing } from "../../../src/core/plan";
+import { type SysctlSources, conflictAdvice, formatConflict, sysctlConflicts } from "../../../src/core/sysctlSources";
 import { parseReport } from "../../../src/core/report";
 import { type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, defineProfile, kernelTargets } from "../../../src/core/profile";
 import { render, renderSysctlDropIn } from "../../../src/core/render";
@@ -18,11 +19,13 @@ import {
   STANDALONE_EXIT,
   dropInTemplate,
   fillRuntimeValues,
+  conflictShell,
   kernelVariables,
   socketSelectorEnv,
   standaloneScript,
 } from "../../../src/core/standalone";
 import { quote } from "../../../src/core/shell";
+import { ssmDocumentContent } from "../../../src/core/aws/ssmDocument";
 import { type ListeningSocket, type SocketSelector, compare, expectedValues, parseSs, socketMatches } from "../../../src/core/verify";
 import { EXACT, KERNEL_ONLY, WEB } from "../fixtures";
 
@@ -39,7 +42,12 @@ function sh(script: string, env: Record<string, string> = {}): { code: number; s
 }
 
 describe("the script", () => {
-  test.each([["incident", INCIDENT], ["web fixture", WEB], ["kernel only", KERNEL_ONLY], ["exact", EXACT]])("%s: #!/bin/sh, parses as POSIX sh, holds no {{ (dash and bash --posix)", (_, input) => {
+  test.each([
+    ["incident", INCIDENT],
+    ["web fixture", WEB],
+    ["kernel only", KERNEL_ONLY],
+    ["exact", EXACT],
+  ])("%s: #!/bin/sh, parses as POSIX sh, holds no {{ (dash and bash --posix)", (_, input) => {
     const script = standaloneScript(input as ProfileInput);
     expect(script.startsWith("#!/bin/sh\n")).toBe(true);
     expect(script).not.toContain("{{");
@@ -73,12 +81,15 @@ describe("the script", () => {
     expect(script).toContain(`pb_at "retired $p"`);
     // Every restart, reload and relisten runs inside the apply (the subshell), after the decision and
     // before the commit, so that a failed one rolls everything back (pb_fail 12).
-    const apply = script.slice(script.indexOf("\n(\npb_main() {\n"), script.indexOf(") > \"$pb_state/apply.log\" 2>&1"));
+    const apply = script.slice(script.indexOf("\n(\npb_main() {\n"), script.indexOf(') > "$pb_state/apply.log" 2>&1'));
     const outside = script.replace(apply, "");
     expect(outside).not.toMatch(/pb_decide "\$pb_before"|pb_service |pb_tell [a-z]/);
     const decide = apply.indexOf('pb_decide "$pb_before" "$pb_state/apply.log"');
     expect(decide).toBeGreaterThan(apply.indexOf("sysctl -p /etc/sysctl.d/zz-pulumi-backlog.conf"));
-    for (const [unit, sv] of [["php8.2-fpm", "php"], ["nginx", "nginx"]]) {
+    for (const [unit, sv] of [
+      ["php8.2-fpm", "php"],
+      ["nginx", "nginx"],
+    ]) {
       const step = apply.indexOf(`pb_step 'service ${unit}'\ncase $pb_act_${sv} in\nrestart)`);
       expect(step).toBeGreaterThan(decide);
       expect(step).toBeLessThan(apply.indexOf("pb_step commit"));
@@ -137,12 +148,16 @@ describe("the script", () => {
     const rows = script.split("\n").filter((l) => l.startsWith("  pb_row "));
     const expected = expectedValues(profile);
     expect(rows).toHaveLength(expected.length);
-    expected.forEach((e, i) => expect(rows[i]).toContain(quote(e.setting)));
+    expected.forEach((e, i) => {
+      expect(rows[i]).toContain(quote(e.setting));
+    });
     // The stale-socket hint of a pool, word for word from compare().
     const pool = expected.find((e) => e.target.kind === "socket" && e.target.service === "php-fpm")!;
     const [row] = compare([{ ...pool, comparison: "equal" }], {
       sysctls: { [SOMAXCONN]: pool.expected },
-      sockets: [{ kind: "unix", netid: "u_str", recvQ: 0, backlog: pool.expected - 1, local: "/run/php/app.sock", host: null, port: null, path: "/run/php/app.sock" }],
+      sockets: [
+        { kind: "unix", netid: "u_str", recvQ: 0, backlog: pool.expected - 1, local: "/run/php/app.sock", host: null, port: null, path: "/run/php/app.sock" },
+      ],
     });
     expect(script).toContain(quote(row!.hint));
   });
@@ -163,23 +178,26 @@ describe("the drop-in with run-time values", () => {
   });
 
   test("atLeast: for any host values the filled drop-in is render(profile, { hostBefore: own })", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 65535 }),
-      fc.option(fc.integer({ min: 1, max: 2147483647 }), { nil: undefined }),
-      fc.integer({ min: 0, max: 2147483647 }),
-      fc.integer({ min: 0, max: 2147483647 }),
-      (backlog, syn, ownSomaxconn, ownSyn) => {
-        const profile = defineProfile({ name: "p", backlog, ...(syn !== undefined && syn >= backlog ? { tcpMaxSynBacklog: syn } : {}) });
-        const own = { [SOMAXCONN]: ownSomaxconn, [TCP_MAX_SYN_BACKLOG]: ownSyn };
-        const t = dropInTemplate(profile);
-        const env: Record<string, string> = {};
-        kernelTargets(profile, own).forEach((target, i) => {
-          env[kernelVariables(i).want] = String(target.value);
-          env[kernelVariables(i).kept] = target.keptHostValue ? String(target.hostBefore) : "";
-        });
-        expect(fillRuntimeValues(t.content, t.runtimeValues, env)).toBe(renderSysctlDropIn(profile, { hostBefore: own }));
-      },
-    ), { numRuns: 200 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 65535 }),
+        fc.option(fc.integer({ min: 1, max: 2147483647 }), { nil: undefined }),
+        fc.integer({ min: 0, max: 2147483647 }),
+        fc.integer({ min: 0, max: 2147483647 }),
+        (backlog, syn, ownSomaxconn, ownSyn) => {
+          const profile = defineProfile({ name: "p", backlog, ...(syn !== undefined && syn >= backlog ? { tcpMaxSynBacklog: syn } : {}) });
+          const own = { [SOMAXCONN]: ownSomaxconn, [TCP_MAX_SYN_BACKLOG]: ownSyn };
+          const t = dropInTemplate(profile);
+          const env: Record<string, string> = {};
+          kernelTargets(profile, own).forEach((target, i) => {
+            env[kernelVariables(i).want] = String(target.value);
+            env[kernelVariables(i).kept] = target.keptHostValue ? String(target.hostBefore) : "";
+          });
+          expect(fillRuntimeValues(t.content, t.runtimeValues, env)).toBe(renderSysctlDropIn(profile, { hostBefore: own }));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   test("plan.ts fills them with sed as it writes the file (run for real with /bin/sh under set -u, as the standalone script runs it)", () => {
@@ -200,12 +218,23 @@ describe("the drop-in with run-time values", () => {
     };
     const script = applyScript(plan, { token, runDir: join(dir, "run") });
     const cases: [Record<string, string>, Record<string, number>][] = [
-      [{ pb_want_0: "4096", pb_kept_0: "", pb_want_1: "4096", pb_kept_1: "" }, { [SOMAXCONN]: 128, [TCP_MAX_SYN_BACKLOG]: 256 }],
-      [{ pb_want_0: "9000", pb_kept_0: "9000", pb_want_1: "4096", pb_kept_1: "" }, { [SOMAXCONN]: 9000, [TCP_MAX_SYN_BACKLOG]: 1 }],
-      [{ pb_want_0: "65535", pb_kept_0: "65535", pb_want_1: "2147483647", pb_kept_1: "2147483647" }, { [SOMAXCONN]: 65535, [TCP_MAX_SYN_BACKLOG]: 2147483647 }],
+      [
+        { pb_want_0: "4096", pb_kept_0: "", pb_want_1: "4096", pb_kept_1: "" },
+        { [SOMAXCONN]: 128, [TCP_MAX_SYN_BACKLOG]: 256 },
+      ],
+      [
+        { pb_want_0: "9000", pb_kept_0: "9000", pb_want_1: "4096", pb_kept_1: "" },
+        { [SOMAXCONN]: 9000, [TCP_MAX_SYN_BACKLOG]: 1 },
+      ],
+      [
+        { pb_want_0: "65535", pb_kept_0: "65535", pb_want_1: "2147483647", pb_kept_1: "2147483647" },
+        { [SOMAXCONN]: 65535, [TCP_MAX_SYN_BACKLOG]: 2147483647 },
+      ],
     ];
     for (const [vars, own] of cases) {
-      const assign = Object.entries(vars).map(([k, v]) => `${k}=${quote(v)}`).join("; ");
+      const assign = Object.entries(vars)
+        .map(([k, v]) => `${k}=${quote(v)}`)
+        .join("; ");
       const r = sh(`set -u\n${assign}\n(\n${script}\n)`);
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
@@ -228,15 +257,21 @@ describe("the drop-in with run-time values", () => {
   test("plan.ts refuses malformed run-time values", () => {
     const base = { path: "/tmp/x.conf", content: "a = @V@\n", mode: "0644", owner: "root", group: "root" };
     const plan = (runtimeValues: Record<string, string>): ApplyPlan => ({
-      stateDir: "/tmp/s", owner: "standalone", files: [{ ...base, runtimeValues }], sysctlKeys: [], services: [], sockets: { unixPaths: [], tcpPorts: [] },
+      stateDir: "/tmp/s",
+      owner: "standalone",
+      files: [{ ...base, runtimeValues }],
+      sysctlKeys: [],
+      services: [],
+      sockets: { unixPaths: [], tcpPorts: [] },
     });
     const opts = { token: reportToken() };
     expect(() => applyScript(plan({ "@V@": "x; rm" }), opts)).toThrow(/not a shell variable name/);
-    expect(() => applyScript(plan({ "V": "x" }), opts)).toThrow(/must look like @NAME@/);
+    expect(() => applyScript(plan({ V: "x" }), opts)).toThrow(/must look like @NAME@/);
     expect(() => applyScript(plan({ "@W@": "x" }), opts)).toThrow(/does not occur/);
     // Without run-time values, the file is written byte for byte (no sed expressions on the pb_put line).
-    expect(applyScript({ ...plan({}), files: [base] }, opts))
-      .toContain(`pb_put /tmp/x.conf ${backupName("/tmp/x.conf")} 0644 root:root ${contentHash(base.content)} <<'PULUMI_BACKLOG_B64'`);
+    expect(applyScript({ ...plan({}), files: [base] }, opts)).toContain(
+      `pb_put /tmp/x.conf ${backupName("/tmp/x.conf")} 0644 root:root ${contentHash(base.content)} <<'PULUMI_BACKLOG_B64'`,
+    );
   });
 });
 
@@ -245,39 +280,50 @@ describe("the awk socket matcher agrees with verify.ts", () => {
   const hosts6 = ["::", "::1", "fe80::1%lo", "2001:db8::5", "::ffff:127.0.0.1"];
   const ports = [80, 8080, 9000];
   const paths = ["/run/php/app.sock", "/run/php/php8.2-fpm.sock", "@abstract", "/run/with space.sock"];
-  const tcpRow = fc.record({
-    state: fc.constantFrom("LISTEN", "LISTEN", "LISTEN", "ESTAB", "UNCONN"),
-    host: fc.constantFrom(...hosts4, ...hosts6),
-    port: fc.constantFrom(...ports),
-    backlog: fc.constantFrom(128, 511, 1024, 4096),
-    netid: fc.boolean(),
-    process: fc.boolean(),
-  }).map((r) => {
-    const bare = r.host.split("%")[0] ?? r.host;
-    const local = r.host === "*" || !bare.includes(":") ? `${r.host}:${r.port}` : `[${r.host.replace(/%.*/, "")}]${r.host.includes("%") ? "%lo" : ""}:${r.port}`;
-    return `${r.netid ? "tcp   " : ""}${r.state} 0      ${r.backlog}   ${local}   ${r.host.includes(":") ? "[::]:*" : "0.0.0.0:*"}${r.process ? '   users:(("nginx",pid=1,fd=6))' : ""}`;
-  });
-  const unixRow = fc.record({
-    state: fc.constantFrom("LISTEN", "LISTEN", "ESTAB"),
-    path: fc.constantFrom(...paths),
-    backlog: fc.constantFrom(8, 511, 4096),
-    netid: fc.constantFrom("u_str", "u_seq", ""),
-  }).map((r) => `${r.netid ? r.netid + " " : ""}${r.state} 0      ${r.backlog}   ${r.path} 12345 * 0`);
+  const tcpRow = fc
+    .record({
+      state: fc.constantFrom("LISTEN", "LISTEN", "LISTEN", "ESTAB", "UNCONN"),
+      host: fc.constantFrom(...hosts4, ...hosts6),
+      port: fc.constantFrom(...ports),
+      backlog: fc.constantFrom(128, 511, 1024, 4096),
+      netid: fc.boolean(),
+      process: fc.boolean(),
+    })
+    .map((r) => {
+      const bare = r.host.split("%")[0] ?? r.host;
+      const local =
+        r.host === "*" || !bare.includes(":") ? `${r.host}:${r.port}` : `[${r.host.replace(/%.*/, "")}]${r.host.includes("%") ? "%lo" : ""}:${r.port}`;
+      return `${r.netid ? "tcp   " : ""}${r.state} 0      ${r.backlog}   ${local}   ${r.host.includes(":") ? "[::]:*" : "0.0.0.0:*"}${r.process ? '   users:(("nginx",pid=1,fd=6))' : ""}`;
+    });
+  const unixRow = fc
+    .record({
+      state: fc.constantFrom("LISTEN", "LISTEN", "ESTAB"),
+      path: fc.constantFrom(...paths),
+      backlog: fc.constantFrom(8, 511, 4096),
+      netid: fc.constantFrom("u_str", "u_seq", ""),
+    })
+    .map((r) => `${r.netid ? r.netid + " " : ""}${r.state} 0      ${r.backlog}   ${r.path} 12345 * 0`);
   const selector: fc.Arbitrary<SocketSelector> = fc.oneof(
     fc.constantFrom(...paths).map((path): SocketSelector => ({ kind: "unix", path })),
-    fc.record({
-      host: fc.constantFrom<string | null>(null, "0.0.0.0", "127.0.0.1", "10.0.0.5", "::", "::1", "2001:db8::5", "fe80::1"),
-      port: fc.constantFrom(...ports),
-      dualStack: fc.boolean(),
-    }).map(({ host, port, dualStack }): SocketSelector => ({
-      kind: "tcp",
-      endpoint: { family: host === null ? "any" : host.includes(":") ? "ipv6" : "ipv4", host, port },
-      dualStack,
-    })),
+    fc
+      .record({
+        host: fc.constantFrom<string | null>(null, "0.0.0.0", "127.0.0.1", "10.0.0.5", "::", "::1", "2001:db8::5", "fe80::1"),
+        port: fc.constantFrom(...ports),
+        dualStack: fc.boolean(),
+      })
+      .map(
+        ({ host, port, dualStack }): SocketSelector => ({
+          kind: "tcp",
+          endpoint: { family: host === null ? "any" : host.includes(":") ? "ipv6" : "ipv4", host, port },
+          dualStack,
+        }),
+      ),
   );
 
   function viaTs(output: string, s: SocketSelector): string {
-    const found = parseSs(output).filter((x: ListeningSocket) => socketMatches(s, x)).map((x) => x.backlog);
+    const found = parseSs(output)
+      .filter((x: ListeningSocket) => socketMatches(s, x))
+      .map((x) => x.backlog);
     if (found.length === 0) return "missing";
     return `${Math.min(...found)} ${found.every((b) => b === found[0]) ? 1 : 0}`;
   }
@@ -338,15 +384,144 @@ describe("the awk socket matcher agrees with verify.ts", () => {
 
   test("on generated ss output (property)", () => {
     const seen = { missing: 0, one: 0, differing: 0 };
-    fc.assert(fc.property(fc.array(fc.oneof(tcpRow, unixRow), { maxLength: 8 }), selector, (lines, s) => {
-      const output = lines.join("\n");
-      const ts = viaTs(output, s);
-      expect(viaAwk(output, s)).toBe(ts);
-      seen[ts === "missing" ? "missing" : ts.endsWith(" 1") ? "one" : "differing"]++;
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.array(fc.oneof(tcpRow, unixRow), { maxLength: 8 }), selector, (lines, s) => {
+        const output = lines.join("\n");
+        const ts = viaTs(output, s);
+        expect(viaAwk(output, s)).toBe(ts);
+        seen[ts === "missing" ? "missing" : ts.endsWith(" 1") ? "one" : "differing"]++;
+      }),
+      { numRuns: 200 },
+    );
     // The generator reaches every outcome, not only "missing".
     expect(seen.one).toBeGreaterThan(10);
     expect(seen.differing).toBeGreaterThan(0);
     // fast-check runs the awk program per case: seconds on a loaded machine.
   }, 30_000);
+});
+
+describe("sysctl conflicts (issue #14): the SSH path's model, run on the host", () => {
+  const DROP_IN = "/etc/sysctl.d/zz-pulumi-backlog.conf";
+  // Debian 12 with the classic advice in /etc/sysctl.conf and a later-sorted drop-in of the host's own.
+  const SOURCES: SysctlSources = {
+    files: [
+      { path: "/etc/sysctl.d/99-sysctl.conf", target: "/etc/sysctl.conf" },
+      { path: DROP_IN },
+      { path: "/etc/sysctl.d/zzzz-local.conf" },
+      { path: "/etc/sysctl.conf" },
+    ],
+    lines: [
+      { path: "/etc/sysctl.d/99-sysctl.conf", line: 69, key: SOMAXCONN, value: 128, text: "net.core.somaxconn = 128" },
+      { path: DROP_IN, line: 9, key: SOMAXCONN, value: 8192, text: "net.core.somaxconn = 8192" },
+      { path: "/etc/sysctl.d/zzzz-local.conf", line: 2, key: TCP_MAX_SYN_BACKLOG, value: 100, text: "net.ipv4.tcp_max_syn_backlog = 100" },
+      { path: "/etc/sysctl.conf", line: 69, key: SOMAXCONN, value: 128, text: "net.core.somaxconn = 128" },
+    ],
+  };
+  const LISTING = [
+    "@files",
+    "/etc/sysctl.d/99-sysctl.conf -> /etc/sysctl.conf",
+    DROP_IN,
+    "/etc/sysctl.d/zzzz-local.conf",
+    "/etc/sysctl.conf",
+    "@lines",
+    ...SOURCES.lines.map((l) => `${l.path}:${l.line}:${l.text}`),
+    "",
+  ].join("\n");
+
+  /** The script's conflict functions (conflictShell) with the host's listing replaced by LISTING, run with /bin/sh. */
+  function runConflictPart(mode: "report" | "neutralize", body: string): { code: number; stdout: string; stderr: string } {
+    const functions = conflictShell(INCIDENT, { conflicts: mode });
+    const listing = sysctlListing([SOMAXCONN, TCP_MAX_SYN_BACKLOG])!;
+    const from = `{ echo @files; ${listing.files}; echo @lines; ${listing.lines}; }`;
+    expect(functions).toContain(from);
+    const dir = mkdtempSync(join(tmpdir(), "backlog-conflicts-"));
+    writeFileSync(join(dir, "listing"), LISTING);
+    const script = standaloneScript(INCIDENT, { conflicts: mode });
+    const format = /^pb_out\(\) \{ .*\}$/m.exec(script)![0];
+    return sh(
+      [
+        "pb_say() { printf 'pulumi-backlog: %s\\n' \"$*\"; }",
+        'pb_tell() { printf \'pulumi-backlog: %s: %s\\n\' "$1" "$2" >&3; }',
+        'pb_read() { pb_r=$(cat "$1" 2>/dev/null) || return 1; printf \'%s\' "$pb_r"; }',
+        format,
+        functions.replace(from, `cat ${quote(join(dir, "listing"))}`),
+        `pb_wantspec=${quote(`${SOMAXCONN}=8192=equal ${TCP_MAX_SYN_BACKLOG}=8192=equal`)}`,
+        body,
+      ].join("\n"),
+    );
+  }
+
+  const wanted = { [SOMAXCONN]: { value: 8192 }, [TCP_MAX_SYN_BACKLOG]: { value: 8192 } };
+
+  test("mode report: one line per conflicting file:line, formatConflict's sentence and the SSH path's advice", () => {
+    const conflicts = sysctlConflicts(SOURCES, DROP_IN, wanted);
+    expect(conflicts.map((c) => `${c.file}:${c.line}`)).toEqual(["/etc/sysctl.conf:69", "/etc/sysctl.d/zzzz-local.conf:2"]);
+    const r = runConflictPart("report", "pb_conflict_lines pb_say_conflict");
+    expect(r.stderr).toBe("");
+    expect(r.stdout.split("\n").filter(Boolean)).toEqual(
+      conflicts.map((c) => `pulumi-backlog: sysctl conflict: ${formatConflict(c)}. ${conflictAdvice("report")}`),
+    );
+  });
+
+  test("mode neutralize: the list the apply comments out (file, line, text), each said on descriptor 3", () => {
+    const r = runConflictPart("neutralize", "pb_neutral_list 3>&2");
+    expect(r.stdout.split("\n").filter(Boolean)).toEqual([
+      "/etc/sysctl.conf\t69\tnet.core.somaxconn = 128",
+      "/etc/sysctl.d/zzzz-local.conf\t2\tnet.ipv4.tcp_max_syn_backlog = 100",
+    ]);
+    expect(r.stderr.split("\n").filter(Boolean)).toEqual(
+      sysctlConflicts(SOURCES, DROP_IN, wanted).map((c) => `pulumi-backlog: sysctl conflict: ${formatConflict(c)}. ${conflictAdvice("neutralize")}`),
+    );
+  });
+
+  test("verification rows of boot and sysctl --system: shown only when they differ, with compare()'s hint and the file:line; advisory in mode report", () => {
+    const r = runConflictPart("report", 'pb_want_0=8192; pb_want_1=8192; pb_adv=0; pb_pbad=0; pb_prows\necho "adv=$pb_adv bad=$pb_pbad"');
+    expect(r.stderr).toBe("");
+    // Boot: the drop-in wins for somaxconn; zzzz-local.conf sorts after it and sets 100.
+    expect(r.stdout).toMatch(/^net\.ipv4\.tcp_max_syn_backlog after boot \(systemd-sysctl\) +8192 +100 +advisory$/m);
+    expect(r.stdout).toContain(
+      'hint: systemd-sysctl would set 100 from /etc/sysctl.d/zzzz-local.conf:2, undoing the drop-in: set conflicts: "neutralize" to comment the line out, or change that file',
+    );
+    expect(r.stdout).toMatch(/^net\.core\.somaxconn after sysctl --system +8192 +128 +advisory$/m);
+    expect(r.stdout).toContain("hint: sysctl --system would set 128 from /etc/sysctl.conf:69");
+    expect(r.stdout).not.toMatch(/^net\.core\.somaxconn after boot/m);
+    expect(r.stdout).toContain("adv=3 bad=0");
+    // Mode neutralize: the same rows are mismatches.
+    const n = runConflictPart("neutralize", 'pb_want_0=8192; pb_want_1=8192; pb_adv=0; pb_pbad=0; pb_prows\necho "adv=$pb_adv bad=$pb_pbad"');
+    expect(n.stdout).toMatch(/^net\.core\.somaxconn after sysctl --system +8192 +128 +MISMATCH$/m);
+    expect(n.stdout).toContain("adv=0 bad=3");
+  });
+
+  test("the SSM document of a two-pool profile still fits in 64 KB in both modes", () => {
+    const B: ProfileInput = {
+      name: "fleet",
+      backlog: 16384,
+      pools: [
+        { name: "www", listen: "/run/php/php8.2-fpm.sock" },
+        { name: "api", listen: "127.0.0.1:9001", backlog: 2048, pm: { style: "ondemand", maxChildren: 4 } },
+      ],
+      listeners: [
+        { listen: 8080, pool: "www", defaultServer: true },
+        { listen: "[::]:8081", pool: "api", backlog: 1024 },
+      ],
+    };
+    for (const conflicts of ["report", "neutralize"] as const) {
+      const bytes = Buffer.byteLength(ssmDocumentContent(B, { conflicts }), "utf8");
+      // eslint-disable-next-line no-console
+      console.log(`SSM document, profile "fleet", conflicts ${conflicts}: ${bytes} bytes`);
+      expect(bytes).toBeLessThanOrEqual(65536);
+    }
+  });
+
+  test("both modes parse as POSIX sh; only neutralize comments lines out; a bad mode is refused naming the field and the value", () => {
+    for (const mode of ["report", "neutralize"] as const) {
+      const script = standaloneScript(INCIDENT, { conflicts: mode });
+      expect(script).not.toContain("{{");
+      const r = sh(`sh -n <<'EOF_SCRIPT'\n${script}\nEOF_SCRIPT`);
+      expect(r.stderr).toBe("");
+      expect(script.includes("pb_step 'neutralize on host'")).toBe(mode === "neutralize");
+      expect(script.includes("pb_conflict_lines pb_say_conflict")).toBe(mode === "report");
+    }
+    expect(() => standaloneScript(INCIDENT, { conflicts: "fix" as never })).toThrow(/^conflicts "fix": must be "report" or "neutralize"$/);
+  });
 });

@@ -127,7 +127,15 @@ describe("paths", () => {
 
 describe("extra directives", () => {
   it("accepts php-fpm's directive shapes", () => {
-    for (const k of ["request_terminate_timeout", "pm.status_path", "php_admin_value[memory_limit]", "env[PATH]", "php_flag[display_errors]", "slowlog", "listen.allowed_clients"]) {
+    for (const k of [
+      "request_terminate_timeout",
+      "pm.status_path",
+      "php_admin_value[memory_limit]",
+      "env[PATH]",
+      "php_flag[display_errors]",
+      "slowlog",
+      "listen.allowed_clients",
+    ]) {
       expect(INI_KEY_PATTERN.test(k)).toBe(true);
     }
     expect(INI_VALUE_PATTERN.test("")).toBe(false);
@@ -146,13 +154,16 @@ describe("extra directives", () => {
   });
 
   it("no accepted key or value can inject a line, a section or a comment (property)", () => {
-    fc.assert(fc.property(fc.string({ unit: "binary-ascii", maxLength: 30 }), fc.string({ unit: "binary-ascii", maxLength: 30 }), (k, v) => {
-      const problems = new Problems();
-      const out = checkExtraDirective(problems, "x", k, v);
-      if (out === undefined) return;
-      expect(`${k} = ${out}`).not.toMatch(/[\n\r;"'$\\{}]|^\[|= .*=/);
-      expect(k.startsWith("[")).toBe(false);
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.string({ unit: "binary-ascii", maxLength: 30 }), fc.string({ unit: "binary-ascii", maxLength: 30 }), (k, v) => {
+        const problems = new Problems();
+        const out = checkExtraDirective(problems, "x", k, v);
+        if (out === undefined) return;
+        expect(`${k} = ${out}`).not.toMatch(/[\n\r;"'$\\{}]|^\[|= .*=/);
+        expect(k.startsWith("[")).toBe(false);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 
@@ -170,8 +181,8 @@ describe("messages", () => {
   it("showValue renders every kind of value", () => {
     expect(showValue(undefined)).toBe("undefined");
     expect(showValue(Number.NaN)).toBe("NaN");
-    expect(showValue("a\nb")).toBe("\"a\\nb\"");
-    expect(showValue({ a: 1 })).toBe("{\"a\":1}");
+    expect(showValue("a\nb")).toBe('"a\\nb"');
+    expect(showValue({ a: 1 })).toBe('{"a":1}');
     expect(showValue("x".repeat(200)).length).toBeLessThan(90);
     expect(showValue(() => 1)).toBe("<function>");
   });
@@ -188,10 +199,10 @@ describe("messages", () => {
     expect(e.message).toBe(formatProblems(problems));
     expect(e.message).toBe(
       "Invalid backlog profile: 2 problems\n" +
-      "  1. backlog = 0 [backlog-range] must be between 1 and 65535\n" +
-      "     fix: raise it\n" +
-      "  2. pools[1].listen = \"/tmp/x\" [unix-socket-path] is under /tmp\n" +
-      "     fix: use /run/php",
+        "  1. backlog = 0 [backlog-range] must be between 1 and 65535\n" +
+        "     fix: raise it\n" +
+        '  2. pools[1].listen = "/tmp/x" [unix-socket-path] is under /tmp\n' +
+        "     fix: use /run/php",
     );
   });
 });
@@ -199,11 +210,12 @@ describe("messages", () => {
 describe("kernel fact behind nginx-address-overlap and unique-sockets", () => {
   it("a specific address cannot bind a port whose wildcard socket listens, nor the reverse", async () => {
     const { createServer } = await import("node:net");
-    const listen = (host: string, port: number) => new Promise<{ close: () => void; port: number } | string>((resolve) => {
-      const s = createServer();
-      s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
-      s.listen({ host, port }, () => resolve({ close: () => s.close(), port: (s.address() as { port: number }).port }));
-    });
+    const listen = (host: string, port: number) =>
+      new Promise<{ close: () => void; port: number } | string>((resolve) => {
+        const s = createServer();
+        s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+        s.listen({ host, port }, () => resolve({ close: () => s.close(), port: (s.address() as { port: number }).port }));
+      });
     const wildcard = await listen("0.0.0.0", 0);
     if (typeof wildcard === "string") throw new Error(wildcard);
     expect(await listen("127.0.0.1", wildcard.port)).toBe("EADDRINUSE");

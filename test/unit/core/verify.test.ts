@@ -7,7 +7,7 @@ import { defineProfile } from "../../../src/core/profile";
 import {
   type ExpectedValue,
   type ListeningSocket,
-  VerifyParseError,
+  type VerifyParseError,
   isVerifyParseError,
   compare,
   kernelBacklog,
@@ -91,7 +91,10 @@ describe("parseSs", () => {
   });
 
   it("accepts the old bracketless IPv6 form and IPv4-mapped addresses", () => {
-    expect(parseSs("LISTEN 0 128 :::80 :::*\nLISTEN 0 64 [::ffff:127.0.0.1]:9000 [::]:*\n").map((x) => [x.host, x.port])).toEqual([["::", 80], ["::ffff:127.0.0.1", 9000]]);
+    expect(parseSs("LISTEN 0 128 :::80 :::*\nLISTEN 0 64 [::ffff:127.0.0.1]:9000 [::]:*\n").map((x) => [x.host, x.port])).toEqual([
+      ["::", 80],
+      ["::ffff:127.0.0.1", 9000],
+    ]);
   });
 
   it("returns [] for empty output", () => {
@@ -107,7 +110,11 @@ describe("parseSs", () => {
     ["too few columns", "LISTEN 0 128\n", /too few columns/],
   ])("rejects %s with the line number", (_n, text, re) => {
     expect(() => parseSs(`LISTEN 0 1 0.0.0.0:1 0.0.0.0:*\n${text}`)).toThrow(re);
-    try { parseSs(`LISTEN 0 1 0.0.0.0:1 0.0.0.0:*\n${text}`); } catch (e) { expect((e as VerifyParseError).line).toBe(2); }
+    try {
+      parseSs(`LISTEN 0 1 0.0.0.0:1 0.0.0.0:*\n${text}`);
+    } catch (e) {
+      expect((e as VerifyParseError).line).toBe(2);
+    }
   });
 
   it("splitAddress handles every form ss prints", () => {
@@ -146,7 +153,11 @@ describe("/proc/sys and sysctl output", () => {
   });
   it.each(["", "abc", "4096 128", "1.5", "99999999999999999999"])("rejects %j", (t) => {
     expect(() => parseProcSysValue(t)).toThrow(/\/proc\/sys value/);
-    try { parseProcSysValue(t); } catch (e) { expect(isVerifyParseError(e)).toBe(true); }
+    try {
+      parseProcSysValue(t);
+    } catch (e) {
+      expect(isVerifyParseError(e)).toBe(true);
+    }
   });
   it("maps keys to /proc/sys paths", () => {
     expect(procSysPath("net.core.somaxconn")).toBe("/proc/sys/net/core/somaxconn");
@@ -178,7 +189,10 @@ describe("expectedValues", () => {
 
   it("expects max(profile, host before) in atLeast mode", () => {
     const e = expectedValues(p, { "net.core.somaxconn": 8192, "net.ipv4.tcp_max_syn_backlog": 1024 });
-    expect(e.slice(0, 2).map((x) => [x.expected, x.comparison])).toEqual([[8192, "equal"], [2048, "equal"]]);
+    expect(e.slice(0, 2).map((x) => [x.expected, x.comparison])).toEqual([
+      [8192, "equal"],
+      [2048, "equal"],
+    ]);
   });
 
   it("expects the profile's values in exact mode, including the machine-global opt-in", () => {
@@ -219,12 +233,15 @@ describe("compare and formatMismatchTable", () => {
     ]);
     expect(bad[1]?.hint).toMatch(/stale socket.*restart php-fpm.*reload keeps the inherited socket/);
     expect(bad[2]?.hint).toMatch(/no listening socket/);
-    const table = formatMismatchTable([{ host: "web-1", rows }, { host: "web-2", rows: compare(expectedValues(p), healthy) }]);
+    const table = formatMismatchTable([
+      { host: "web-1", rows },
+      { host: "web-2", rows: compare(expectedValues(p), healthy) },
+    ]);
     expect(table).toBe(
       "HOST   SETTING                                              EXPECTED  EFFECTIVE  HINT\n" +
-      `web-1  net.ipv4.tcp_max_syn_backlog                         2048      missing    ${bad[0]?.hint}\n` +
-      `web-1  php-fpm pool app listen.backlog (/run/php/app.sock)  1024      128        ${bad[1]?.hint}\n` +
-      `web-1  nginx listen [::]:80 backlog                         1024      missing    ${bad[2]?.hint}\n`,
+        `web-1  net.ipv4.tcp_max_syn_backlog                         2048      missing    ${bad[0]?.hint}\n` +
+        `web-1  php-fpm pool app listen.backlog (/run/php/app.sock)  1024      128        ${bad[1]?.hint}\n` +
+        `web-1  nginx listen [::]:80 backlog                         1024      missing    ${bad[2]?.hint}\n`,
     );
   });
 
@@ -307,11 +324,18 @@ describe("php-fpm backlog by version (php-src fpm_sockets.h / fpm_conf.c)", () =
 
 describe("persisted rows", () => {
   it("one row per kernel key and tool; advisory when asked; compared against the value the tool would leave", () => {
-    const rows = persistedExpectations([{ setting: "net.core.somaxconn", target: { kind: "sysctl", key: "net.core.somaxconn" }, expected: 8192, comparison: "equal" }], true);
+    const rows = persistedExpectations(
+      [{ setting: "net.core.somaxconn", target: { kind: "sysctl", key: "net.core.somaxconn" }, expected: 8192, comparison: "equal" }],
+      true,
+    );
     expect(rows.map((r) => r.setting)).toEqual(["net.core.somaxconn after boot (systemd-sysctl)", "net.core.somaxconn after sysctl --system"]);
     const [boot, system] = compare(rows, {
-      sysctls: { "net.core.somaxconn": 8192 }, sockets: [],
-      persisted: { "systemd-sysctl": { "net.core.somaxconn": { value: 8192, source: "/etc/sysctl.d/zz-pulumi-backlog.conf:4" } }, "sysctl --system": { "net.core.somaxconn": { value: 128, source: "/etc/sysctl.conf:69" } } },
+      sysctls: { "net.core.somaxconn": 8192 },
+      sockets: [],
+      persisted: {
+        "systemd-sysctl": { "net.core.somaxconn": { value: 8192, source: "/etc/sysctl.d/zz-pulumi-backlog.conf:4" } },
+        "sysctl --system": { "net.core.somaxconn": { value: 128, source: "/etc/sysctl.conf:69" } },
+      },
     });
     expect(boot).toMatchObject({ ok: true, advisory: true });
     expect(system).toMatchObject({ ok: false, effective: 128, advisory: true });

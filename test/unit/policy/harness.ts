@@ -13,7 +13,11 @@ import type { BacklogPolicy, ResourceArgs, ResourcePolicy, StackPolicy, StackRes
 /** A syntactically valid ed25519 host key line (type, then a blob that starts with its own type). */
 export function hostKey(seed = 1): string {
   const type = Buffer.from("ssh-ed25519");
-  const len = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+  const len = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
   const blob = Buffer.concat([len(type.length), type, len(32), Buffer.alloc(32, seed)]);
   return `ssh-ed25519 ${blob.toString("base64")}`;
 }
@@ -86,7 +90,9 @@ export function resourceArgs(r: FakeResource, config: object = {}): ResourceArgs
     urn: urnOf(r),
     props: r.inputs,
     getConfig: <T extends object>() => config as T,
-    notApplicable: (reason?: string): never => { throw new NotApplicable(reason); },
+    notApplicable: (reason?: string): never => {
+      throw new NotApplicable(reason);
+    },
   };
 }
 
@@ -119,7 +125,10 @@ export function checkResource(policy: BacklogPolicy, r: FakeResource, config: ob
  * phase, with one pack instance. `config` is keyed by policy name. `skipResourcePhase` simulates a
  * pack whose resource policies are all disabled.
  */
-export function preview(resources: FakeResource[], options: { config?: Record<string, object>; skipResourcePhase?: boolean; log?: InputLog } = {}): Violation[] {
+export function preview(
+  resources: FakeResource[],
+  options: { config?: Record<string, object>; skipResourcePhase?: boolean; log?: InputLog } = {},
+): Violation[] {
   const policies = createPolicies(options.log);
   const config = (name: string) => options.config?.[name] ?? {};
   const violations: Violation[] = [];
@@ -145,7 +154,13 @@ export function preview(resources: FakeResource[], options: { config?: Record<st
   });
   for (const p of policies.filter((x): x is StackPolicy => !isResourcePolicy(x))) {
     p.validateStack(
-      { resources: stackResources, getConfig: <T extends object>() => config(p.name) as T, notApplicable: (reason?: string): never => { throw new NotApplicable(reason); } },
+      {
+        resources: stackResources,
+        getConfig: <T extends object>() => config(p.name) as T,
+        notApplicable: (reason?: string): never => {
+          throw new NotApplicable(reason);
+        },
+      },
       (message, urn) => violations.push({ policy: p.name, message, urn }),
     );
   }

@@ -8,8 +8,12 @@ import { FLEET, HOST, type FakeResource, connection, sysctls, hostInputs, of, pr
 
 /** An AWS component (SSM document and association, src/aws/): no SSH connection, so its own host. */
 const AWS = "backlog:index:BacklogSsmAssociation";
-const at = (name: string, p: ReturnType<typeof profile>, conn = connection(), parent?: string): FakeResource =>
-  ({ type: HOST, name, parent, inputs: hostInputs(p, conn) });
+const at = (name: string, p: ReturnType<typeof profile>, conn = connection(), parent?: string): FakeResource => ({
+  type: HOST,
+  name,
+  parent,
+  inputs: hostInputs(p, conn),
+});
 
 describe(POLICY.withinSomaxconn, () => {
   test("passes one component per host, and several components with the same profile on one host", () => {
@@ -26,22 +30,24 @@ describe(POLICY.withinSomaxconn, () => {
       at("small", profile(web("small", 1024))),
       at("big", profile(web("big", 4096)), connection({ user: "admin" })), // another user, same machine
     ]);
-    expect(of(v, POLICY.withinSomaxconn)).toEqual([{
-      policy: POLICY.withinSomaxconn,
-      urn: urn(HOST, "big"),
-      message:
-        'BacklogHost "big" (profile "big") and BacklogHost "small" (profile "small") both manage the host 127.0.0.1:2201: ' +
-        "each writes net.core.somaxconn there and the one deployed last wins. With net.core.somaxconn 1024 from " +
-        'BacklogHost "small" (profile "small"), BacklogHost "big" (profile "big") has backlog = 4096: exceeds somaxconn 1024 ' +
-        "(derived): listen() would silently truncate it to 1024. Fix: manage each host with one profile (one component), or " +
-        "make the two agree: lower the backlog to at most 1024. [rule backlog-within-somaxconn]",
-    }]);
+    expect(of(v, POLICY.withinSomaxconn)).toEqual([
+      {
+        policy: POLICY.withinSomaxconn,
+        urn: urn(HOST, "big"),
+        message:
+          'BacklogHost "big" (profile "big") and BacklogHost "small" (profile "small") both manage the host 127.0.0.1:2201: ' +
+          "each writes net.core.somaxconn there and the one deployed last wins. With net.core.somaxconn 1024 from " +
+          'BacklogHost "small" (profile "small"), BacklogHost "big" (profile "big") has backlog = 4096: exceeds somaxconn 1024 ' +
+          "(derived): listen() would silently truncate it to 1024. Fix: manage each host with one profile (one component), or " +
+          "make the two agree: lower the backlog to at most 1024. [rule backlog-within-somaxconn]",
+      },
+    ]);
   });
 
   test("names the explicit backlogs that do not fit", () => {
     const big = profile({ name: "big", backlog: 1024, somaxconn: 8192, pools: [{ name: "www", listen: "/run/php/www.sock", backlog: 8192 }] });
     const v = of(preview([at("small", profile(web("small", 2048))), at("big", big)]), POLICY.withinSomaxconn);
-    expect(v.map((x) => x.message)).toEqual([expect.stringContaining('has pools[0].backlog = 8192: exceeds somaxconn 2048 (derived)')]);
+    expect(v.map((x) => x.message)).toEqual([expect.stringContaining("has pools[0].backlog = 8192: exceeds somaxconn 2048 (derived)")]);
   });
 
   test("treats the same address behind two bastions as two hosts, and host names case-insensitively", () => {
@@ -63,23 +69,26 @@ describe(POLICY.withinSomaxconn, () => {
     (p.listeners[0] as { backlog: number; backlogSource: string }).backlog = 8192;
     (p.listeners[0] as { backlogSource: string }).backlogSource = "listener";
     const v = preview([{ type: AWS, name: "doc", inputs: { profile: p } }]);
-    expect(of(v, POLICY.withinSomaxconn)).toEqual([{
-      policy: POLICY.withinSomaxconn,
-      urn: urn(AWS, "doc"),
-      message: 'BacklogSsmAssociation "doc" (profile "aws"): listeners[0].backlog = 8192: exceeds somaxconn 4096 (override): listen() would ' +
-        "silently truncate it to 4096. Fix: raise somaxconn to at least 8192, or remove the somaxconn override so it is derived. " +
-        "[rule backlog-within-somaxconn]",
-    }]);
+    expect(of(v, POLICY.withinSomaxconn)).toEqual([
+      {
+        policy: POLICY.withinSomaxconn,
+        urn: urn(AWS, "doc"),
+        message:
+          'BacklogSsmAssociation "doc" (profile "aws"): listeners[0].backlog = 8192: exceeds somaxconn 4096 (override): listen() would ' +
+          "silently truncate it to 4096. Fix: raise somaxconn to at least 8192, or remove the somaxconn override so it is derived. " +
+          "[rule backlog-within-somaxconn]",
+      },
+    ]);
   });
 
   test("does not repeat a fleet's problem when its hosts are checked", () => {
     const p = profile(web("hand", 1024, { somaxconn: 1024 }));
     (p.pools[0] as { backlog: number; backlogSource: string }).backlog = 2048;
     (p.pools[0] as { backlogSource: string }).backlogSource = "pool";
-    const v = of(preview([
-      { type: FLEET, name: "fleet", inputs: { profile: p, hosts: ["h1"] } },
-      at("fleet-h1", p, connection(), "fleet"),
-    ]), POLICY.withinSomaxconn);
+    const v = of(
+      preview([{ type: FLEET, name: "fleet", inputs: { profile: p, hosts: ["h1"] } }, at("fleet-h1", p, connection(), "fleet")]),
+      POLICY.withinSomaxconn,
+    );
     expect(v.map((x) => x.urn)).toEqual([urn(HOST, "fleet-h1")]);
     expect(v[0]?.message).toMatch(/^BacklogHost "fleet-h1" \(profile "hand"\) at 127\.0\.0\.1:2201: pools\[0\]\.backlog = 2048: exceeds somaxconn 1024/);
   });
@@ -88,10 +97,13 @@ describe(POLICY.withinSomaxconn, () => {
     const small = profile(web("small", 1024));
     const big = profile(web("big", 4096));
     const outputs = (p: typeof small) => ({ profile: p, connection: connection(), verification: [] });
-    const v = preview([
-      { type: HOST, name: "small", inputs: {}, outputs: outputs(small) },
-      { type: HOST, name: "big", inputs: {}, outputs: outputs(big) },
-    ], { skipResourcePhase: true });
+    const v = preview(
+      [
+        { type: HOST, name: "small", inputs: {}, outputs: outputs(small) },
+        { type: HOST, name: "big", inputs: {}, outputs: outputs(big) },
+      ],
+      { skipResourcePhase: true },
+    );
     expect(of(v, POLICY.withinSomaxconn).map((x) => x.urn)).toEqual([urn(HOST, "big")]);
   });
 
@@ -137,16 +149,18 @@ describe(POLICY.synQueue, () => {
     expect(big.sysctls[SOMAXCONN]).toBe(8192);
     const v = preview([at("short", shortSyn), at("big", big)]);
     expect(of(v, POLICY.withinSomaxconn)).toEqual([]);
-    expect(of(v, POLICY.synQueue)).toEqual([{
-      policy: POLICY.synQueue,
-      urn: urn(HOST, "big"),
-      message:
-        'BacklogHost "big" (profile "big") and BacklogHost "short" (profile "short-syn") both manage the host 127.0.0.1:2201: ' +
-        "each writes net.ipv4.tcp_max_syn_backlog there and the one deployed last wins. With net.ipv4.tcp_max_syn_backlog 1024 " +
-        'from BacklogHost "short" (profile "short-syn"), BacklogHost "big" (profile "big") has tcpMaxSynBacklog = 1024: ' +
-        "tcp_max_syn_backlog 1024 (override) is below the largest TCP listener backlog 8192 (listeners[0].backlog). Fix: manage " +
-        "each host with one profile (one component), or make the two agree: raise tcpMaxSynBacklog to at least 8192, or remove " +
-        "the override so it follows somaxconn. [rule syn-backlog-covers-tcp]",
-    }]);
+    expect(of(v, POLICY.synQueue)).toEqual([
+      {
+        policy: POLICY.synQueue,
+        urn: urn(HOST, "big"),
+        message:
+          'BacklogHost "big" (profile "big") and BacklogHost "short" (profile "short-syn") both manage the host 127.0.0.1:2201: ' +
+          "each writes net.ipv4.tcp_max_syn_backlog there and the one deployed last wins. With net.ipv4.tcp_max_syn_backlog 1024 " +
+          'from BacklogHost "short" (profile "short-syn"), BacklogHost "big" (profile "big") has tcpMaxSynBacklog = 1024: ' +
+          "tcp_max_syn_backlog 1024 (override) is below the largest TCP listener backlog 8192 (listeners[0].backlog). Fix: manage " +
+          "each host with one profile (one component), or make the two agree: raise tcpMaxSynBacklog to at least 8192, or remove " +
+          "the override so it follows somaxconn. [rule syn-backlog-covers-tcp]",
+      },
+    ]);
   });
 });

@@ -38,7 +38,12 @@ describe("the pulumi-backlog policy pack", () => {
   });
 
   test("a sound deployment (the lab stack's profile on separate hosts) passes every policy", () => {
-    const lab = profile({ name: "lab-web", backlog: 8192, pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock", pm: { maxChildren: 8 } }], listeners: [{ listen: 8080, pool: "www" }] });
+    const lab = profile({
+      name: "lab-web",
+      backlog: 8192,
+      pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock", pm: { maxChildren: 8 } }],
+      listeners: [{ listen: 8080, pool: "www" }],
+    });
     const v = preview([
       { type: "backlog:index:BacklogFleet", name: "backlog", inputs: { profile: lab, hosts: ["lab1", "lab2"] } },
       { type: HOST, name: "backlog-lab1", parent: "backlog", inputs: hostInputs(lab, connection({ port: 40001 })) },

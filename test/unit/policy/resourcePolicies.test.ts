@@ -48,8 +48,11 @@ describe(POLICY.valuesAccepted, () => {
   test("applies the library's other rules too, e.g. php-fpm's own pm checks", () => {
     const p = profile(web("web", 1024));
     (p.pools[0] as { pm: { maxChildren: number } }).pm.maxChildren = 0;
-    expect(checkResource(policy, host(hostInputs(p)))).toContainEqual(expect.stringMatching(
-      /^BacklogHost "web-1" \(profile "web"\): pools\[0\]\.pm\.maxChildren = 0: pm\.max_children must be between 1 and .*\[rule pm-consistency\]$/));
+    expect(checkResource(policy, host(hostInputs(p)))).toContainEqual(
+      expect.stringMatching(
+        /^BacklogHost "web-1" \(profile "web"\): pools\[0\]\.pm\.maxChildren = 0: pm\.max_children must be between 1 and .*\[rule pm-consistency\]$/,
+      ),
+    );
   });
 
   test("leaves backlog > somaxconn to the per-host stack policy", () => {
@@ -69,9 +72,15 @@ describe(POLICY.valuesAccepted, () => {
 
   test("lets an unknown value (preview) escape, so @pulumi/policy reports 'can't run during preview'", () => {
     class UnknownValueError extends Error {}
-    const props = new Proxy({ profile: undefined }, {
-      get: (t, k) => { if (k === "profile") throw new UnknownValueError("unknown"); return (t as Record<string | symbol, unknown>)[k]; },
-    });
+    const props = new Proxy(
+      { profile: undefined },
+      {
+        get: (t, k) => {
+          if (k === "profile") throw new UnknownValueError("unknown");
+          return (t as Record<string | symbol, unknown>)[k];
+        },
+      },
+    );
     expect(() => checkResource(policy, { type: HOST, name: "h", inputs: props })).toThrow(UnknownValueError);
   });
 });
@@ -96,10 +105,12 @@ describe(POLICY.minimums, () => {
   });
 
   test("reports an explicit pool or listener backlog below the minimum", () => {
-    const p = profile(web("web", 4096, {
-      pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock", backlog: 100 }],
-      listeners: [{ listen: 8080, pool: "www", backlog: 200 }],
-    }));
+    const p = profile(
+      web("web", 4096, {
+        pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock", backlog: 100 }],
+        listeners: [{ listen: 8080, pool: "www", backlog: 200 }],
+      }),
+    );
     expect(checkResource(policy, host(hostInputs(p)))).toEqual([
       'BacklogHost "web-1" (profile "web"): pools[0].backlog (php-fpm listen.backlog) 100 is below the minimum 511 (config minBacklog). ' +
         "Fix: raise it to at least 511, or leave it out so it inherits the profile backlog.",
@@ -123,8 +134,9 @@ describe(POLICY.minimums, () => {
   });
 
   test("applies to a fleet's profile as well", () => {
-    expect(checkResource(policy, { type: FLEET, name: "fleet", inputs: { profile: profile(web("tiny", 100)), hosts: ["a"] } }))
-      .toContainEqual(expect.stringContaining('BacklogFleet "fleet" (profile "tiny"): the profile backlog 100 is below the minimum 511'));
+    expect(checkResource(policy, { type: FLEET, name: "fleet", inputs: { profile: profile(web("tiny", 100)), hosts: ["a"] } })).toContainEqual(
+      expect.stringContaining('BacklogFleet "fleet" (profile "tiny"): the profile backlog 100 is below the minimum 511'),
+    );
   });
 });
 
@@ -158,14 +170,17 @@ describe(POLICY.hostKey, () => {
   });
 
   test("rejects a host key the library could not use (same parser as the library)", () => {
-    expect(checkResource(policy, host(hostInputs(p, connection({ hostKey: "ssh-ed25519 not-base64!" })))))
-      .toEqual([expect.stringContaining("connection to root@127.0.0.1:2201: hostKey line 1 is not an OpenSSH public key line")]);
+    expect(checkResource(policy, host(hostInputs(p, connection({ hostKey: "ssh-ed25519 not-base64!" }))))).toEqual([
+      expect.stringContaining("connection to root@127.0.0.1:2201: hostKey line 1 is not an OpenSSH public key line"),
+    ]);
   });
 
   test("checks the bastion too", () => {
     const bastion = { host: "10.0.0.1", port: 2222, user: "jump", hostKey: null, insecureIgnoreHostKey: true };
     expect(checkResource(policy, host(hostInputs(p, connection({ proxy: bastion }))))).toEqual([
-      expect.stringMatching(/^BacklogHost "web-1": connection\.proxy \(bastion\) to jump@10\.0\.0\.1:2222 sets insecureIgnoreHostKey: .*Fix: set connection\.proxy\.hostKey/),
+      expect.stringMatching(
+        /^BacklogHost "web-1": connection\.proxy \(bastion\) to jump@10\.0\.0\.1:2222 sets insecureIgnoreHostKey: .*Fix: set connection\.proxy\.hostKey/,
+      ),
     ]);
   });
 });
@@ -188,7 +203,9 @@ describe(POLICY.dropInOrder, () => {
   test("applies to AWS components too (they record paths)", () => {
     const inputs = { profile: p, paths: { ...DEBIAN_12_PATHS, sysctlDropIn: "/etc/sysctl.d/10-backlog.conf" }, services: {}, userDataBytes: 1234 };
     expect(checkResource(policy, { type: AWS, name: "lt", inputs })).toEqual([
-      expect.stringMatching(/^BacklogLaunchTemplate "lt": paths\.sysctlDropIn = "\/etc\/sysctl\.d\/10-backlog\.conf": its file name "10-backlog\.conf" does not sort after/),
+      expect.stringMatching(
+        /^BacklogLaunchTemplate "lt": paths\.sysctlDropIn = "\/etc\/sysctl\.d\/10-backlog\.conf": its file name "10-backlog\.conf" does not sort after/,
+      ),
     ]);
   });
 
@@ -212,7 +229,8 @@ describe(POLICY.dropInOrder, () => {
 
   test("takes the name to sort after from the policy config", () => {
     expect(checkResource(policy, at("/etc/sysctl.d/50-backlog.conf"), { sortAfter: "40-local.conf" })).toEqual([]);
-    expect(checkResource(policy, host(hostInputs(p)), { sortAfter: "zzz.conf" }))
-      .toEqual([expect.stringContaining('its file name "zz-pulumi-backlog.conf" does not sort after "zzz.conf"')]);
+    expect(checkResource(policy, host(hostInputs(p)), { sortAfter: "zzz.conf" })).toEqual([
+      expect.stringContaining('its file name "zz-pulumi-backlog.conf" does not sort after "zzz.conf"'),
+    ]);
   });
 });

@@ -16,10 +16,16 @@ import { RolloutError } from "../../../src/core/rollout";
 
 /** Planned actions per host component name, as the stand-in's `actions` output reports them. */
 const mockActions: Record<string, Record<string, string>> = {};
+/** Probe failures per host component name, as the stand-in's `probeFailure` output reports them. */
+const mockProbeFailures: Record<string, string> = {};
 
 jest.mock("../../../src/pulumi/backlogHost", () =>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  (require("./hostStandIn") as typeof import("./hostStandIn")).backlogHostStandIn(() => mockActions));
+  (require("./hostStandIn") as typeof import("./hostStandIn")).backlogHostStandIn(
+    () => mockActions,
+    () => mockProbeFailures,
+  ),
+);
 
 interface Registration {
   type: string;
@@ -33,19 +39,27 @@ interface Registration {
 }
 
 const registered: Registration[] = [];
+/** The inputs each resource was registered with, by name (as the mocks saw them). */
+const inputsOf: Record<string, Record<string, unknown>> = {};
 /** Per settings resource name: how long its "apply" takes (ms) and whether it fails. */
 const behaviour: Record<string, { ms?: number; fail?: boolean }> = {};
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks({
-    newResource: async (args) => {
-      const b = behaviour[args.name] ?? {};
-      if (b.ms) await new Promise((r) => setTimeout(r, b.ms));
-      if (b.fail) throw new Error(`${args.name}: verification failed (test)`);
-      return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+  await pulumi.runtime.setMocks(
+    {
+      newResource: async (args) => {
+        inputsOf[args.name] = args.inputs as Record<string, unknown>;
+        const b = behaviour[args.name] ?? {};
+        if (b.ms) await new Promise((r) => setTimeout(r, b.ms));
+        if (b.fail) throw new Error(`${args.name}: verification failed (test)`);
+        return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+      },
+      call: () => ({}),
     },
-    call: () => ({}),
-  }, "project", "stack", false);
+    "project",
+    "stack",
+    false,
+  );
   // Record what the SDK sends the engine: that is where dependsOn ends up.
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: { getType(): string; getName(): string; getDependenciesList(): string[] }, cb: (err: unknown, resp: unknown) => void): void;
@@ -66,6 +80,8 @@ beforeEach(() => {
   registered.splice(0);
   for (const k of Object.keys(behaviour)) delete behaviour[k];
   for (const k of Object.keys(mockActions)) delete mockActions[k];
+  for (const k of Object.keys(mockProbeFailures)) delete mockProbeFailures[k];
+  for (const k of Object.keys(inputsOf)) delete inputsOf[k];
 });
 
 const connection = { host: "127.0.0.1", hostKey: "ssh-ed25519 AAAA", privateKey: "k" };
@@ -131,6 +147,36 @@ test("default policy: 25% of the hosts at a time as soon as one host reloads or 
   expect(depHosts("f-h10")).toEqual(["h7", "h8", "h9"]);
 });
 
+test("a host whose probe failed goes last, after every probed host, with maxParallel set too; each settings resource gets its place", async () => {
+  mockProbeFailures["f-a"] = "cannot connect to root@127.0.0.1:2201: ECONNREFUSED";
+  const fleet = new BacklogFleet("f", { profile, hosts: hosts("a", "b", "c"), rollout: { maxParallel: 2 } });
+  expect(await settle(fleet.rollout)).toEqual([["b", "c"], ["a"]]);
+  await settle(fleet.verification);
+  expect(depHosts("f-b")).toEqual([]);
+  expect(depHosts("f-c")).toEqual([]);
+  expect(depHosts("f-a")).toEqual(["b", "c"]);
+  expect(inputsOf["f-b-settings"].rolloutPlace).toEqual({ batch: 1, batches: 2, later: ["a"], laterCount: 1, maxFailedHosts: 0 });
+  expect(inputsOf["f-a-settings"].rolloutPlace).toEqual({ batch: 2, batches: 2, later: [], laterCount: 0, maxFailedHosts: 0 });
+});
+
+test("adaptive: an unprobed host's settings are sent only after the probed host's returned (a failure cannot end the update before it)", async () => {
+  mockProbeFailures["f-down"] = "cannot connect to root@127.0.0.1:2202: ECONNREFUSED";
+  behaviour["f-up-settings"] = { ms: 200 };
+  const fleet = new BacklogFleet("f", { profile, hosts: [...hosts("down"), ...hosts("up")] });
+  expect(await settle(fleet.rollout)).toEqual([["up"], ["down"]]);
+  await settle(fleet.verification);
+  expect(byName("f-down-settings")!.sent).toBeGreaterThanOrEqual(byName("f-up-settings")!.done!);
+  expect(depHosts("f-down")).toEqual(["up"]);
+});
+
+test("one batch: no host gets a place (nothing to say after a failure, nothing recorded)", async () => {
+  const fleet = new BacklogFleet("f", { profile, hosts: hosts("a", "b") });
+  expect(await settle(fleet.rollout)).toEqual([["a", "b"]]);
+  await settle(fleet.verification);
+  expect(inputsOf["f-a-settings"]).toBeDefined();
+  expect(inputsOf["f-a-settings"].rolloutPlace).toBeUndefined();
+});
+
 /**
  * Failure scenarios run in a child Node.js process: the Pulumi SDK reports a resource that could
  * not be registered (here: the hosts after a stopped rollout) as an unhandled rejection, which
@@ -165,6 +211,7 @@ class BacklogHost extends pulumi.ComponentResource {
     this.verification = settings.verification;
     this.inSync = pulumi.output(true);
     this.actions = pulumi.output((scenario.actions || {})[name] || {});
+    this.probeFailure = pulumi.output((scenario.probeFailures || {})[name]);
     this.registerOutputs({});
   }
 }
@@ -201,7 +248,12 @@ require.cache[hostFile] = stub;
 })();
 `;
 
-function runChild(scenario: { args: unknown; behaviour?: typeof behaviour; actions?: typeof mockActions }): ChildResult {
+function runChild(scenario: {
+  args: unknown;
+  behaviour?: typeof behaviour;
+  actions?: typeof mockActions;
+  probeFailures?: Record<string, string>;
+}): ChildResult {
   const repo = join(__dirname, "..", "..", "..");
   const r = spawnSync(process.execPath, ["-e", CHILD, repo, JSON.stringify(scenario)], { cwd: repo, encoding: "utf8", timeout: 60_000 });
   if (r.status !== 0) throw new Error(`child failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
@@ -237,7 +289,9 @@ test("maxFailedHosts 1: the next batch goes on without the failed host, the seco
   expect(childDeps(res, "f-d")).toEqual(["a"]);
   expect(res.registered.find((r) => r.name === "f-c-settings")).toMatchObject({ failed: false });
   expect(touched(res).filter((n) => /^f-[eg]/.test(n))).toEqual([]);
-  expect(res.urns.e).toEqual({ error: "f: rollout stopped after batch 2 of 3: 2 host(s) failed (b, d), more than rollout.maxFailedHosts 1; not touched: e, g" });
+  expect(res.urns.e).toEqual({
+    error: "f: rollout stopped after batch 2 of 3: 2 host(s) failed (b, d), more than rollout.maxFailedHosts 1; not touched: e, g",
+  });
 }, 60_000);
 
 test("maxFailedHosts counts over all batches, and the batch after a failure depends on no failed host", () => {
@@ -253,13 +307,18 @@ test("maxFailedHosts counts over all batches, and the batch after a failure depe
 
 test("the fleet records its rollout policy as an input", async () => {
   let inputs: Record<string, unknown> | undefined;
-  await pulumi.runtime.setMocks({
-    newResource: (args) => {
-      if (args.type === "backlog:index:BacklogFleet") inputs = args.inputs;
-      return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        if (args.type === "backlog:index:BacklogFleet") inputs = args.inputs;
+        return { id: `${args.name}-id`, state: { ...args.inputs, verification: [] } };
+      },
+      call: () => ({}),
     },
-    call: () => ({}),
-  }, "project", "stack", false);
+    "project",
+    "stack",
+    false,
+  );
   const fleet = new BacklogFleet("f", { profile, hosts: hosts("a"), rollout: { maxParallel: "50%", maxFailedHosts: 2 } });
   await settle(fleet.verification);
   expect(inputs).toMatchObject({ hosts: ["a"], rollout: { maxParallel: "50%", maxFailedHosts: 2 } });
@@ -268,7 +327,7 @@ test("the fleet records its rollout policy as an input", async () => {
 test.each<[string, unknown, RegExp]>([
   ["maxParallel 0", { maxParallel: 0 }, /^rollout\.maxParallel 0: must be a whole number of hosts, at least 1/],
   ["maxParallel 150%", { maxParallel: "150%" }, /^rollout\.maxParallel "150%": a percentage of the hosts must be from 1% to 100%$/],
-  ["maxParallel \"3\"", { maxParallel: "3" }, /^rollout\.maxParallel "3": must be a whole number of hosts/],
+  ['maxParallel "3"', { maxParallel: "3" }, /^rollout\.maxParallel "3": must be a whole number of hosts/],
   ["maxFailedHosts -1", { maxFailedHosts: -1 }, /^rollout\.maxFailedHosts -1: must be a whole number of hosts, 0 or more/],
   ["an unknown field", { maxParalel: 2 }, /^rollout\.maxParalel 2: unknown field/],
 ])("refuses a rollout with %s before registering anything", async (_name, rollout, message) => {

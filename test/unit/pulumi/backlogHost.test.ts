@@ -12,13 +12,18 @@ import { ProfileError } from "../../../src/core/profile";
 const registered: { type: string; name: string }[] = [];
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks({
-    newResource: (args) => {
-      registered.push({ type: args.type, name: args.name });
-      return { id: `${args.name}-id`, state: args.inputs };
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        registered.push({ type: args.type, name: args.name });
+        return { id: `${args.name}-id`, state: args.inputs };
+      },
+      call: () => ({}),
     },
-    call: () => ({}),
-  }, "project", "stack", true); // preview: no probe runs
+    "project",
+    "stack",
+    true,
+  ); // preview: no probe runs
 });
 
 beforeEach(() => registered.splice(0));
@@ -40,7 +45,13 @@ test("BacklogHost is a backlog:index component whose one child is <name>-setting
 });
 
 test("BacklogFleet names its hosts <fleet>-<host> and parents them", async () => {
-  const fleet = new BacklogFleet("edge", { profile, hosts: [{ name: "a", connection }, { name: "b", connection }] });
+  const fleet = new BacklogFleet("edge", {
+    profile,
+    hosts: [
+      { name: "a", connection },
+      { name: "b", connection },
+    ],
+  });
   await settle();
   expect(registered.map((r) => r.name).sort()).toEqual(["edge", "edge-a", "edge-a-settings", "edge-b", "edge-b-settings"]);
   expect(await new Promise<string>((r) => fleet.hosts.a.urn.apply(r))).toMatch(/::backlog:index:BacklogFleet\$backlog:index:BacklogHost::edge-a$/);
@@ -48,11 +59,30 @@ test("BacklogFleet names its hosts <fleet>-<host> and parents them", async () =>
 
 test.each<[string, () => unknown, RegExp | typeof ProfileError]>([
   ["a profile that breaks a rule", () => new BacklogHost("h", { connection, profile: { ...profile, somaxconn: 1024 } }), ProfileError],
-  ["a connection without a pinned host key", () => new BacklogHost("h", { connection: { ...connection, hostKey: undefined }, profile }), /connection\.hostKey is required/],
+  [
+    "a connection without a pinned host key",
+    () => new BacklogHost("h", { connection: { ...connection, hostKey: undefined }, profile }),
+    /connection\.hostKey is required/,
+  ],
   ["a host key that is no key", () => new BacklogHost("h", { connection: { ...connection, hostKey: "AAAA" }, profile }), /not an OpenSSH public key line/],
-  ["a service name with shell syntax", () => new BacklogHost("h", { connection, profile, services: { nginxUnit: "nginx; reboot" } }), /services\.nginxUnit "nginx; reboot"/],
+  [
+    "a service name with shell syntax",
+    () => new BacklogHost("h", { connection, profile, services: { nginxUnit: "nginx; reboot" } }),
+    /services\.nginxUnit "nginx; reboot"/,
+  ],
   ["a path option that is not absolute", () => new BacklogHost("h", { connection, profile, paths: { nginxConf: "conf.d/x.conf" } }), ProfileError],
-  ["two fleet hosts with one name", () => new BacklogFleet("f", { profile, hosts: [{ name: "a", connection }, { name: "a", connection }] }), /hosts\[1\]\.name "a": duplicate host name/],
+  [
+    "two fleet hosts with one name",
+    () =>
+      new BacklogFleet("f", {
+        profile,
+        hosts: [
+          { name: "a", connection },
+          { name: "a", connection },
+        ],
+      }),
+    /hosts\[1\]\.name "a": duplicate host name/,
+  ],
 ])("refuses %s before registering anything", async (_name, make, error) => {
   expect(make).toThrow(error);
   await settle();

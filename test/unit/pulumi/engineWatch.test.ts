@@ -1,10 +1,11 @@
-import net from "net";
+import net from "node:net";
 import { watchEngine } from "../../../src/pulumi/engineWatch";
 
-const listen = () => new Promise<net.Server>((resolve) => {
-  const server = net.createServer((s) => s.destroy());
-  server.listen(0, "127.0.0.1", () => resolve(server));
-});
+const listen = () =>
+  new Promise<net.Server>((resolve) => {
+    const server = net.createServer((s) => s.destroy());
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
 const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,9 +30,12 @@ test("stopped before the engine goes: never aborts", async () => {
   expect(watch.signal.aborted).toBe(false);
 });
 
-test.each([undefined, "", "example.org:80", "127.0.0.1", "/tmp/sock", "127.0.0.1:80; rm -rf /"])("no engine address (%p): a signal that never aborts", async (address) => {
-  const watch = watchEngine(address, 20);
-  await sleep(100);
-  expect(watch.signal.aborted).toBe(false);
-  watch.stop();
-});
+test.each([undefined, "", "example.org:80", "127.0.0.1", "/tmp/sock", "127.0.0.1:80; rm -rf /"])(
+  "no engine address (%p): a signal that never aborts",
+  async (address) => {
+    const watch = watchEngine(address, 20);
+    await sleep(100);
+    expect(watch.signal.aborted).toBe(false);
+    watch.stop();
+  },
+);

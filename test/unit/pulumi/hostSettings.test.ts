@@ -4,13 +4,22 @@
  * extending Error, names it mistakes for globals) fails here rather than in a deployment.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { execFileSync } from "child_process";
-import { mkdtempSync, readFileSync } from "fs";
-import { createServer } from "net";
-import { tmpdir } from "os";
-import { join, resolve } from "path";
-import Module = require("module");
-import { HostSettingsOutputs, applyPlanOf, decisionInputs, failureMessage, hostSettingsProvider, plannedActions } from "../../../src/pulumi/hostSettings";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import Module = require("node:module");
+import {
+  type HostSettingsOutputs,
+  applyPlanOf,
+  decisionInputs,
+  failureMessage,
+  hasChanges,
+  hostSettingsProvider,
+  plannedActions,
+  runWithPlace,
+} from "../../../src/pulumi/hostSettings";
 import type { HostReport } from "../../../src/core/report";
 
 jest.setTimeout(30_000);
@@ -39,7 +48,11 @@ const base: HostSettingsOutputs = {
   hostName: "web1",
   target: "root@127.0.0.1:22",
   plan: {
-    stateDir: "/var/lib/pulumi-backlog", owner: "web1", files: [], sysctlKeys: ["net.core.somaxconn"], services: [],
+    stateDir: "/var/lib/pulumi-backlog",
+    owner: "web1",
+    files: [],
+    sysctlKeys: ["net.core.somaxconn"],
+    services: [],
     sockets: { unixPaths: [], tcpPorts: [] },
   },
   expected: [],
@@ -53,7 +66,9 @@ test("diff: an in-sync host with an unchanged profile has no changes", async () 
   const provider = await serializedProvider();
   await expect(provider.diff!("id", base, { ...base })).resolves.toEqual({ changes: false });
   // Inputs of the earlier shape (inSync, changes) in the old state do not make a change by themselves.
-  await expect(provider.diff!("id", { ...base, changes: { settings: [] } } as HostSettingsOutputs, { ...base, settings: {}, files: {}, services: {}, retired: [] })).resolves.toEqual({ changes: false });
+  await expect(
+    provider.diff!("id", { ...base, changes: { settings: [] } } as HostSettingsOutputs, { ...base, settings: {}, files: {}, services: {}, retired: [] }),
+  ).resolves.toEqual({ changes: false });
 });
 
 test("diff: a changed profile or drift is an update that the engine diffs field by field; another target a replacement", async () => {
@@ -63,7 +78,13 @@ test("diff: a changed profile or drift is an update that the engine diffs field 
   await expect(provider.diff!("id", base, { ...base, settings: { "net.core.somaxconn": "1000 → 8192" } })).resolves.toEqual({});
   await expect(provider.diff!("id", base, { ...base, services: { nginx: { action: "reload", reason: "x" } } })).resolves.toEqual({});
   // In `up` the change fields are empty: the run's own part says that it changes the host.
-  const drift = { settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }], files: [], retired: [], services: [], recovers: false };
+  const drift = {
+    settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }],
+    files: [],
+    retired: [],
+    services: [],
+    recovers: false,
+  };
   await expect(provider.diff!("id", base, { ...base, run: { generation: 2, steps: {}, retired: [], changes: drift } })).resolves.toEqual({});
   await expect(provider.diff!("id", base, { ...base, files: { "/etc/x": ["-a", "+b"] } })).resolves.toEqual({});
   await expect(provider.diff!("id", base, { ...base, retired: ["/etc/y"] })).resolves.toEqual({});
@@ -74,6 +95,44 @@ test("diff: a changed profile or drift is an update that the engine diffs field 
   await expect(provider.diff!("id", withSettings, withSettings)).resolves.toEqual({ changes: true });
   const moved = await provider.diff!("id", base, { ...base, target: "root@127.0.0.2:22" });
   expect(moved).toEqual({ changes: true, replaces: ["target"], deleteBeforeReplace: true });
+});
+
+const place = { batch: 2, batches: 3, later: ["web3"], laterCount: 1, maxFailedHosts: 0 };
+const emptyRun = { generation: 2, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } };
+
+test("runWithPlace: the place rides in run; a host without a decision gets a run that changes nothing", () => {
+  expect(runWithPlace(emptyRun, undefined)).toBe(emptyRun);
+  expect(runWithPlace(undefined, undefined)).toBeUndefined();
+  expect(runWithPlace(emptyRun, place)).toEqual({ ...emptyRun, rolloutPlace: place });
+  const bare = runWithPlace(undefined, place)!;
+  expect(bare.rolloutPlace).toEqual(place);
+  expect(hasChanges({ run: bare })).toBe(false);
+});
+
+test("diff: the host's place in the rollout alone is no change; with another reason it does not hide the change", async () => {
+  const provider = await serializedProvider();
+  const first = { ...base, run: runWithPlace(emptyRun, { ...place, batch: 1, later: ["web2", "web3"], laterCount: 2 }) };
+  await expect(provider.diff!("id", { ...base, run: emptyRun }, first)).resolves.toEqual({ changes: false });
+  await expect(provider.diff!("id", first, { ...base, run: runWithPlace(emptyRun, place) })).resolves.toEqual({ changes: false });
+  await expect(provider.diff!("id", first, { ...base, run: emptyRun })).resolves.toEqual({ changes: false });
+  // Drift found by a refresh: still a change (the engine diffs the inputs; run differs, hidden).
+  await expect(provider.diff!("id", { ...first, inSync: false }, { ...base, run: runWithPlace(emptyRun, place) })).resolves.toEqual({});
+  await expect(provider.diff!("id", { ...first, inSync: false }, first)).resolves.toEqual({ changes: true });
+  await expect(provider.diff!("id", first, { ...first, desiredHash: "b" })).resolves.toEqual({});
+});
+
+test("a failed host's message ends with the hosts after it that are not touched, and why", async () => {
+  const provider = await serializedProvider();
+  await expect(provider.create!({ ...base, probeFailure: "cannot connect to root@127.0.0.1:22: boom", run: runWithPlace(undefined, place) })).rejects.toThrow(
+    /^web1: cannot connect to root@127\.0\.0\.1:22: boom\nrollout stopped at this host's batch 2 of 3: not touched: web3 \(rollout\.maxFailedHosts 0\)$/,
+  );
+  await expect(provider.update!("id", base, { ...base, probeFailure: "boom", run: runWithPlace(undefined, { ...place, maxFailedHosts: 2 }) })).rejects.toThrow(
+    /^web1: boom\nrollout: this host is in batch 2 of 3; the later batches \(web3\) go on only with pulumi up --continue-on-error, until more than 2 host\(s\) have failed/,
+  );
+  // In the last batch: nothing after it, the message is the host's own.
+  await expect(
+    provider.create!({ ...base, probeFailure: "boom", run: runWithPlace(undefined, { ...place, batch: 3, later: [], laterCount: 0 }) }),
+  ).rejects.toThrow(/^web1: boom$/);
 });
 
 async function unreachable(): Promise<HostSettingsOutputs> {
@@ -101,13 +160,20 @@ test("delete on an unreachable host forgets it by default, with a warning naming
     error.mockRestore();
   }
   const port = props.connection.port;
-  expect(said.join("\n")).toMatch(new RegExp(`web1: forgotten without restoring: the host cannot be reached \\(cannot connect to root@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED.*/var/lib/pulumi-backlog`));
+  expect(said.join("\n")).toMatch(
+    new RegExp(
+      `web1: forgotten without restoring: the host cannot be reached \\(cannot connect to root@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED.*/var/lib/pulumi-backlog`,
+    ),
+  );
 });
 
 test("delete on an unreachable host with onGone: fail fails with a message that names the host and the cause", async () => {
   const provider = await serializedProvider();
   const props = { ...(await unreachable()), onGone: "fail" as const };
-  const error = await provider.delete!("id", props).then(() => undefined, (e: unknown) => e);
+  const error = await provider.delete!("id", props).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeDefined();
   expect((error as Error).message).toMatch(new RegExp(`^web1: cannot connect to root@127\\.0\\.0\\.1:${props.connection.port}: .*ECONNREFUSED`));
 });
@@ -115,31 +181,55 @@ test("delete on an unreachable host with onGone: fail fails with a message that 
 test("delete of a resource that was never applied touches no host", async () => {
   const provider = await serializedProvider();
   const { plan: _plan, ...never } = base;
-  await expect(provider.delete!("id", { ...never, connection: { ...base.connection, port: 1, dialAttempts: 1 } } as HostSettingsOutputs)).resolves.toBeUndefined();
+  await expect(
+    provider.delete!("id", { ...never, connection: { ...base.connection, port: 1, dialAttempts: 1 } } as HostSettingsOutputs),
+  ).resolves.toBeUndefined();
 });
 
 test("create without a probe fails with the probe's failure, before any connection", async () => {
   const provider = await serializedProvider();
-  await expect(provider.create!({ ...base, probeFailure: "cannot connect to root@127.0.0.1:22: boom" }))
-    .rejects.toThrow(/^web1: cannot connect to root@127\.0\.0\.1:22: boom$/);
+  await expect(provider.create!({ ...base, probeFailure: "cannot connect to root@127.0.0.1:22: boom" })).rejects.toThrow(
+    /^web1: cannot connect to root@127\.0\.0\.1:22: boom$/,
+  );
 });
 
 describe("failureMessage", () => {
   const r = (over: Partial<HostReport>): HostReport => ({
-    sysctls: {}, files: {}, contents: {}, sysctlSources: [], sockets: [], units: {}, before: {}, managed: [], owners: {}, applied: {}, own: {},
-    container: "none", journalOpen: false, generation: 0, recovered: false, steps: ["lock", "journal", "test"], did: [], fallbacks: {}, warnings: [], retired: [],
-    complete: false, ...over,
+    sysctls: {},
+    files: {},
+    contents: {},
+    sysctlSources: [],
+    sockets: [],
+    units: {},
+    before: {},
+    managed: [],
+    owners: {},
+    applied: {},
+    own: {},
+    container: "none",
+    journalOpen: false,
+    generation: 0,
+    recovered: false,
+    steps: ["lock", "journal", "test"],
+    did: [],
+    fallbacks: {},
+    warnings: [],
+    retired: [],
+    complete: false,
+    ...over,
   });
   const result = { code: 10, stdout: "", stderr: "" };
 
   test("names the host, what, the failed step, that everything was put back, and the step's output", () => {
-    expect(failureMessage("web1", "apply", r({ failure: { step: "test php8.2-fpm", output: "ERROR: bad pool" }, rolledBack: true }), result))
-      .toBe("web1: apply failed at test php8.2-fpm (everything was put back):\nERROR: bad pool");
+    expect(failureMessage("web1", "apply", r({ failure: { step: "test php8.2-fpm", output: "ERROR: bad pool" }, rolledBack: true }), result)).toBe(
+      "web1: apply failed at test php8.2-fpm (everything was put back):\nERROR: bad pool",
+    );
   });
 
   test("an incomplete rollback says so and where to look", () => {
-    expect(failureMessage("web1", "apply", r({ failure: { step: "service nginx", output: "x" }, rolledBack: false }), { ...result, code: 12 }))
-      .toMatch(/^web1: apply failed at service nginx \(the rollback was INCOMPLETE: see the host's \/var\/lib\/pulumi-backlog\/txn\):\nx$/);
+    expect(failureMessage("web1", "apply", r({ failure: { step: "service nginx", output: "x" }, rolledBack: false }), { ...result, code: 12 })).toMatch(
+      /^web1: apply failed at service nginx \(the rollback was INCOMPLETE: see the host's \/var\/lib\/pulumi-backlog\/txn\):\nx$/,
+    );
   });
 
   test("a script that died half-way: the last step it entered, and its stderr", () => {
@@ -151,34 +241,60 @@ describe("failureMessage", () => {
   });
 
   test("a run over its time limit names the step it was in", () => {
-    expect(failureMessage("web1", "apply", r({}), { code: -1, stdout: "", stderr: "", timedOut: true }))
-      .toBe("web1: apply timed out in step test: the connection was closed and the host rolls the run back (see connection.scriptTimeoutSeconds)");
+    expect(failureMessage("web1", "apply", r({}), { code: -1, stdout: "", stderr: "", timedOut: true })).toBe(
+      "web1: apply timed out in step test: the connection was closed and the host rolls the run back (see connection.scriptTimeoutSeconds)",
+    );
   });
 });
 
 test("plannedActions: the action per unit, empty without a plan", () => {
   expect(plannedActions(undefined)).toEqual({});
-  expect(plannedActions({ services: [
-    { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten", relisten: [{ inode: 1, backlog: 2, oldBacklog: 1, label: "/run/php/x.sock" }] },
-    { unit: "nginx", test: ["nginx", "-t"], action: "none" },
-  ] })).toEqual({ "php8.2-fpm": "relisten", nginx: "none" });
+  expect(
+    plannedActions({
+      services: [
+        { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten", relisten: [{ inode: 1, backlog: 2, oldBacklog: 1, label: "/run/php/x.sock" }] },
+        { unit: "nginx", test: ["nginx", "-t"], action: "none" },
+      ],
+    }),
+  ).toEqual({ "php8.2-fpm": "relisten", nginx: "none" });
 });
 
 test("decisionInputs: the plan without the run's own parts, and the changes as fields of their own; applyPlanOf puts the plan back together", () => {
   const plan = {
-    stateDir: "/var/lib/pulumi-backlog", owner: "web1", sysctlKeys: ["net.core.somaxconn"], sockets: { unixPaths: ["/run/php/a.sock"], tcpPorts: [] },
+    stateDir: "/var/lib/pulumi-backlog",
+    owner: "web1",
+    sysctlKeys: ["net.core.somaxconn"],
+    sockets: { unixPaths: ["/run/php/a.sock"], tcpPorts: [] },
     files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", content: "listen.backlog = 8192\n", mode: "0644", owner: "root", group: "root" }],
     services: [
-      { unit: "php8.2-fpm", test: ["php-fpm8.2", "-t"], action: "relisten" as const, reason: "only the backlog changes", relisten: [{ inode: 7, backlog: 8192, oldBacklog: 1000, label: "/run/php/a.sock" }], ports: [] },
+      {
+        unit: "php8.2-fpm",
+        test: ["php-fpm8.2", "-t"],
+        action: "relisten" as const,
+        reason: "only the backlog changes",
+        relisten: [{ inode: 7, backlog: 8192, oldBacklog: 1000, label: "/run/php/a.sock" }],
+        ports: [],
+      },
       { unit: "nginx", test: ["nginx", "-t"], action: "none" as const, ports: [8080] },
     ],
     retired: ["/etc/php/8.2/fpm/pool.d/old.conf"],
     generation: 4,
   };
   const changes = {
-    settings: [{ setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const }, { setting: "sock", current: null, wanted: 8192, comparison: "atLeast" as const }],
-    files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", change: "update" as const, diff: "--- host\n+++ profile\n@@ -1 +1 @@\n-listen.backlog = 511\n+listen.backlog = 8192\n" }],
-    retired: plan.retired, services: [], recovers: false,
+    settings: [
+      { setting: "net.core.somaxconn", current: 1000, wanted: 8192, comparison: "equal" as const },
+      { setting: "sock", current: null, wanted: 8192, comparison: "atLeast" as const },
+    ],
+    files: [
+      {
+        path: "/etc/php/8.2/fpm/pool.d/www.conf",
+        change: "update" as const,
+        diff: "--- host\n+++ profile\n@@ -1 +1 @@\n-listen.backlog = 511\n+listen.backlog = 8192\n",
+      },
+    ],
+    retired: plan.retired,
+    services: [],
+    recovers: false,
   };
   const inputs = decisionInputs({ plan, changes }, true);
   expect(inputs.settings).toEqual({ "net.core.somaxconn": "1000 → 8192", sock: "missing → >=8192" });
@@ -186,11 +302,30 @@ test("decisionInputs: the plan without the run's own parts, and the changes as f
   expect(inputs.services).toEqual({ "php8.2-fpm": { action: "relisten", reason: "only the backlog changes" } });
   expect(inputs.retired).toEqual(plan.retired);
   expect(inputs.recovers).toBeUndefined();
-  expect(inputs.run).toEqual({ generation: 4, retired: plan.retired, changes, steps: { "php8.2-fpm": { action: "relisten", reason: "only the backlog changes", relisten: plan.services[0].relisten } } });
+  expect(inputs.run).toEqual({
+    generation: 4,
+    retired: plan.retired,
+    changes,
+    steps: { "php8.2-fpm": { action: "relisten", reason: "only the backlog changes", relisten: plan.services[0].relisten } },
+  });
   // What stays in `plan` does not depend on the host's drift: the same for an in-sync host.
-  const inSync = decisionInputs({ plan: { ...plan, services: plan.services.map((s) => ({ unit: s.unit, test: s.test, action: "none" as const, ports: s.ports })), retired: [] }, changes: { settings: [], files: [], retired: [], services: [], recovers: false } }, true);
+  const inSync = decisionInputs(
+    {
+      plan: { ...plan, services: plan.services.map((s) => ({ unit: s.unit, test: s.test, action: "none" as const, ports: s.ports })), retired: [] },
+      changes: { settings: [], files: [], retired: [], services: [], recovers: false },
+    },
+    true,
+  );
   expect(inSync.plan).toEqual(inputs.plan);
-  expect(inSync).toEqual(expect.objectContaining({ settings: {}, files: {}, services: {}, retired: [], run: { generation: 4, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } } }));
+  expect(inSync).toEqual(
+    expect.objectContaining({
+      settings: {},
+      files: {},
+      services: {},
+      retired: [],
+      run: { generation: 4, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } },
+    }),
+  );
   // `up` records the change fields empty (nothing is pending once its apply verified), the run's own part as it is.
   const up = decisionInputs({ plan, changes }, false);
   expect(up).toEqual({ ...inSync, run: inputs.run, plan: inputs.plan });
@@ -198,4 +333,20 @@ test("decisionInputs: the plan without the run's own parts, and the changes as f
   expect(applyPlanOf(up)).toEqual(plan);
   // A state of the earlier shape (the whole plan in `plan`) gives its plan as it was.
   expect(applyPlanOf({ plan })).toEqual(plan);
+});
+
+test("read (pulumi refresh) of a host recorded as stopped or gone returns the recorded state without SSH; a present one is probed", async () => {
+  const provider = await serializedProvider();
+  const props = await unreachable();
+  for (const presence of ["stopped", "gone"] as const) {
+    const recorded = {
+      ...props,
+      presence,
+      inSync: true,
+      verification: [{ setting: "net.core.somaxconn", expected: 8192, effective: 8192, ok: true, comparison: "equal" as const }],
+    };
+    await expect(provider.read!("id", recorded)).resolves.toEqual({ id: "id", props: recorded });
+  }
+  // The same host recorded as present is probed: the connection is tried (and refused here).
+  await expect(provider.read!("id", { ...props, presence: "present" })).rejects.toThrow(/^web1: cannot connect to root@127\.0\.0\.1:\d+: .*ECONNREFUSED/);
 });

@@ -1,19 +1,26 @@
 /** The pure parts of the SSH transport: host key parsing, fingerprints, algorithms, connection names. */
-import { execFileSync } from "child_process";
-import { createHash, generateKeyPairSync } from "crypto";
-import fs from "fs";
-import os from "os";
-import path from "path";
+import { execFileSync } from "node:child_process";
+import { createHash, generateKeyPairSync } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import fc from "fast-check";
 import {
-  hostKeyAlgorithms, hostKeyFingerprint, insecureHops, parseHostKey, parseHostKeys, runScript, SshConnection, sshTarget,
+  hostKeyAlgorithms,
+  hostKeyFingerprint,
+  insecureHops,
+  parseHostKey,
+  parseHostKeys,
+  runScript,
+  type SshConnection,
+  sshTarget,
 } from "../../../src/transport/ssh";
 
 /**
  * ssh2 with a fake Client: records the ConnectConfig that connectOnce builds and plays a server
  * that presents `mockSsh.present` (or offers no host key type in common, or fails to authenticate).
  */
-const mockSsh: { configs: Record<string, any>[]; present?: Buffer; noCommonType?: boolean } = { configs: [] };
+const mockSsh: { configs: Record<string, any>[]; present?: Buffer; noCommonType?: boolean; twoErrors?: boolean } = { configs: [] };
 jest.mock("ssh2", () => {
   const actual = jest.requireActual("ssh2");
   const { EventEmitter } = jest.requireActual("events");
@@ -22,6 +29,13 @@ jest.mock("ssh2", () => {
       mockSsh.configs.push(cfg);
       if (cfg.privateKey === "unparseable") throw new Error("Cannot parse privateKey: Unsupported OpenSSH key magic: S3CRETBYTES");
       setImmediate(() => {
+        if (mockSsh.twoErrors) {
+          // What ssh2 does against a server that accepts TCP and never speaks SSH: a time-out, then
+          // a second error; an error event without a listener throws (it crashed the provider).
+          this.emit("error", new Error("Timed out while waiting for handshake"));
+          this.emit("error", new Error("Connection lost before handshake"));
+          return;
+        }
         if (mockSsh.noCommonType) {
           this.emit("error", new Error("Handshake failed: no matching host key format"));
           return;
@@ -69,14 +83,22 @@ function cryptoKey(kind: "ed25519" | "ecdsa" | "rsa"): Generated {
     const { publicKey, privateKey } = generateKeyPairSync("ed25519");
     const jwk = publicKey.export({ format: "jwk" });
     const blob = Buffer.concat([sshString("ssh-ed25519"), sshString(Buffer.from(jwk.x!, "base64url"))]);
-    return { type: "ssh-ed25519", publicLine: `ssh-ed25519 ${blob.toString("base64")}`, privateKey: privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+    return {
+      type: "ssh-ed25519",
+      publicLine: `ssh-ed25519 ${blob.toString("base64")}`,
+      privateKey: privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+    };
   }
   if (kind === "ecdsa") {
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const jwk = publicKey.export({ format: "jwk" });
     const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, "base64url"), Buffer.from(jwk.y!, "base64url")]);
     const blob = Buffer.concat([sshString("ecdsa-sha2-nistp256"), sshString("nistp256"), sshString(point)]);
-    return { type: "ecdsa-sha2-nistp256", publicLine: `ecdsa-sha2-nistp256 ${blob.toString("base64")}`, privateKey: privateKey.export({ format: "pem", type: "sec1" }).toString() };
+    return {
+      type: "ecdsa-sha2-nistp256",
+      publicLine: `ecdsa-sha2-nistp256 ${blob.toString("base64")}`,
+      privateKey: privateKey.export({ format: "pem", type: "sec1" }).toString(),
+    };
   }
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const jwk = publicKey.export({ format: "jwk" });
@@ -98,8 +120,10 @@ function keygenKey(kind: "ed25519" | "ecdsa" | "rsa"): Generated {
 }
 
 const KINDS = ["ed25519", "ecdsa", "rsa"] as const;
-const keys: Record<(typeof KINDS)[number], Generated> = Object.fromEntries(
-  KINDS.map((k) => [k, hasSshKeygen ? keygenKey(k) : cryptoKey(k)])) as Record<(typeof KINDS)[number], Generated>;
+const keys: Record<(typeof KINDS)[number], Generated> = Object.fromEntries(KINDS.map((k) => [k, hasSshKeygen ? keygenKey(k) : cryptoKey(k)])) as Record<
+  (typeof KINDS)[number],
+  Generated
+>;
 const other = cryptoKey("ed25519");
 /** Private keys in every format at hand: OpenSSH (ssh-keygen) and PEM (PKCS#8, SEC1, PKCS#1). */
 const privateKeys = [...KINDS.map((k) => keys[k].privateKey), ...KINDS.map((k) => cryptoKey(k).privateKey)];
@@ -107,7 +131,10 @@ const blobOf = (line: string) => Buffer.from(line.split(" ")[1], "base64");
 
 /** The lines of `text` (trimmed, longer than 8 characters) that appear in `message`. */
 function leakedLines(message: string, text: string): string[] {
-  return text.split(/\r\n|\r|\n/).map((l) => l.trim()).filter((l) => l.length > 8 && message.includes(l));
+  return text
+    .split(/\r\n|\r|\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 8 && message.includes(l));
 }
 function errorOf(f: () => unknown): Error {
   try {
@@ -182,7 +209,11 @@ test("known_hosts lines: host lists, [host]:port and hashed |1| host fields, wit
 });
 
 test.each([
-  ["a @cert-authority line", `${ED25519}\n@cert-authority *.example.com ${keys.ed25519.publicLine}`, /^hostKey line 2: known_hosts markers \(@cert-authority, @revoked\) are not supported/],
+  [
+    "a @cert-authority line",
+    `${ED25519}\n@cert-authority *.example.com ${keys.ed25519.publicLine}`,
+    /^hostKey line 2: known_hosts markers \(@cert-authority, @revoked\) are not supported/,
+  ],
   ["a @revoked line", `@revoked * ${keys.rsa.publicLine}`, /^hostKey line 1: known_hosts markers/],
   ["nothing but comments", "# 127.0.0.1:22 SSH-2.0-OpenSSH_9.2\n\n", /^hostKey has no key line/],
   ["an empty string", "", /^hostKey has no key line/],
@@ -200,7 +231,9 @@ test.each([
 
 test.each(privateKeys.map((k, i) => [i, k]))("a private key (#%s) is refused as one, without a line of it", (_i, privateKey) => {
   const error = errorOf(() => parseHostKeys(privateKey as string));
-  expect(error.message).toMatch(/^hostKey line 1 is not an OpenSSH public key line \(expected "ssh-ed25519 AAAA…".*\); it looks like a private key — never put a private key here$/);
+  expect(error.message).toMatch(
+    /^hostKey line 1 is not an OpenSSH public key line \(expected "ssh-ed25519 AAAA…".*\); it looks like a private key — never put a private key here$/,
+  );
   expect(leakedLines(error.message, privateKey as string)).toEqual([]);
 });
 
@@ -210,11 +243,14 @@ test("property: a private key mixed into host keys, in any shape, is refused wit
     (k: string) => k,
     (k: string) => k.replace(/\n/g, "\r\n"),
     (k: string) => k.replace(/\n/g, " "), // one line, as from an environment variable
-    (k: string) => k.split("\n").filter((l) => !l.startsWith("-----")).join("\n"), // the base64 body only
+    (k: string) =>
+      k
+        .split("\n")
+        .filter((l) => !l.startsWith("-----"))
+        .join("\n"), // the base64 body only
   );
-  fc.assert(fc.property(
-    fc.constantFrom(...privateKeys), shape, fc.subarray(pubLines), fc.nat(),
-    (privateKey, reshape, before, at) => {
+  fc.assert(
+    fc.property(fc.constantFrom(...privateKeys), shape, fc.subarray(pubLines), fc.nat(), (privateKey, reshape, before, at) => {
       const lines = [...before];
       lines.splice(at % (lines.length + 1), 0, reshape(privateKey));
       const text = lines.join("\n");
@@ -222,7 +258,9 @@ test("property: a private key mixed into host keys, in any shape, is refused wit
       expect(error.name).toBe("SshError");
       expect(leakedLines(error.message, text)).toEqual([]);
       if (/PRIVATE KEY|b3BlbnNzaC1rZXktdjE/.test(text)) expect(error.message).toContain("never put a private key here");
-    }), { numRuns: 200 });
+    }),
+    { numRuns: 200 },
+  );
 });
 
 test("property: any text is either pinned keys or an error that quotes no line of it", () => {
@@ -230,23 +268,27 @@ test("property: any text is either pinned keys or an error that quotes no line o
     fc.string(),
     fc.string({ unit: "binary", maxLength: 120 }),
     fc.constantFrom(...KINDS.map((k) => keys[k].publicLine), "# comment line here", "", "@cert-authority * x"),
-    fc.tuple(fc.constantFrom("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "web1"), fc.base64String({ minLength: 4, maxLength: 200 }))
+    fc
+      .tuple(fc.constantFrom("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "web1"), fc.base64String({ minLength: 4, maxLength: 200 }))
       .map(([t, b]) => `${t} ${b}`),
     fc.tuple(fc.string(), fc.constantFrom(...KINDS.map((k) => keys[k].publicLine))).map(([h, k]) => `${h} ${k}`),
   );
-  fc.assert(fc.property(fc.array(line, { maxLength: 8 }), fc.constantFrom("\n", "\r\n"), (lines, eol) => {
-    const text = lines.join(eol);
-    let parsed: ReturnType<typeof parseHostKeys>;
-    try {
-      parsed = parseHostKeys(text);
-    } catch (err) {
-      expect((err as Error).name).toBe("SshError");
-      expect((err as Error).message).toMatch(/^hostKey /);
-      expect(leakedLines((err as Error).message, text)).toEqual([]);
-      return;
-    }
-    expect(parsed.length).toBeGreaterThan(0);
-  }), { numRuns: 500 });
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 8 }), fc.constantFrom("\n", "\r\n"), (lines, eol) => {
+      const text = lines.join(eol);
+      let parsed: ReturnType<typeof parseHostKeys>;
+      try {
+        parsed = parseHostKeys(text);
+      } catch (err) {
+        expect((err as Error).name).toBe("SshError");
+        expect((err as Error).message).toMatch(/^hostKey /);
+        expect(leakedLines((err as Error).message, text)).toEqual([]);
+        return;
+      }
+      expect(parsed.length).toBeGreaterThan(0);
+    }),
+    { numRuns: 500 },
+  );
 });
 
 test("parseHostKeys refuses what is not text, without printing it", () => {
@@ -261,7 +303,10 @@ test.each([
   [["ecdsa-sha2-nistp256"], ["ecdsa-sha2-nistp256"]],
   [["ecdsa-sha2-nistp521"], ["ecdsa-sha2-nistp521"]],
   [["ssh-rsa"], ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
-  [["ssh-rsa", "ecdsa-sha2-nistp256", "ssh-ed25519"], ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
+  [
+    ["ssh-rsa", "ecdsa-sha2-nistp256", "ssh-ed25519"],
+    ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+  ],
   [["sk-ssh-ed25519@openssh.com", "ssh-ed25519"], ["ssh-ed25519"]],
 ])("pinned types %j offer the host key algorithms %j", (types, algorithms) => {
   expect(hostKeyAlgorithms(types.map((type) => ({ type })))).toEqual(algorithms);
@@ -271,15 +316,19 @@ test("property: only algorithms of pinned types are offered, all of them ones ss
   const { SUPPORTED_SERVER_HOST_KEY } = jest.requireActual("ssh2/lib/protocol/constants");
   const keyType = (algorithm: string) => (algorithm.startsWith("rsa-sha2-") ? "ssh-rsa" : algorithm);
   const types = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa", "ssh-dss"];
-  fc.assert(fc.property(fc.subarray(types, { minLength: 1 }), (pinned) => {
-    const offered = hostKeyAlgorithms(pinned.map((type) => ({ type })));
-    expect(offered.every((a) => pinned.includes(keyType(a)) && SUPPORTED_SERVER_HOST_KEY.includes(a))).toBe(true);
-    expect(new Set(offered.map(keyType))).toEqual(new Set(pinned));
-  }));
+  fc.assert(
+    fc.property(fc.subarray(types, { minLength: 1 }), (pinned) => {
+      const offered = hostKeyAlgorithms(pinned.map((type) => ({ type })));
+      expect(offered.every((a) => pinned.includes(keyType(a)) && SUPPORTED_SERVER_HOST_KEY.includes(a))).toBe(true);
+      expect(new Set(offered.map(keyType))).toEqual(new Set(pinned));
+    }),
+  );
 });
 
 test("pinning only key types that cannot be checked is an error", () => {
-  expect(() => hostKeyAlgorithms([{ type: "ssh-ed25519-cert-v01@openssh.com" }])).toThrow(/^hostKey has no key of a type that can be checked \(pinned: ssh-ed25519-cert-v01@openssh.com\)/);
+  expect(() => hostKeyAlgorithms([{ type: "ssh-ed25519-cert-v01@openssh.com" }])).toThrow(
+    /^hostKey has no key of a type that can be checked \(pinned: ssh-ed25519-cert-v01@openssh.com\)/,
+  );
 });
 
 // ---- what connectOnce hands to ssh2, and what a mismatch says (fake ssh2 client above)
@@ -289,9 +338,16 @@ describe("connecting", () => {
     mockSsh.configs = [];
     mockSsh.present = undefined;
     mockSsh.noCommonType = false;
+    mockSsh.twoErrors = false;
   });
-  const conn = (extra: Partial<SshConnection>): SshConnection =>
-    ({ host: "10.0.0.5", port: 2222, privateKey: "key", dialAttempts: 1, ...extra });
+
+  test("a second error after a handshake time-out is absorbed: the first one is reported, nothing crashes", async () => {
+    mockSsh.twoErrors = true;
+    await expect(runScript(conn({ hostKey: ED25519 }), "true")).rejects.toThrow(
+      /^cannot connect to root@10\.0\.0\.5:2222: Timed out while waiting for handshake$/,
+    );
+  });
+  const conn = (extra: Partial<SshConnection>): SshConnection => ({ host: "10.0.0.5", port: 2222, privateKey: "key", dialAttempts: 1, ...extra });
 
   test("offers only the pinned types and accepts exactly the pinned keys", async () => {
     const hostKey = `${keys.ecdsa.publicLine}\n${keys.rsa.publicLine}`;
@@ -306,12 +362,17 @@ describe("connecting", () => {
   test("a mismatch names the type and fingerprint seen and the fingerprints pinned, no key material", async () => {
     mockSsh.present = blobOf(other.publicLine);
     const hostKey = `${keys.ed25519.publicLine}\n${keys.rsa.publicLine}`;
-    const error = await runScript(conn({ hostKey }), "true").then(() => undefined, (e: Error) => e);
+    const error = await runScript(conn({ hostKey }), "true").then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.name).toBe("SshError");
     const seen = hostKeyFingerprint(blobOf(other.publicLine));
     const [ed, rsa] = parseHostKeys(hostKey).map((k) => k.fingerprint);
-    expect(error?.message).toBe(`host key mismatch for root@10.0.0.5:2222: the server presented ssh-ed25519 ${seen}, ` +
-      `the pinned keys are ${ed} (ssh-ed25519), ${rsa} (ssh-rsa); refusing to connect`);
+    expect(error?.message).toBe(
+      `host key mismatch for root@10.0.0.5:2222: the server presented ssh-ed25519 ${seen}, ` +
+        `the pinned keys are ${ed} (ssh-ed25519), ${rsa} (ssh-rsa); refusing to connect`,
+    );
     for (const line of [other.publicLine, keys.ed25519.publicLine, keys.rsa.publicLine]) {
       expect(error?.message).not.toContain(line.split(" ")[1].slice(0, 20));
     }
@@ -319,23 +380,46 @@ describe("connecting", () => {
 
   test("a server without any key of the pinned types is a mismatch, not a network problem", async () => {
     mockSsh.noCommonType = true;
-    await expect(runScript(conn({ hostKey: keys.ecdsa.publicLine }), "true"))
-      .rejects.toThrow(/^host key mismatch for root@10\.0\.0\.5:2222: the server has no key of the pinned types \(ecdsa-sha2-nistp256\); the pinned keys are SHA256:\S+ \(ecdsa-sha2-nistp256\); refusing/);
+    await expect(runScript(conn({ hostKey: keys.ecdsa.publicLine }), "true")).rejects.toThrow(
+      /^host key mismatch for root@10\.0\.0\.5:2222: the server has no key of the pinned types \(ecdsa-sha2-nistp256\); the pinned keys are SHA256:\S+ \(ecdsa-sha2-nistp256\); refusing/,
+    );
   });
 
   test("a bad bastion hostKey names the bastion and the line, and nothing is dialled", async () => {
     const proxy = { host: "bastion", privateKey: "key", hostKey: `${ED25519}\n${keys.ed25519.privateKey}` };
-    const error = await runScript(conn({ hostKey: ED25519, proxy }), "true").then(() => undefined, (e: Error) => e);
+    const error = await runScript(conn({ hostKey: ED25519, proxy }), "true").then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).toMatch(/^root@bastion:22: hostKey line 2 is not an OpenSSH public key line .*never put a private key here$/);
     expect(leakedLines(error!.message, proxy.hostKey)).toEqual([]);
     expect(mockSsh.configs).toEqual([]);
   });
 
   test.each([
-    ["a mismatch", () => { mockSsh.present = blobOf(other.publicLine); }, ED25519, 1],
-    ["no key of the pinned types", () => { mockSsh.noCommonType = true; }, ED25519, 1],
+    [
+      "a mismatch",
+      () => {
+        mockSsh.present = blobOf(other.publicLine);
+      },
+      ED25519,
+      1,
+    ],
+    [
+      "no key of the pinned types",
+      () => {
+        mockSsh.noCommonType = true;
+      },
+      ED25519,
+      1,
+    ],
     ["a bad hostKey", () => undefined, `${ED25519}\nnot a key`, 0],
-    ["only unusable key types", () => undefined, `ssh-ed25519-cert-v01@openssh.com ${Buffer.concat([sshString("ssh-ed25519-cert-v01@openssh.com"), sshString("x".repeat(40))]).toString("base64")}`, 0],
+    [
+      "only unusable key types",
+      () => undefined,
+      `ssh-ed25519-cert-v01@openssh.com ${Buffer.concat([sshString("ssh-ed25519-cert-v01@openssh.com"), sshString("x".repeat(40))]).toString("base64")}`,
+      0,
+    ],
   ])("%s is final: not retried", async (_name, arrange, hostKey, dials) => {
     arrange();
     const started = Date.now();
@@ -352,7 +436,10 @@ describe("connecting", () => {
   });
 
   test("a private key ssh2 cannot parse is reported without the bytes it quotes", async () => {
-    const error = await runScript(conn({ hostKey: ED25519, privateKey: "unparseable" }), "true").then(() => undefined, (e: Error) => e);
+    const error = await runScript(conn({ hostKey: ED25519, privateKey: "unparseable" }), "true").then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).toBe("cannot use the privateKey for root@10.0.0.5:2222: Cannot parse privateKey: Unsupported OpenSSH key magic");
   });
 });
@@ -361,8 +448,9 @@ describe("connecting", () => {
 
 test("sshTarget names user, host, port and the bastion", () => {
   expect(sshTarget({ host: "10.0.0.5" })).toBe("root@10.0.0.5:22");
-  expect(sshTarget({ host: "10.0.0.5", port: 2222, user: "deploy", proxy: { host: "bastion", privateKey: "" } }))
-    .toBe("deploy@10.0.0.5:2222 via root@bastion:22");
+  expect(sshTarget({ host: "10.0.0.5", port: 2222, user: "deploy", proxy: { host: "bastion", privateKey: "" } })).toBe(
+    "deploy@10.0.0.5:2222 via root@bastion:22",
+  );
 });
 
 test("insecureHops names every hop that skips the host key check, target and bastion", () => {
@@ -372,7 +460,9 @@ test("insecureHops names every hop that skips the host key check, target and bas
   expect(insecureHops({ ...target, proxy: bastion })).toEqual([]);
   expect(insecureHops({ ...target, insecureIgnoreHostKey: true })).toEqual(["deploy@10.0.0.5:22"]);
   expect(insecureHops({ ...target, proxy: { ...bastion, insecureIgnoreHostKey: true } })).toEqual(["root@bastion:22"]);
-  expect(insecureHops({ ...target, insecureIgnoreHostKey: true, proxy: { ...bastion, insecureIgnoreHostKey: true } }))
-    .toEqual(["deploy@10.0.0.5:22 via root@bastion:22", "root@bastion:22"]);
+  expect(insecureHops({ ...target, insecureIgnoreHostKey: true, proxy: { ...bastion, insecureIgnoreHostKey: true } })).toEqual([
+    "deploy@10.0.0.5:22 via root@bastion:22",
+    "root@bastion:22",
+  ]);
   expect(insecureHops({ ...target, insecureIgnoreHostKey: false, proxy: { ...bastion, insecureIgnoreHostKey: false } })).toEqual([]);
 });

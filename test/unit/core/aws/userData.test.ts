@@ -2,20 +2,10 @@
  * User data and the SSM document (pure): what cloud-init and the SSM agent get is the standalone
  * script, byte for byte.
  */
-import { createHash } from "crypto";
-import { gunzipSync } from "zlib";
-import {
-  EC2_USER_DATA_LIMIT,
-  SSM_STEP_NAME,
-  agentScriptFile,
-  backlogUserData,
-  encodeUserData,
-  instanceUserData,
-  multipartUserData,
-  partType,
-  ssmCommands,
-  ssmDocumentContent,
-} from "../../../../src/aws";
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { SSM_STEP_NAME, agentScriptFile, ssmCommands, ssmDocumentContent } from "../../../../src/core/aws/ssmDocument";
+import { EC2_USER_DATA_LIMIT, backlogUserData, encodeUserData, instanceUserData, multipartUserData, partType } from "../../../../src/core/aws/userData";
 import { defineProfile } from "../../../../src/core/profile";
 import { standaloneScript } from "../../../../src/core/standalone";
 import { WEB } from "../../fixtures";
@@ -30,7 +20,7 @@ const INCIDENT = {
 describe("user data", () => {
   test("is the standalone script, marked as carried by EC2 user data", () => {
     const text = backlogUserData(INCIDENT);
-    expect(text).toBe(standaloneScript(INCIDENT, { carrier: "EC2 user data (cloud-init scripts_user)" }));
+    expect(text).toBe(standaloneScript(INCIDENT, { carrier: "EC2 user data (cloud-init scripts_user)", conflicts: "none" }));
     expect(text.startsWith("#!/bin/sh\n")).toBe(true);
     expect(text).toContain("# Carried by EC2 user data (cloud-init scripts_user).");
   });
@@ -45,7 +35,9 @@ describe("user data", () => {
     expect(parts[0]).toContain("Content-Type: text/cloud-config");
     expect(parts[0]).toContain("\n\n#cloud-config\npackages: [php8.2-fpm, nginx]\n");
     expect(parts[1]).toContain("Content-Type: text/x-shellscript");
-    expect(parts[1]!.split("\n\n").slice(1).join("\n\n")).toBe(standaloneScript(INCIDENT, { carrier: "EC2 user data (cloud-init scripts_user)" }));
+    expect(parts[1]!.split("\n\n").slice(1).join("\n\n")).toBe(
+      standaloneScript(INCIDENT, { carrier: "EC2 user data (cloud-init scripts_user)", conflicts: "none" }),
+    );
     expect(text.endsWith(`--${boundary}--\n`)).toBe(true);
     expect(backlogUserData(INCIDENT, { precedingUserData: mine })).toBe(text); // deterministic
   });
@@ -92,7 +84,7 @@ describe("SSM document", () => {
     const step = doc.mainSteps[0];
     expect(step).toMatchObject({ action: "aws:runShellScript", name: SSM_STEP_NAME, precondition: { StringEquals: ["platformType", "Linux"] } });
     expect(step.inputs.timeoutSeconds).toBe("600");
-    const script = standaloneScript(INCIDENT, { carrier: "an SSM Command document (aws:runShellScript)" });
+    const script = standaloneScript(INCIDENT, { carrier: "an SSM Command document (aws:runShellScript)", compact: true });
     expect(step.inputs.runCommand).toEqual(ssmCommands(script));
     // What the agent writes to _script.sh is the script itself.
     expect(agentScriptFile(step.inputs.runCommand)).toBe(script);
@@ -102,8 +94,13 @@ describe("SSM document", () => {
 
   test("the same script as the user data, but for the carrier line", () => {
     const doc = JSON.parse(ssmDocumentContent(defineProfile(WEB)));
-    const fromDoc = agentScriptFile(doc.mainSteps[0].inputs.runCommand).split("\n").filter((l: string) => !l.startsWith("# Carried by"));
-    const fromUserData = backlogUserData(WEB).split("\n").filter((l) => !l.startsWith("# Carried by"));
+    const fromDoc = agentScriptFile(doc.mainSteps[0].inputs.runCommand)
+      .split("\n")
+      .filter((l: string) => !l.startsWith("# Carried by"));
+    // The same options: the document carries the sysctl conflict functions compact (issue #14), user data leaves them out by default.
+    const fromUserData = backlogUserData(WEB, { conflicts: "report", compact: true })
+      .split("\n")
+      .filter((l) => !l.startsWith("# Carried by"));
     expect(fromDoc).toEqual(fromUserData);
   });
 
@@ -111,7 +108,8 @@ describe("SSM document", () => {
     expect(JSON.parse(ssmDocumentContent(INCIDENT, { timeoutSeconds: 120 })).mainSteps[0].inputs.timeoutSeconds).toBe("120");
     expect(() => ssmDocumentContent(INCIDENT, { timeoutSeconds: 0 })).toThrow(/timeoutSeconds/);
     const many = {
-      name: "many", backlog: 1024,
+      name: "many",
+      backlog: 1024,
       pools: Array.from({ length: 60 }, (_, i) => ({ name: `p${i}`, listen: `/run/php/p${i}.sock` })),
       listeners: Array.from({ length: 60 }, (_, i) => ({ listen: 8000 + i, pool: `p${i}` })),
     };
