@@ -5,7 +5,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import type { ServiceNames } from "../core/converge";
+import type { ConflictMode, ServiceNames } from "../core/converge";
 import type { BacklogProfile, ProfileInput } from "../core/profile";
 import { type HostPaths, resolvePaths } from "../core/render";
 import { STANDALONE_STATE_NAME, resolveProfile } from "../core/standalone";
@@ -45,6 +45,15 @@ export interface BacklogLaunchTemplateArgs {
    * profile with a pool and a listener already is), `true` or `false`. cloud-init inflates it.
    */
   compress?: boolean | "auto";
+  /**
+   * Sysctl conflicts (another sysctl file that sets a managed key after the drop-in, so a boot
+   * undoes it; docs/sysctl.md): `"report"` prints them and their verification rows,
+   * `"neutralize"` also comments them out (transactional, original kept), `"none"` leaves the check
+   * out of the script. Default `"none"`: the check costs about 3 KB of the 16 KB EC2 takes after
+   * gzip, and a profile with pools and listeners then no longer fits (the construction fails,
+   * naming the sizes). Pair with a `BacklogSsmAssociation` (default `"report"`) for the check.
+   */
+  conflicts?: ConflictMode | "none";
 }
 
 /**
@@ -82,6 +91,7 @@ export class BacklogLaunchTemplate extends pulumi.ComponentResource {
       services: args.services,
       stateName: args.stateName,
       precedingUserData: args.precedingUserData,
+      conflicts: args.conflicts ?? "none",
     });
     const encoded = encodeUserData(text, args.compress ?? "auto");
     super(
@@ -93,6 +103,7 @@ export class BacklogLaunchTemplate extends pulumi.ComponentResource {
         services: args.services ?? {},
         stateName: args.stateName ?? STANDALONE_STATE_NAME,
         precedingUserData: args.precedingUserData !== undefined,
+        conflicts: args.conflicts ?? "none",
         userDataBytes: encoded.bytes,
         userDataCompressed: encoded.compressed,
         userDataSha256: createHash("sha256").update(text).digest("hex"),

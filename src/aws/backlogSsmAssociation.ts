@@ -3,7 +3,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServiceNames } from "../core/converge";
+import type { ConflictMode, ServiceNames } from "../core/converge";
 import type { BacklogProfile, ProfileInput } from "../core/profile";
 import { type HostPaths, resolvePaths } from "../core/render";
 import { STANDALONE_STATE_NAME, resolveProfile } from "../core/standalone";
@@ -74,6 +74,14 @@ export interface BacklogSsmAssociationArgs {
   services?: Partial<ServiceNames>;
   /** State directory name on the instances. Default `"standalone"`, shared with `BacklogLaunchTemplate`. */
   stateName?: string;
+  /**
+   * Sysctl conflicts (another sysctl file that sets a managed key after the drop-in, so a boot or
+   * `sysctl --system` undoes it; docs/sysctl.md): `"report"` (default) prints each and shows the
+   * values after boot as advisory verification rows; `"neutralize"` also comments the line out
+   * inside the run's transaction (original kept; a later run in `"report"` gives it back) and
+   * those rows must hold; `"none"` leaves the check out of the document.
+   */
+  conflicts?: ConflictMode | "none";
 }
 
 const CONCURRENCY = /^([1-9][0-9]*|[1-9][0-9]?%|100%)$/;
@@ -135,6 +143,7 @@ export class BacklogSsmAssociation extends pulumi.ComponentResource {
       services: args.services,
       stateName: args.stateName,
       timeoutSeconds: args.timeoutSeconds,
+      conflicts: args.conflicts ?? "report",
     });
     const maxConcurrency = args.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
     const maxErrors = args.maxErrors ?? DEFAULT_MAX_ERRORS;
@@ -151,6 +160,7 @@ export class BacklogSsmAssociation extends pulumi.ComponentResource {
         maxConcurrency,
         maxErrors,
         scheduleExpression,
+        conflicts: args.conflicts ?? "report",
       },
       opts,
     );

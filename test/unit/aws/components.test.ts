@@ -158,7 +158,28 @@ describe("BacklogSsmAssociation", () => {
       maxConcurrency: "10%",
       maxErrors: "0",
       scheduleExpression: "rate(30 minutes)",
+      conflicts: "report",
     });
+  });
+
+  test("conflicts is passed to the script and recorded: neutralize in the document, none leaves the check out", async () => {
+    new BacklogSsmAssociation("neutral", { profile: INCIDENT, targetTags: { Role: "web" }, conflicts: "neutralize" });
+    new BacklogSsmAssociation("nocheck", { profile: INCIDENT, targetTags: { Role: "web" }, conflicts: "none" });
+    new BacklogSsmAssociation("bydefault", { profile: INCIDENT, targetTags: { Role: "web" } });
+    new BacklogLaunchTemplate("lt-default", { profile: { name: "kernel", backlog: 4096 } });
+    new BacklogLaunchTemplate("lt-report", { profile: { name: "kernel", backlog: 4096 }, conflicts: "report" });
+    await settle();
+    expect(byType("backlog:index:BacklogSsmAssociation", "neutral").inputs.conflicts).toBe("neutralize");
+    expect(byType("backlog:index:BacklogSsmAssociation", "nocheck").inputs.conflicts).toBe("none");
+    const doc = (n: string) => String(byType("aws:ssm/document:Document", n).inputs.content);
+    // The check's functions ride gzipped in the document (about 1.5 KB of it); "none" leaves them out.
+    expect(doc("bydefault").length).toBeGreaterThan(doc("nocheck").length + 1000);
+    expect(doc("neutral")).not.toEqual(doc("bydefault"));
+    expect(byType("backlog:index:BacklogLaunchTemplate", "lt-default").inputs.conflicts).toBe("none");
+    expect(byType("backlog:index:BacklogLaunchTemplate", "lt-report").inputs.conflicts).toBe("report");
+    const userData = (n: string) => gunzipSync(Buffer.from(byType("aws:ec2/launchTemplate:LaunchTemplate", n).inputs.userData, "base64")).toString();
+    expect(userData("lt-report").length).toBeGreaterThan(userData("lt-default").length);
+    expect(() => new BacklogSsmAssociation("bad", { profile: INCIDENT, targetTags: { Role: "web" }, conflicts: "off" as never })).toThrow(/conflicts "off"/);
   });
 
   test("concurrency, errors, schedule, S3 output, severity, tags and timeout as given", async () => {
