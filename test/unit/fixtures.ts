@@ -1,5 +1,7 @@
 /** Shared inputs for the unit tests. */
+import { contentHash } from "../../src/core/plan";
 import type { ProfileInput } from "../../src/core/profile";
+import type { HostReport } from "../../src/core/report";
 
 /** The incident's host, fixed: one unix-socket pool behind nginx, plus a TCP pool and IPv6. */
 export const WEB: ProfileInput = {
@@ -36,3 +38,39 @@ export const EXACT: ProfileInput = {
   pools: [{ name: "static-pool", listen: "9000", backlog: 8192, user: "app", group: "app", pm: { style: "static", maxChildren: 12, maxRequests: 500 } }],
   listeners: [{ listen: "[::1]:8443", pool: "static-pool" }],
 };
+
+/** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */
+export function probeReport(over: Partial<HostReport> = {}): HostReport {
+  return {
+    sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
+    files: {},
+    contents: {},
+    sysctlSources: [],
+    sockets: [],
+    units: {},
+    before: {},
+    managed: [],
+    owners: {},
+    applied: {},
+    own: {},
+    container: "none",
+    journalOpen: false,
+    generation: 0,
+    recovered: false,
+    steps: [],
+    did: [],
+    fallbacks: {},
+    warnings: [],
+    retired: [],
+    complete: true,
+    ...over,
+  };
+}
+
+/** The files' hashes and contents as a probe reports them (null: absent). */
+export function filesOf(files: Record<string, string | null>): Pick<HostReport, "files" | "contents"> {
+  return {
+    files: Object.fromEntries(Object.entries(files).map(([p, c]) => [p, c === null ? null : contentHash(c)])),
+    contents: Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== null)),
+  };
+}

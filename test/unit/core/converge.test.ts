@@ -1,8 +1,8 @@
 /** What a host needs, decided from a profile and a probe report (no host involved). */
 import { createHash } from "node:crypto";
 import { type ActionNeed, bootOverrides, decide, fileChangeNeed, hostOwnValues, socketsToObserve, strongest, withoutBacklog } from "../../../src/core/converge";
-import { contentHash } from "../../../src/core/plan";
 import type { HostReport } from "../../../src/core/report";
+import { filesOf, probeReport as report } from "../fixtures";
 import { type BacklogProfile, type ProfileInput, defineProfile } from "../../../src/core/profile";
 import { render } from "../../../src/core/render";
 import type { ListeningSocket } from "../../../src/core/verify";
@@ -43,42 +43,6 @@ const tcpSocket = (backlog: number, inode = 222, port = 8080): ListeningSocket =
   path: null,
   inode,
 });
-
-/** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */
-function report(over: Partial<HostReport> = {}): HostReport {
-  return {
-    sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {},
-    contents: {},
-    sysctlSources: [],
-    sockets: [],
-    units: {},
-    before: {},
-    managed: [],
-    owners: {},
-    applied: {},
-    own: {},
-    container: "none",
-    journalOpen: false,
-    generation: 0,
-    recovered: false,
-    steps: [],
-    did: [],
-    fallbacks: {},
-    warnings: [],
-    retired: [],
-    complete: true,
-    ...over,
-  };
-}
-
-/** The files' hashes and contents as a probe reports them (null: absent). */
-function filesOf(files: Record<string, string | null>): Pick<HostReport, "files" | "contents"> {
-  return {
-    files: Object.fromEntries(Object.entries(files).map(([p, c]) => [p, c === null ? null : contentHash(c)])),
-    contents: Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== null)),
-  };
-}
 
 /** What the deploy of `p` wrote on the host (rendered for a host whose own somaxconn was 4096). */
 function wantedFiles(p: BacklogProfile = profile): Record<string, string> {

@@ -13,8 +13,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { decide, fileChangeNeed, hostOwnValues, managedKeys } from "../../../src/core/converge";
-import { backupName, contentHash } from "../../../src/core/plan";
+import { backupName } from "../../../src/core/plan";
 import type { HostReport } from "../../../src/core/report";
+import { filesOf, probeReport as report } from "../fixtures";
 import { type BacklogProfile, type ProfileInput, defineProfile, kernelTargets } from "../../../src/core/profile";
 import type { HostPaths } from "../../../src/core/render";
 import { PHP_FPM_RESTART_LINES_ERE, decisionShell, kernelVariables, standaloneScript } from "../../../src/core/standalone";
@@ -107,41 +108,6 @@ const tcp = (backlog: number, inode = 222, local = "0.0.0.0:8080"): ListeningSoc
   const { host, port } = splitAddress(local);
   return { kind: "tcp", netid: null, recvQ: 0, backlog, local, host, port, path: null, inode };
 };
-
-/** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */
-function report(over: Partial<HostReport> = {}): HostReport {
-  return {
-    sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {},
-    contents: {},
-    sysctlSources: [],
-    sockets: [],
-    units: {},
-    before: {},
-    managed: [],
-    owners: {},
-    applied: {},
-    own: {},
-    container: "none",
-    journalOpen: false,
-    generation: 0,
-    recovered: false,
-    steps: [],
-    did: [],
-    fallbacks: {},
-    warnings: [],
-    retired: [],
-    complete: true,
-    ...over,
-  };
-}
-
-function filesOf(files: Record<string, string | null>): Pick<HostReport, "files" | "contents"> {
-  return {
-    files: Object.fromEntries(Object.entries(files).map(([p, c]) => [p, c === null ? null : contentHash(c)])),
-    contents: Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== null)),
-  };
-}
 
 /** What a deploy of `p` wrote (rendered for a host whose own somaxconn was 4096). */
 function wantedFiles(p: BacklogProfile = profile): Record<string, string> {

@@ -21,6 +21,7 @@ import {
   runWithPlace,
 } from "../../../src/pulumi/hostSettings";
 import type { HostReport } from "../../../src/core/report";
+import { probeReport } from "../fixtures";
 
 jest.setTimeout(30_000);
 
@@ -194,30 +195,7 @@ test("create without a probe fails with the probe's failure, before any connecti
 });
 
 describe("failureMessage", () => {
-  const r = (over: Partial<HostReport>): HostReport => ({
-    sysctls: {},
-    files: {},
-    contents: {},
-    sysctlSources: [],
-    sockets: [],
-    units: {},
-    before: {},
-    managed: [],
-    owners: {},
-    applied: {},
-    own: {},
-    container: "none",
-    journalOpen: false,
-    generation: 0,
-    recovered: false,
-    steps: ["lock", "journal", "test"],
-    did: [],
-    fallbacks: {},
-    warnings: [],
-    retired: [],
-    complete: false,
-    ...over,
-  });
+  const r = (over: Partial<HostReport>): HostReport => probeReport({ sysctls: {}, steps: ["lock", "journal", "test"], complete: false, ...over });
   const result = { code: 10, stdout: "", stderr: "" };
 
   test("names the host, what, the failed step, that everything was put back, and the step's output", () => {
