@@ -7,8 +7,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import type { ConflictMode, ServiceNames } from "../core/converge";
 import type { BacklogProfile, ProfileInput } from "../core/profile";
-import { type HostPaths, resolvePaths } from "../core/render";
-import { STANDALONE_STATE_NAME, resolveProfile } from "../core/standalone";
+import type { HostPaths } from "../core/render";
+import { resolveCarrier } from "../core/standalone";
 import { backlogUserData, encodeUserData } from "../core/aws/userData";
 
 /** Arguments of {@link BacklogLaunchTemplate}. */
@@ -81,29 +81,18 @@ export class BacklogLaunchTemplate extends pulumi.ComponentResource {
   public readonly userDataCompressed: boolean;
 
   constructor(name: string, args: BacklogLaunchTemplateArgs, opts?: pulumi.ComponentResourceOptions) {
-    const profile = resolveProfile(args.profile);
-    const paths = resolvePaths(args.paths);
+    const { profile, options, recorded } = resolveCarrier(args, "none");
     if (args.launchTemplate && (args.launchTemplate as aws.ec2.LaunchTemplateArgs).userData !== undefined) {
       throw new Error(`${name}: launchTemplate.userData is set by BacklogLaunchTemplate; pass your own user data as precedingUserData`);
     }
-    const text = backlogUserData(profile, {
-      paths: args.paths,
-      services: args.services,
-      stateName: args.stateName,
-      precedingUserData: args.precedingUserData,
-      conflicts: args.conflicts ?? "none",
-    });
+    const text = backlogUserData(profile, { ...options, precedingUserData: args.precedingUserData });
     const encoded = encodeUserData(text, args.compress ?? "auto");
     super(
       "backlog:index:BacklogLaunchTemplate",
       name,
       {
-        profile,
-        paths,
-        services: args.services ?? {},
-        stateName: args.stateName ?? STANDALONE_STATE_NAME,
+        ...recorded,
         precedingUserData: args.precedingUserData !== undefined,
-        conflicts: args.conflicts ?? "none",
         userDataBytes: encoded.bytes,
         userDataCompressed: encoded.compressed,
         userDataSha256: createHash("sha256").update(text).digest("hex"),
@@ -124,6 +113,6 @@ export class BacklogLaunchTemplate extends pulumi.ComponentResource {
     this.id = this.launchTemplate.id;
     this.latestVersion = this.launchTemplate.latestVersion;
     // The recorded profile and paths again as outputs: stack policies see outputs only.
-    this.registerOutputs({ profile, paths, id: this.id, latestVersion: this.latestVersion, userDataBytes: this.userDataBytes });
+    this.registerOutputs({ profile, paths: recorded.paths, id: this.id, latestVersion: this.latestVersion, userDataBytes: this.userDataBytes });
   }
 }

@@ -5,8 +5,8 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { ConflictMode, ServiceNames } from "../core/converge";
 import type { BacklogProfile, ProfileInput } from "../core/profile";
-import { type HostPaths, resolvePaths } from "../core/render";
-import { STANDALONE_STATE_NAME, resolveProfile } from "../core/standalone";
+import type { HostPaths } from "../core/render";
+import { resolveCarrier } from "../core/standalone";
 import { ssmDocumentContent } from "../core/aws/ssmDocument";
 
 /** Default {@link BacklogSsmAssociationArgs.maxConcurrency}. */
@@ -135,35 +135,13 @@ export class BacklogSsmAssociation extends pulumi.ComponentResource {
   public readonly associationId: pulumi.Output<string>;
 
   constructor(name: string, args: BacklogSsmAssociationArgs, opts?: pulumi.ComponentResourceOptions) {
-    const profile = resolveProfile(args.profile);
-    const paths = resolvePaths(args.paths);
+    const { profile, options, recorded } = resolveCarrier(args, "report");
     checkArgs(name, args);
-    const content = ssmDocumentContent(profile, {
-      paths: args.paths,
-      services: args.services,
-      stateName: args.stateName,
-      timeoutSeconds: args.timeoutSeconds,
-      conflicts: args.conflicts ?? "report",
-    });
+    const content = ssmDocumentContent(profile, { ...options, timeoutSeconds: args.timeoutSeconds });
     const maxConcurrency = args.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
     const maxErrors = args.maxErrors ?? DEFAULT_MAX_ERRORS;
     const scheduleExpression = args.scheduleExpression ?? DEFAULT_SCHEDULE;
-    super(
-      "backlog:index:BacklogSsmAssociation",
-      name,
-      {
-        profile,
-        paths,
-        services: args.services ?? {},
-        stateName: args.stateName ?? STANDALONE_STATE_NAME,
-        targetTags: args.targetTags,
-        maxConcurrency,
-        maxErrors,
-        scheduleExpression,
-        conflicts: args.conflicts ?? "report",
-      },
-      opts,
-    );
+    super("backlog:index:BacklogSsmAssociation", name, { ...recorded, targetTags: args.targetTags, maxConcurrency, maxErrors, scheduleExpression }, opts);
 
     this.document = new aws.ssm.Document(
       name,
@@ -195,6 +173,6 @@ export class BacklogSsmAssociation extends pulumi.ComponentResource {
     this.documentName = this.document.name;
     this.associationId = this.association.associationId;
     // The recorded profile and paths again as outputs: stack policies see outputs only.
-    this.registerOutputs({ profile, paths, documentName: this.documentName, associationId: this.associationId });
+    this.registerOutputs({ profile, paths: recorded.paths, documentName: this.documentName, associationId: this.associationId });
   }
 }

@@ -723,6 +723,23 @@ function wrap(lines: string[]): string {
 }
 
 /** Script that only reads: used before an apply (to learn the host's values) and by refresh (drift). */
+/**
+ * What to observe on a host that an apply plan manages: its kernel values, files, units and sockets.
+ * The apply ends with this observation, and a refresh (`read`) probes the same.
+ */
+export function observeSpec(
+  plan: Pick<ApplyPlan, "stateDir" | "owner" | "sysctlKeys" | "sockets"> & { files: readonly { path: string }[]; services: readonly { unit: string }[] },
+): ProbeSpec {
+  return {
+    stateDir: plan.stateDir,
+    owner: plan.owner,
+    sysctlKeys: plan.sysctlKeys,
+    paths: plan.files.map((f) => f.path),
+    units: plan.services.map((s) => s.unit),
+    ...plan.sockets,
+  };
+}
+
 export function probeScript(spec: ProbeSpec, opts: ScriptOptions): string {
   return wrap([...header(spec.stateDir, spec.owner, opts), ...observeLines(spec), "pb_at end"]);
 }
@@ -972,14 +989,7 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
     `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
     "trap - HUP PIPE TERM INT",
     "pb_at changed $PB_CHANGED",
-    ...observeLines({
-      stateDir: plan.stateDir,
-      owner: plan.owner,
-      sysctlKeys: plan.sysctlKeys,
-      paths: plan.files.map((f) => f.path),
-      units: plan.services.map((s) => s.unit),
-      ...plan.sockets,
-    }),
+    ...observeLines(observeSpec(plan)),
     "pb_at end",
   );
   return wrap(lines);

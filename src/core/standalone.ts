@@ -116,6 +116,31 @@ export function resolveProfile(profile: ProfileInput | BacklogProfile): BacklogP
   return toProfile(profile);
 }
 
+/** What a component that carries the standalone script (user data, SSM document) takes of its arguments. */
+export interface StandaloneCarrierArgs {
+  profile: ProfileInput | BacklogProfile;
+  paths?: Partial<HostPaths>;
+  services?: Partial<ServiceNames>;
+  stateName?: string;
+  conflicts?: ConflictMode | "none";
+}
+
+/**
+ * A carrier's arguments resolved once: the validated profile and paths, the options of the
+ * script's builder, and the values the component records as its inputs (defaults filled in, so a
+ * stack policy sees what the hosts get). `defaultConflicts` is the carrier's own default.
+ */
+export function resolveCarrier(args: StandaloneCarrierArgs, defaultConflicts: ConflictMode | "none") {
+  const profile = resolveProfile(args.profile);
+  const paths = resolvePaths(args.paths);
+  const conflicts = args.conflicts ?? defaultConflicts;
+  return {
+    profile,
+    options: { paths: args.paths, services: args.services, stateName: args.stateName, conflicts },
+    recorded: { profile, paths, services: args.services ?? {}, stateName: args.stateName ?? STANDALONE_STATE_NAME, conflicts },
+  };
+}
+
 // ---------------------------------------------------------------------------------------
 // The sysctl drop-in with run-time values
 

@@ -224,7 +224,8 @@ const SEGMENT_PATTERN = /^[A-Za-z0-9_.+-]+$/;
 
 /**
  * nginx server name: `_`, a host name, `*.example.com`, `.example.com` or `example.*`
- * (labels of letters, digits and `-`); no regular expressions (`~`). At most 253 characters.
+ * (labels of letters, digits and `-`, at most 63 each); no regular expressions (`~`). The length
+ * (at most {@link SERVER_NAME_MAX} characters) is checked by {@link checkServerName}.
  */
 export const SERVER_NAME_PATTERN =
   /^(?:_|(?:\*\.|\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?:\.\*)?)$/;
@@ -284,6 +285,43 @@ export function checkPattern(problems: Problems, path: string, value: unknown, p
     return undefined;
   }
   return value;
+}
+
+/** DNS limits of a server name (RFC 1035 §2.3.4): 253 characters in all, 63 a label. */
+export const SERVER_NAME_MAX = 253;
+const SERVER_NAME_LABEL_MAX = 63;
+
+/**
+ * Check one nginx server name (rule `server-name`): safe characters, at most
+ * {@link SERVER_NAME_MAX} characters and labels of at most 63 (DNS limits; the wildcard forms
+ * `*.x`, `.x` and `x.*` count as written), then {@link SERVER_NAME_PATTERN}. The walker and the
+ * rule share it, so the input and a derived profile get the same message. Returns the name if valid.
+ */
+export function checkServerName(problems: Problems, path: string, value: unknown, fix: string): string | undefined {
+  if (typeof value === "string" && unsafeCharacters(value) === undefined) {
+    if (value.length > SERVER_NAME_MAX) {
+      problems.add(
+        path,
+        value,
+        "server-name",
+        `the server name is ${value.length} characters long; a DNS name has at most ${SERVER_NAME_MAX}`,
+        "use a shorter host name",
+      );
+      return undefined;
+    }
+    const long = value.split(".").find((label) => label.length > SERVER_NAME_LABEL_MAX);
+    if (long !== undefined) {
+      problems.add(
+        path,
+        value,
+        "server-name",
+        `the server name has a label of ${long.length} characters (${showValue(long.slice(0, 20))}…); a DNS label has at most ${SERVER_NAME_LABEL_MAX}`,
+        "shorten that label (the parts between the dots)",
+      );
+      return undefined;
+    }
+  }
+  return checkPattern(problems, path, value, SERVER_NAME_PATTERN, "server-name", "the server name", fix);
 }
 
 /**

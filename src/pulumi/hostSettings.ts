@@ -18,6 +18,7 @@ import {
   type ServiceAction,
   applyScript,
   contentHash,
+  observeSpec,
   probeScript,
   reportToken,
   restoreScript,
@@ -95,8 +96,9 @@ export interface HostSettingsInputs {
   /**
    * Whether the machine is there to be deployed (default `"present"`). `"stopped"` (it exists but
    * cannot answer, e.g. a stopped EC2 instance) and `"gone"` (it will never answer again, e.g. a
-   * terminated EC2 instance) make this resource touch nothing and open no SSH connection: the
-   * diff reports no change, so the engine keeps the state of the last deploy. `BacklogHost` also
+   * terminated EC2 instance) make this resource touch nothing and open no SSH connection: its
+   * inputs stay those of its last deploy (`check`), and a change of presence is an update that
+   * records only the presence, so that `pulumi refresh` does not try to reach it. `BacklogHost` also
    * registers a `"gone"` host with `retainOnDelete`, so that once it leaves the program the engine
    * drops it without calling delete.
    */
@@ -419,11 +421,25 @@ function sameInputs(olds: object, news: object): boolean {
 
 /** The dynamic provider. Exported for tests; use {@link HostSettings}. */
 export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
+  async check(olds: Partial<HostSettingsInputs>, news: HostSettingsInputs): Promise<pulumi.dynamic.CheckResult> {
+    // A stopped or gone machine was not probed: the program has no decision for it. Its inputs stay
+    // those of its last deploy, with only the program's view of the machine new (its presence, how
+    // to reach it, its name), so that `pulumi preview --diff` shows `presence` and nothing else.
+    if ((news.presence ?? "present") === "present" || olds.plan === undefined) return { inputs: news };
+    const { connection, hostName, target, onGone, presence } = news;
+    return { inputs: { ...olds, connection, hostName, target, onGone, presence } };
+  },
+
   async diff(_id: string, olds: HostSettingsOutputs, news: HostSettingsInputs): Promise<pulumi.dynamic.DiffResult> {
-    // A stopped or gone machine: nothing to do and nobody to ask; the engine keeps the old state.
-    if ((news.presence ?? "present") !== "present") return { changes: false };
+    // A stopped or gone machine: nothing to do on it and nobody to ask. Only a change of presence is
+    // an update, which records it without SSH (so that `pulumi refresh` knows not to try).
+    const presence = news.presence ?? "present";
+    const was = olds.presence ?? "present";
+    if (presence !== "present") return { changes: presence !== was };
     if (olds.target !== news.target) return { changes: true, replaces: ["target"], deleteBeforeReplace: true };
-    const needed = news.probeFailure !== undefined || !olds.plan || olds.desiredHash !== news.desiredHash || hasChanges(news) || olds.inSync === false;
+    // A machine recorded as stopped or gone that is present again is checked (apply and verify).
+    const needed =
+      was !== "present" || news.probeFailure !== undefined || !olds.plan || olds.desiredHash !== news.desiredHash || hasChanges(news) || olds.inSync === false;
     if (!needed) return { changes: false };
     // "Unknown": the engine then diffs the old inputs against these itself and shows only the fields
     // that differ (the settings, file diffs and service steps of this run), instead of printing every
@@ -445,8 +461,8 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async update(_id: string, olds: HostSettingsOutputs, news: HostSettingsInputs): Promise<pulumi.dynamic.UpdateResult> {
-    // Not reached while the diff says "no change" for such a host; kept safe all the same.
-    if ((news.presence ?? "present") !== "present") return { outs: olds };
+    // A machine now stopped or gone: record its presence (and the options of its registration), no SSH.
+    if ((news.presence ?? "present") !== "present") return { outs: { ...olds, presence: news.presence, onGone: news.onGone } };
     // A host recorded while stopped or gone (no plan yet) is deployed for the first time: a failed
     // verification gives it back, as a create does.
     return { outs: await withRolloutNote(news, () => apply(news, !olds.plan)) };
@@ -482,19 +498,7 @@ export const hostSettingsProvider: pulumi.dynamic.ResourceProvider = {
     // A machine recorded as stopped or gone cannot answer: keep what the state says, no SSH.
     if (!props.plan || !props.expected || (props.presence ?? "present") !== "present") return { id, props };
     const plan = props.plan;
-    const report = await run(props, "probe", (token) =>
-      probeScript(
-        {
-          stateDir: plan.stateDir,
-          owner: plan.owner,
-          sysctlKeys: plan.sysctlKeys,
-          paths: plan.files.map((f) => f.path),
-          units: plan.services.map((s) => s.unit),
-          ...plan.sockets,
-        },
-        { token },
-      ),
-    );
+    const report = await run(props, "probe", (token) => probeScript(observeSpec(plan), { token }));
     const verification = compare(props.expected, effectiveOf(report));
     const filesOk = plan.files.every((f) => report.files[f.path] === contentHash(f.content));
     return { id, props: { ...props, verification, inSync: filesOk && !report.journalOpen && verification.every((r) => r.ok) } };

@@ -15,6 +15,7 @@ import { type KernelValues, type ProfileInput, SOMAXCONN, TCP_MAX_SYN_BACKLOG, d
 import { render, renderSysctlDropIn } from "../../src/core/render";
 import { quote } from "../../src/core/shell";
 import { compare, expectedValues, parseSs } from "../../src/core/verify";
+import { DEBIAN_WWW, FLEET } from "../unit/fixtures";
 import { Lab, requireLabMachine } from "./harness";
 
 jest.setTimeout(300_000);
@@ -29,25 +30,11 @@ const POOL_DIR = "/etc/php/8.2/fpm/pool.d";
 
 const ENV = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8";
 
-const A: ProfileInput = {
-  name: "launch",
-  backlog: 8192,
-  pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock" }],
-  listeners: [{ listen: 8080, pool: "www" }],
-};
+/** One pool behind nginx, the lab host's stack as installed. */
+const A: ProfileInput = { ...DEBIAN_WWW, name: "launch" };
 
-const B: ProfileInput = {
-  name: "fleet",
-  backlog: 16384,
-  pools: [
-    { name: "www", listen: "/run/php/php8.2-fpm.sock" },
-    { name: "api", listen: "127.0.0.1:9001", backlog: 2048, pm: { style: "ondemand", maxChildren: 4 } },
-  ],
-  listeners: [
-    { listen: 8080, pool: "www", defaultServer: true },
-    { listen: "[::]:8081", pool: "api", backlog: 1024 },
-  ],
-};
+/** Two pools, one on TCP, two listeners, one of them IPv6. */
+const B = FLEET;
 
 beforeAll(() => {
   requireLabMachine();

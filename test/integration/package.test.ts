@@ -8,11 +8,12 @@
  *   serialized code, written while the library lives in node_modules, must load the library through
  *   the package's `exports` (`pulumi-backlog/internal/*.js`): see the state check below.
  * - examples/yaml: a Pulumi YAML program that uses BacklogHost and BacklogFleet through the
- *   TypeScript component provider in examples/yaml/provider (PulumiPlugin.yaml, runtime nodejs),
- *   run by our Node.js language host (RunPlugin) and the YAML language host built by the toolchain.
+ *   TypeScript component provider in provider/ (PulumiPlugin.yaml, runtime nodejs; the program
+ *   names it `../../provider`, so the copies keep the repository's layout), run by our Node.js
+ *   language host (RunPlugin) and the YAML language host built by the toolchain.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
@@ -37,9 +38,9 @@ function run(cmd: string, args: string[], cwd: string, allowFailure = false): { 
   return { code: r.status ?? -1, stdout: r.stdout ?? "", out };
 }
 
-/** A copy of an example with the packed library installed into it, as a user would have it. */
-function install(example: string, dest: string): string {
-  cpSync(join(repo, "examples", example), dest, {
+/** A copy of a folder of the repository (an example, the provider) with the packed library installed into it, as a user would have it. */
+function install(folder: string, dest: string): string {
+  cpSync(join(repo, folder), dest, {
     recursive: true,
     filter: (src) => !/\/(node_modules|Pulumi\.[^/]+\.yaml)$/.test(src), // no installed modules, no stack files
   });
@@ -128,7 +129,7 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
   const key = () => readFileSync(lab.hosts[0].privateKeyPath, "utf8");
 
   beforeAll(() => {
-    dir = install("consumer-ts", join(work, "consumer-ts"));
+    dir = install("examples/consumer-ts", join(work, "consumer-ts"));
   });
 
   test("it installed the tarball, not the sources: node_modules/pulumi-backlog holds dist/ and no .ts sources", () => {
@@ -216,17 +217,20 @@ describe("TypeScript consumer (examples/consumer-ts) with the packed tarball", (
 
 describe("Pulumi YAML (examples/yaml) through the TypeScript component provider", () => {
   let dir: string;
+  let provider: string;
   let stack: Stack;
   const BACKLOG = 6144;
 
   beforeAll(() => {
-    // One node_modules next to Pulumi.yaml serves the provider (./provider resolves upwards) and the
-    // dynamic-provider shim, which the engine starts in the program's directory (pulumi/pulumi#5455).
-    dir = install("yaml", join(work, "yaml"));
+    // The provider with its own node_modules, at ../../provider from the program as in the repository;
+    // node_modules next to Pulumi.yaml serve the dynamic-provider shim, which the engine starts in
+    // the program's directory (pulumi/pulumi#5455).
+    provider = install("provider", join(work, "provider"));
+    dir = install("examples/yaml", join(work, "examples", "yaml"));
   });
 
   test("the component provider type-checks against the packed library", () => {
-    run(join(dir, "node_modules/.bin/tsc"), ["--noEmit", "-p", "provider"], dir);
+    run(join(provider, "node_modules/.bin/tsc"), ["--noEmit", "-p", "."], provider);
   });
 
   test("pulumi up deploys a BacklogHost and a BacklogFleet from YAML and verification is read back", async () => {
@@ -276,9 +280,9 @@ describe("Pulumi YAML (examples/yaml) through the TypeScript component provider"
   test("without node_modules in the program's directory the dynamic provider cannot start (pulumi/pulumi#5455)", async () => {
     // Same program, but the modules only under provider/: the plugin still loads, the engine's
     // dynamic-provider shim (started in the program directory) does not find @pulumi/pulumi.
-    const bare = join(work, "yaml-bare");
+    // A sibling of the program, so that ../../provider is the same provider.
+    const bare = join(work, "examples", "yaml-bare");
     cpSync(dir, bare, { recursive: true, filter: (src) => !/\/(node_modules|Pulumi\.[^/]+\.yaml)$/.test(src) });
-    symlinkSync(join(dir, "node_modules"), join(bare, "provider", "node_modules"));
     const web = lab.hosts[1];
     const bareStack = await newStack(
       bare,

@@ -1,7 +1,8 @@
 /**
  * Hosts whose machine is stopped or gone (issue #19), real engine, lab hosts: the `presence` of a
  * host, the input `ec2Hosts` sets from an instance's EC2 state, here set in the inventory of this
- * project's program. A "stopped" host is kept as last deployed and not touched; a "gone" one is
+ * project's program. A "stopped" host is kept as last deployed and not touched (only its presence
+ * is recorded, so that a refresh does not try it); a "gone" one is
  * registered with retainOnDelete, so that when it leaves the inventory the engine drops it without
  * calling delete: no SSH connection, nothing given back, even though the host could be reached.
  */
@@ -52,21 +53,40 @@ beforeAll(async () => {
 
 tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 
-test("stopped: sshd down, up succeeds with a warning, the host's resource keeps its last deploy", async () => {
+test("stopped: sshd down, up succeeds with a warning and records only the presence; preview --diff shows presence alone; refresh makes no SSH attempt", async () => {
   const before = await resource(`backlog-${away.name}-settings`);
   lab.sh(away.name, "systemctl stop ssh");
   inventory([stay, { ...away, presence: "stopped" }]);
+  // What an operator approves: one update of the stopped host, whose diff is its presence alone.
+  const preview = await stack.preview({ diff: true, onOutput: () => undefined });
+  console.log(`presence stopped: preview changes ${JSON.stringify(preview.changeSummary)}`);
+  expect(preview.changeSummary.update).toBe(1);
+  expect(preview.stdout).toMatch(/~ presence\s*:\s*"present" => "stopped"/);
+  // None of the last deploy's decision is shown as removed (the program made none for this host).
+  expect(preview.stdout).not.toMatch(/^\s+- (plan|expected|before|desiredHash|run|settings|files|services|retired)\b/m);
   const { out, seconds, changes } = await up();
   console.log(`presence stopped: up took ${seconds.toFixed(1)} s, changes ${JSON.stringify(changes)}`);
   expect(out).toMatch(new RegExp(`warning: backlog-${away.name}: the machine is stopped: not probed and not changed \\(no SSH\\)`));
   expect(out).not.toMatch(/cannot connect|Connection refused/);
-  expect(changes).not.toHaveProperty("update");
+  expect(changes.update).toBe(1);
   expect(changes).not.toHaveProperty("delete");
   expect(changes).not.toHaveProperty("create");
   const after = await resource(`backlog-${away.name}-settings`);
-  expect(after?.outputs).toEqual(before?.outputs);
+  // The last deploy's record (plan, verification, connection) stays; only the presence is new.
+  // (The connection is a secret: its ciphertext is new, its value is not compared here.)
+  const open = (r: Record<string, any> | undefined) => ({ ...r, connection: typeof r?.connection });
+  expect(open(after?.outputs)).toEqual(open({ ...before?.outputs, presence: "stopped" }));
+  expect(open(after?.inputs)).toEqual(open({ ...before?.inputs, presence: "stopped" }));
+  expect(JSON.stringify(after?.outputs?.connection)).toMatch(/ciphertext/);
   expect(after?.retainOnDelete ?? false).toBe(false);
   expect((await stack.outputs()).absent?.value).toEqual({ [away.name]: "stopped" });
+  // sshd is down: a refresh that tried to reach the host would fail. It reads the reachable host only.
+  const t0 = Date.now();
+  const refreshed = await stack.refresh({ onOutput: () => undefined });
+  console.log(`presence stopped: refresh took ${((Date.now() - t0) / 1000).toFixed(1)} s, ${JSON.stringify(refreshed.summary.resourceChanges)}`);
+  expect(refreshed.summary.result).toBe("succeeded");
+  expect(open((await resource(`backlog-${away.name}-settings`))?.outputs)).toEqual(open(after?.outputs));
+  await stack.up({ onOutput: () => undefined, expectNoChanges: true });
 });
 
 test("gone: up succeeds without SSH; the resource is marked retainOnDelete in the state", async () => {
@@ -75,12 +95,12 @@ test("gone: up succeeds without SSH; the resource is marked retainOnDelete in th
   console.log(`presence gone: up took ${seconds.toFixed(1)} s, changes ${JSON.stringify(changes)}`);
   expect(out).toMatch(new RegExp(`warning: backlog-${away.name}: the machine is gone for good`));
   expect(out).not.toMatch(/cannot connect|Connection refused/);
-  expect(changes).not.toHaveProperty("update");
+  expect(changes.update).toBe(1); // stopped → gone, recorded without SSH
   expect(changes).not.toHaveProperty("delete");
   const after = await resource(`backlog-${away.name}-settings`);
-  // A "same" step: the engine keeps the old outputs and takes the options of the new registration.
   expect(after?.retainOnDelete).toBe(true);
   expect(after?.outputs?.plan).toBeDefined();
+  expect(after?.outputs?.presence).toBe("gone");
   expect((await stack.outputs()).absent?.value).toEqual({ [away.name]: "gone" });
 });
 

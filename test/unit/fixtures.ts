@@ -1,4 +1,4 @@
-/** Shared inputs for the unit tests. */
+/** Shared inputs for the unit tests (and the integration tests, which import them from here). */
 import { contentHash } from "../../src/core/plan";
 import type { ProfileInput } from "../../src/core/profile";
 import type { HostReport } from "../../src/core/report";
@@ -37,6 +37,31 @@ export const EXACT: ProfileInput = {
   netdevMaxBacklog: { value: 5000, machineGlobal: true },
   pools: [{ name: "static-pool", listen: "9000", backlog: 8192, user: "app", group: "app", pm: { style: "static", maxChildren: 12, maxRequests: 500 } }],
   listeners: [{ listen: "[::1]:8443", pool: "static-pool" }],
+};
+
+/** Debian 12's php-fpm socket, where the stock pool `www` listens (as on the lab hosts). */
+export const DEBIAN_FPM_SOCKET = "/run/php/php8.2-fpm.sock";
+
+/** A Debian 12 host as installed: the pool `www` on its socket behind nginx on port 8080. */
+export const DEBIAN_WWW: ProfileInput = {
+  name: "web",
+  backlog: 8192,
+  pools: [{ name: "www", listen: DEBIAN_FPM_SOCKET }],
+  listeners: [{ listen: 8080, pool: "www" }],
+};
+
+/** Two pools (unix socket and TCP, one ondemand) behind two nginx listeners, one of them IPv6. */
+export const FLEET: ProfileInput = {
+  name: "fleet",
+  backlog: 16384,
+  pools: [
+    { name: "www", listen: DEBIAN_FPM_SOCKET },
+    { name: "api", listen: "127.0.0.1:9001", backlog: 2048, pm: { style: "ondemand", maxChildren: 4 } },
+  ],
+  listeners: [
+    { listen: 8080, pool: "www", defaultServer: true },
+    { listen: "[::]:8081", pool: "api", backlog: 1024 },
+  ],
 };
 
 /** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */

@@ -16,12 +16,12 @@ import {
   OWNED_POOL_KEYS,
   type Problem,
   Problems,
-  SERVER_NAME_PATTERN,
   type TcpEndpoint,
   checkAbsolutePath,
   checkExtraDirective,
   checkInt,
   checkPattern,
+  checkServerName,
   endpointsOverlap,
   formatEndpoint,
   inRange,
@@ -48,6 +48,19 @@ export interface Rule {
 
 function problem(path: string, value: unknown, rule: string, message: string, fix: string): Problem {
   return { path, value, rule, message, fix };
+}
+
+/** Reports one problem of the rule being checked: its id is filled in. */
+type Report = (path: string, value: unknown, message: string, fix: string) => Problem;
+
+/** A rule as written below: its check gets a {@link Report} bound to its id (the id is written once). */
+interface RuleSpec extends Omit<Rule, "check"> {
+  check(profile: BacklogProfile, problem: Report): Problem[];
+}
+
+function bound(spec: RuleSpec): Rule {
+  const report: Report = (path, value, message, fix) => problem(path, value, spec.id, message, fix);
+  return { id: spec.id, description: spec.description, reason: spec.reason, check: (profile) => spec.check(profile, report) };
 }
 
 function somaxconnRef(p: BacklogProfile): string {
@@ -104,11 +117,7 @@ function boundSockets(profile: BacklogProfile): { path: string; what: string; un
   return out;
 }
 
-/**
- * The rules every profile must satisfy. {@link defineProfile} checks them all; the policy
- * pack and {@link checkProfile} reuse them on any derived profile. Ids are stable.
- */
-export const rules: readonly Rule[] = Object.freeze([
+const RULES: RuleSpec[] = [
   rangeRule(
     "somaxconn-range",
     "net.core.somaxconn is a whole number in 1..65535.",
@@ -149,7 +158,7 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "Every application backlog (profile backlog, listen.backlog, backlog=) is <= net.core.somaxconn.",
     reason:
       "listen() silently truncates a larger backlog to somaxconn (__sys_listen in net/socket.c; listen(2)), so the socket would get less than the profile says.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const max = profile.sysctls[SOMAXCONN];
       const out: Problem[] = [];
       const fix = (b: number) =>
@@ -157,15 +166,7 @@ export const rules: readonly Rule[] = Object.freeze([
           ? `raise somaxconn to at least ${b}, or remove the somaxconn override so it is derived`
           : `lower the backlog to at most ${max}`;
       if (profile.backlog > max) {
-        out.push(
-          problem(
-            "backlog",
-            profile.backlog,
-            "backlog-within-somaxconn",
-            `exceeds ${somaxconnRef(profile)}: listen() would silently truncate it to ${max}`,
-            fix(profile.backlog),
-          ),
-        );
+        out.push(problem("backlog", profile.backlog, `exceeds ${somaxconnRef(profile)}: listen() would silently truncate it to ${max}`, fix(profile.backlog)));
       }
       // Inherited backlogs repeat a value already reported at its source (the profile
       // backlog or an explicit listener backlog on the same address): report sources only.
@@ -174,15 +175,7 @@ export const rules: readonly Rule[] = Object.freeze([
       for (const a of [...apps.filter((x) => x.explicit), ...apps.filter((x) => !x.explicit)]) {
         if (a.backlog <= max || (!a.explicit && reported.has(a.backlog))) continue;
         reported.add(a.backlog);
-        out.push(
-          problem(
-            a.path,
-            a.backlog,
-            "backlog-within-somaxconn",
-            `exceeds ${somaxconnRef(profile)}: listen() would silently truncate it to ${max}`,
-            fix(a.backlog),
-          ),
-        );
+        out.push(problem(a.path, a.backlog, `exceeds ${somaxconnRef(profile)}: listen() would silently truncate it to ${max}`, fix(a.backlog)));
       }
       return out;
     },
@@ -193,59 +186,27 @@ export const rules: readonly Rule[] = Object.freeze([
       "Derived values match their sources: inherited backlogs equal the profile backlog, a derived somaxconn is the largest application backlog, a derived tcp_max_syn_backlog equals somaxconn, and the mode is atLeast or exact.",
     reason:
       "A profile edited after defineProfile (or built by hand for the policy pack) must still say what it will do; these are the derivation rules of docs/profile.md.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       if (profile.mode !== "atLeast" && profile.mode !== "exact") {
-        out.push(problem("mode", profile.mode, "derived-consistency", 'must be "atLeast" or "exact"', "use one of the two modes"));
+        out.push(problem("mode", profile.mode, 'must be "atLeast" or "exact"', "use one of the two modes"));
       }
-      profile.pools.forEach((p, i) => {
-        if (p.backlogSource === "profile" && p.backlog !== profile.backlog) {
-          out.push(
-            problem(
-              `pools[${i}].backlog`,
-              p.backlog,
-              "derived-consistency",
-              `is marked as inherited but differs from the profile backlog ${profile.backlog}`,
-              "derive the profile again with defineProfile",
-            ),
-          );
-        }
-      });
-      profile.listeners.forEach((l, i) => {
-        if (l.backlogSource === "profile" && l.backlog !== profile.backlog) {
-          out.push(
-            problem(
-              `listeners[${i}].backlog`,
-              l.backlog,
-              "derived-consistency",
-              `is marked as inherited but differs from the profile backlog ${profile.backlog}`,
-              "derive the profile again with defineProfile",
-            ),
-          );
-        }
-      });
+      const stale = (path: string, value: number | undefined, message: string) =>
+        out.push(problem(path, value, message, "derive the profile again with defineProfile"));
+      const inherited = `is marked as inherited but differs from the profile backlog ${profile.backlog}`;
+      const items = [
+        ...profile.pools.map((x, i) => ({ x, path: `pools[${i}].backlog` })),
+        ...profile.listeners.map((x, i) => ({ x, path: `listeners[${i}].backlog` })),
+      ];
+      for (const { x, path } of items) {
+        if (x.backlogSource === "profile" && x.backlog !== profile.backlog) stale(path, x.backlog, inherited);
+      }
       const largest = Math.max(profile.backlog, ...appBacklogs(profile).map((a) => a.backlog));
       if (profile.sources.somaxconn === "derived" && profile.sysctls[SOMAXCONN] !== largest) {
-        out.push(
-          problem(
-            "somaxconn",
-            profile.sysctls[SOMAXCONN],
-            "derived-consistency",
-            `is marked as derived but is not the largest application backlog (${largest})`,
-            "derive the profile again with defineProfile",
-          ),
-        );
+        stale("somaxconn", profile.sysctls[SOMAXCONN], `is marked as derived but is not the largest application backlog (${largest})`);
       }
       if (profile.sources.tcpMaxSynBacklog === "derived" && profile.sysctls[TCP_MAX_SYN_BACKLOG] !== profile.sysctls[SOMAXCONN]) {
-        out.push(
-          problem(
-            "tcpMaxSynBacklog",
-            profile.sysctls[TCP_MAX_SYN_BACKLOG],
-            "derived-consistency",
-            `is marked as derived but differs from somaxconn (${profile.sysctls[SOMAXCONN]})`,
-            "derive the profile again with defineProfile",
-          ),
-        );
+        stale("tcpMaxSynBacklog", profile.sysctls[TCP_MAX_SYN_BACKLOG], `is marked as derived but differs from somaxconn (${profile.sysctls[SOMAXCONN]})`);
       }
       return out;
     },
@@ -255,7 +216,7 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "net.ipv4.tcp_max_syn_backlog is >= the largest TCP listener backlog (nginx listeners and TCP pools).",
     reason:
       "It is a per-listener limit on half-open connections (ip-sysctl.rst); without syncookies a listener drops SYNs once it is 3/4 full (tcp_conn_request), before its accept queue can fill. Unix sockets have no SYN queue.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const syn = profile.sysctls[TCP_MAX_SYN_BACKLOG];
       const ref = `tcp_max_syn_backlog ${syn}${profile.sources.tcpMaxSynBacklog === "override" ? " (override)" : " (derived)"}`;
       // A derived SYN queue follows somaxconn: a TCP backlog above both is reported once,
@@ -269,7 +230,6 @@ export const rules: readonly Rule[] = Object.freeze([
         problem(
           "tcpMaxSynBacklog",
           syn,
-          "syn-backlog-covers-tcp",
           `${ref} is below the largest TCP listener backlog ${largest} (${worst.path})`,
           profile.sources.tcpMaxSynBacklog === "override"
             ? `raise tcpMaxSynBacklog to at least ${largest}, or remove the override so it follows somaxconn`
@@ -283,14 +243,14 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "Pool names are unique (case-insensitively).",
     reason:
       "Each pool is the ini section [name] and the file name.conf; php-fpm would merge or reject a repeated section, and two files of the same name cannot coexist.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const seen = new Map<string, number>();
       const out: Problem[] = [];
       profile.pools.forEach((p, i) => {
         const k = p.name.toLowerCase();
         const first = seen.get(k);
         if (first !== undefined) {
-          out.push(problem(`pools[${i}].name`, p.name, "unique-pool-names", `repeats the name of pools[${first}]`, "give every pool its own name"));
+          out.push(problem(`pools[${i}].name`, p.name, `repeats the name of pools[${first}]`, "give every pool its own name"));
         } else seen.set(k, i);
       });
       return out;
@@ -301,7 +261,7 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "No two sockets of the profile bind the same unix path or overlapping TCP addresses.",
     reason:
       "The second bind() fails with EADDRINUSE (a wildcard overlaps every address of its family; php-fpm's bare port and [::] are dual stack), or php-fpm refuses a unix path another instance listens on.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const sockets = boundSockets(profile);
       const out: Problem[] = [];
       sockets.forEach((s, j) => {
@@ -315,7 +275,6 @@ export const rules: readonly Rule[] = Object.freeze([
               problem(
                 s.path,
                 s.unix ?? (s.tcp ? formatEndpoint(s.tcp.endpoint) : undefined),
-                "unique-sockets",
                 `binds the same socket as ${o.what}`,
                 "give each pool and nginx address its own socket path or port",
               ),
@@ -332,7 +291,7 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "nginx listeners on one port use either the wildcard or specific addresses of a family, not both.",
     reason:
       "Every rendered address carries backlog=, which implies bind (nginx listen docs); Linux refuses to bind a specific address while the wildcard socket of that port listens, and the reverse, even with SO_REUSEADDR (inet_bind_conflict; measured: EADDRINUSE), so nginx would fail to start.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       const groups = [...listenersByAddress(profile).values()].map((idx) => idx[0] as number);
       groups.forEach((i, j) => {
@@ -345,7 +304,6 @@ export const rules: readonly Rule[] = Object.freeze([
               problem(
                 `listeners[${i}].listen`,
                 l.address,
-                "nginx-address-overlap",
                 `overlaps listeners[${oi}].listen (${o.address}) on port ${l.listen.port}: one is the wildcard`,
                 `use the same address on both (name-based virtual hosts share one socket) or different ports`,
               ),
@@ -361,7 +319,7 @@ export const rules: readonly Rule[] = Object.freeze([
     id: "listener-pool-exists",
     description: "Every nginx listener forwards to a pool of the profile, through that pool's socket.",
     reason: "fastcgi_pass must reach the pool's listen address, or nginx answers 502.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       profile.listeners.forEach((l, i) => {
         const pool = profile.pools.find((p) => p.name === l.pool);
@@ -370,7 +328,6 @@ export const rules: readonly Rule[] = Object.freeze([
             problem(
               `listeners[${i}].pool`,
               l.pool,
-              "listener-pool-exists",
               `names no pool of this profile (pools: ${profile.pools.map((p) => p.name).join(", ") || "none"})`,
               "use the name of one of the profile's pools, or add the pool",
             ),
@@ -380,7 +337,6 @@ export const rules: readonly Rule[] = Object.freeze([
             problem(
               `listeners[${i}].fastcgiPass`,
               l.fastcgiPass,
-              "listener-pool-exists",
               `does not reach pool ${pool.name}, which listens on ${formatPoolListen(pool.listen)}`,
               `use ${fastcgiTarget(pool.listen)}`,
             ),
@@ -395,7 +351,7 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "For each nginx address:port exactly one listener writes backlog=, and every listener on it agrees on the value.",
     reason:
       "nginx rejects listen options given in more than one server block for the same address ('duplicate listen options for ...', ngx_http_add_addresses); one socket has one backlog.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       for (const [address, idx] of listenersByAddress(profile)) {
         const emitters = idx.filter((i) => (profile.listeners[i] as Listener).emitsBacklog);
@@ -405,7 +361,6 @@ export const rules: readonly Rule[] = Object.freeze([
             problem(
               `listeners[${emitters[1] ?? first}].emitsBacklog`,
               emitters.length,
-              "nginx-backlog-once",
               `${emitters.length} listeners write backlog= for ${address}; nginx accepts it once`,
               "let only the first listener of each address carry backlog= (defineProfile does this)",
             ),
@@ -419,7 +374,6 @@ export const rules: readonly Rule[] = Object.freeze([
               problem(
                 `listeners[${i}].backlog`,
                 l.backlog,
-                "nginx-backlog-once",
                 `conflicts with listeners[${first}] on the same address ${address} (backlog ${value}): one socket has one backlog`,
                 `use ${value} on every listener of ${address}, or give it on one listener only`,
               ),
@@ -434,7 +388,7 @@ export const rules: readonly Rule[] = Object.freeze([
     id: "nginx-default-server-once",
     description: "At most one listener per nginx address:port is the default_server.",
     reason: "nginx rejects 'a duplicate default server for ...' (ngx_http_add_addresses).",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       for (const [address, idx] of listenersByAddress(profile)) {
         const defaults = idx.filter((i) => (profile.listeners[i] as Listener).defaultServer);
@@ -443,7 +397,6 @@ export const rules: readonly Rule[] = Object.freeze([
             problem(
               `listeners[${i}].defaultServer`,
               true,
-              "nginx-default-server-once",
               `listeners[${defaults[0]}] is already the default server for ${address}`,
               "mark only one listener per address as defaultServer",
             ),
@@ -457,7 +410,7 @@ export const rules: readonly Rule[] = Object.freeze([
     id: "nginx-server-name-unique",
     description: "A server name appears once per nginx address:port.",
     reason: "nginx ignores the later block ('conflicting server name ... ignored'), so its pool would never be reached.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       for (const [address, idx] of listenersByAddress(profile)) {
         const seen = new Map<string, number>();
@@ -470,7 +423,6 @@ export const rules: readonly Rule[] = Object.freeze([
                 problem(
                   `listeners[${i}].serverName[${j}]`,
                   n,
-                  "nginx-server-name-unique",
                   `is already served on ${address} by listeners[${prev}]`,
                   "use each server name once per address",
                 ),
@@ -544,18 +496,18 @@ export const rules: readonly Rule[] = Object.freeze([
     description: "A unix socket path fits sun_path (<= 107 bytes), has no unix: prefix and is not under /tmp or /var/tmp.",
     reason:
       "sun_path holds 108 bytes with the NUL and php-fpm refuses longer paths; php-fpm's upstream unit has PrivateTmp=true, so a socket in /tmp is invisible to nginx (the incident's /tmp/php-cgi.sock).",
-    check: (profile) =>
+    check: (profile, problem) =>
       profile.pools.flatMap((p, i) => {
         if (p.listen.kind !== "unix") return [];
         const bad = unixSocketPathProblem(p.listen.path);
-        return bad ? [problem(`pools[${i}].listen`, p.listen.path, "unix-socket-path", `the socket path ${bad.message}`, bad.fix)] : [];
+        return bad ? [problem(`pools[${i}].listen`, p.listen.path, `the socket path ${bad.message}`, bad.fix)] : [];
       }),
   },
   {
     id: "tcp-endpoint",
     description: "TCP addresses are IP literals with a port in 1..65535; nginx listeners name an address family.",
     reason: "Sockets are verified against ss output, which shows addresses; ports outside 1..65535 do not exist.",
-    check: (profile) => {
+    check: (profile, problem) => {
       const out: Problem[] = [];
       const ok = (e: TcpEndpoint, program: "php-fpm" | "nginx") => {
         const parsed = parseTcpEndpoint(formatEndpoint(e), program);
@@ -563,12 +515,12 @@ export const rules: readonly Rule[] = Object.freeze([
       };
       profile.pools.forEach((p, i) => {
         if (p.listen.kind === "tcp" && !ok(p.listen.endpoint, "php-fpm")) {
-          out.push(problem(`pools[${i}].listen`, p.listen.endpoint, "tcp-endpoint", "is not a valid TCP listen address", "use IPV4:PORT, [IPV6]:PORT or PORT"));
+          out.push(problem(`pools[${i}].listen`, p.listen.endpoint, "is not a valid TCP listen address", "use IPV4:PORT, [IPV6]:PORT or PORT"));
         }
       });
       profile.listeners.forEach((l, i) => {
         if (!ok(l.listen, "nginx") || l.address !== formatEndpoint(l.listen)) {
-          out.push(problem(`listeners[${i}].listen`, l.listen, "tcp-endpoint", "is not a valid nginx listen address", "use IPV4:PORT, [IPV6]:PORT or PORT"));
+          out.push(problem(`listeners[${i}].listen`, l.listen, "is not a valid nginx listen address", "use IPV4:PORT, [IPV6]:PORT or PORT"));
         }
       });
       return out;
@@ -576,24 +528,13 @@ export const rules: readonly Rule[] = Object.freeze([
   },
   {
     id: "server-name",
-    description: "nginx server names are host names, wildcard names or _ (no regular expressions).",
-    reason: "They are written unquoted into the server block: no whitespace, ; { } or quotes.",
+    description: "nginx server names are host names, wildcard names or _ (no regular expressions), within DNS limits (253 characters, labels of 63).",
+    reason:
+      "They are written unquoted into the server block: no whitespace, ; { } or quotes; a longer name or label is no DNS name, so no request can match it.",
     check: (profile) =>
       profile.listeners.flatMap((l, i) =>
         l.serverNames.flatMap((n, j) =>
-          collect(
-            (ps) =>
-              checkPattern(
-                ps,
-                `listeners[${i}].serverName[${j}]`,
-                n,
-                SERVER_NAME_PATTERN,
-                "server-name",
-                "the server name",
-                "use a host name such as example.com or *.example.com",
-              ),
-            "server-name",
-          ),
+          collect((ps) => checkServerName(ps, `listeners[${i}].serverName[${j}]`, n, "use a host name such as example.com or *.example.com"), "server-name"),
         ),
       ),
   },
@@ -618,7 +559,13 @@ export const rules: readonly Rule[] = Object.freeze([
         ),
     }),
   ),
-]);
+];
+
+/**
+ * The rules every profile must satisfy. {@link defineProfile} checks them all; the policy
+ * pack and {@link checkProfile} reuse them on any derived profile. Ids are stable.
+ */
+export const rules: readonly Rule[] = Object.freeze(RULES.map(bound));
 
 /**
  * Rule ids that only the input check reports (they concern the shape of the input, which a

@@ -14,13 +14,13 @@ import {
   NAME_PATTERN,
   type Problem,
   type Problems,
-  SERVER_NAME_PATTERN,
   SOCKET_MODE_PATTERN,
   type TcpEndpoint,
   checkAbsolutePath,
   checkExtraDirective,
   checkInt,
   checkPattern,
+  checkServerName,
   parseTcpEndpoint,
   unixSocketPathProblem,
   unsafeCharacters,
@@ -302,17 +302,13 @@ function readListener(problems: Problems, path: string, value: unknown, poolName
     const names = Array.isArray(value.serverName) ? value.serverName : [value.serverName];
     const many = Array.isArray(value.serverName);
     names.forEach((n: unknown, j: number) => {
-      const ok = checkPattern(
+      const ok = checkServerName(
         problems,
         many ? `${path}.serverName[${j}]` : `${path}.serverName`,
         n,
-        SERVER_NAME_PATTERN,
-        "server-name",
-        "the server name",
         "use a host name such as example.com, *.example.com or _ (no regular expressions)",
       );
-      if (ok !== undefined && ok.length <= 253) serverNames.push(ok);
-      else if (ok !== undefined) problems.add(`${path}.serverName`, n, "server-name", "is longer than 253 characters", "use a shorter host name");
+      if (ok !== undefined) serverNames.push(ok);
     });
   }
   let pool: string | undefined;

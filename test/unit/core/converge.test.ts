@@ -2,8 +2,8 @@
 import { createHash } from "node:crypto";
 import { type ActionNeed, bootOverrides, decide, fileChangeNeed, hostOwnValues, socketsToObserve, strongest, withoutBacklog } from "../../../src/core/converge";
 import type { HostReport } from "../../../src/core/report";
-import { filesOf, probeReport as report } from "../fixtures";
-import { type BacklogProfile, type ProfileInput, defineProfile } from "../../../src/core/profile";
+import { DEBIAN_FPM_SOCKET, DEBIAN_WWW, filesOf, probeReport as report } from "../fixtures";
+import { type BacklogProfile, defineProfile } from "../../../src/core/profile";
 import { render } from "../../../src/core/render";
 import type { ListeningSocket } from "../../../src/core/verify";
 
@@ -11,14 +11,8 @@ const OWNER = "web1";
 const POOL = "/etc/php/8.2/fpm/pool.d/www.conf";
 const NGINX = "/etc/nginx/conf.d/pulumi-backlog.conf";
 const DROP_IN = "/etc/sysctl.d/zz-pulumi-backlog.conf";
-const SOCK = "/run/php/php8.2-fpm.sock";
-
-const INPUT: ProfileInput = {
-  name: "web",
-  backlog: 8192,
-  pools: [{ name: "www", listen: SOCK }],
-  listeners: [{ listen: 8080, pool: "www" }],
-};
+const SOCK = DEBIAN_FPM_SOCKET;
+const INPUT = DEBIAN_WWW;
 const profile = defineProfile(INPUT);
 
 const unixSocket = (backlog: number, inode = 111, path = SOCK): ListeningSocket => ({

@@ -406,6 +406,20 @@ const BAD: [string, unknown, string, string, string][] = [
     "contains ; { or }",
   ],
   ["server name regex", base({ listeners: [listener({ serverName: ["ok.example", "~^www.*"] })] }), "listeners[0].serverName[1]", "server-name", "not allowed"],
+  [
+    "server name longer than 253 characters",
+    base({ listeners: [listener({ serverName: ["ok.example", `${"a".repeat(63)}.`.repeat(4)] })] }),
+    "listeners[0].serverName[1]",
+    "server-name",
+    "the server name is 256 characters long; a DNS name has at most 253",
+  ],
+  [
+    "server name with a label longer than 63 characters",
+    base({ listeners: [listener({ serverName: `*.${"b".repeat(64)}.example` })] }),
+    "listeners[0].serverName",
+    "server-name",
+    'a label of 64 characters ("bbbbbbbbbbbbbbbbbbbb"…); a DNS label has at most 63',
+  ],
   ["document root with ;", base({ listeners: [listener({ root: "/var/www;" })] }), "listeners[0].root", "safe-path", "contains ; { or }"],
   ["relative document root", base({ listeners: [listener({ root: "www" })] }), "listeners[0].root", "safe-path", "must be an absolute path"],
   ["defaultServer not boolean", base({ listeners: [listener({ defaultServer: "yes" })] }), "listeners[0].defaultServer", "type", "true or false"],
@@ -558,6 +572,48 @@ describe("rules", () => {
   it("every problem id used by validation is a rule or an input rule", () => {
     const known = new Set([...rules.map((r) => r.id), ...Object.keys(INPUT_RULES)]);
     for (const [, input] of BAD) for (const p of validateProfile(input)) expect(known).toContain(p.rule);
+  });
+
+  describe("server-name: DNS limits (253 characters, labels of 63)", () => {
+    const label = (c: string) => c.repeat(63);
+    /** 253 characters: four labels of 63 and a dot between each, minus two. */
+    const longest = `${label("a")}.${label("b")}.${label("c")}.${"d".repeat(61)}`;
+
+    it("accepts the wildcard forms nginx has and names at the limits", () => {
+      expect(longest).toHaveLength(253);
+      const names = ["example.com", "*.example.com", ".example.com", "example.*", "_", longest, `*.${label("e")}.example`, `.${label("f")}`, `${label("g")}.*`];
+      const p = defineProfile(base({ listeners: [listener({ serverName: names })] }));
+      expect(p.listeners[0]!.serverNames).toEqual(names);
+      expect(checkProfile(p)).toEqual([]);
+    });
+
+    it("refuses a longer name or label, naming the path, the value (cut) and the rule", () => {
+      let message = "";
+      try {
+        defineProfile(base({ listeners: [listener({ serverName: ["ok.example", `${longest}x`, `${label("h")}h.example`] })] }));
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      const lines = message.split("\n");
+      const tooLong = lines.find((l) => l.includes("listeners[0].serverName[1] = "))!;
+      expect(tooLong).toContain(`listeners[0].serverName[1] = "${"a".repeat(63)}.bbbbbbbbbbbbbb…"`);
+      expect(tooLong).toContain('…" [server-name] the server name is 254 characters long; a DNS name has at most 253');
+      expect(tooLong.length).toBeLessThan(250);
+      const longLabel = lines.find((l) => l.includes("listeners[0].serverName[2] = "))!;
+      expect(longLabel).toContain("[server-name] the server name has a label of 64 characters");
+    });
+
+    it("the rule catches them in a hand-edited profile (as the policy pack sees it)", () => {
+      const edited = JSON.parse(JSON.stringify(defineProfile(base({ listeners: [listener({ serverName: ["ok.example", "x.example", "y.example"] })] }))));
+      edited.listeners[0].serverNames[1] = `${longest}.x`;
+      edited.listeners[0].serverNames[2] = `${label("i")}i.example`;
+      const rule = rules.find((r) => r.id === "server-name")!;
+      expect(rule.check(edited).map((p) => `${p.path} ${p.rule} ${p.message}`)).toEqual([
+        "listeners[0].serverName[1] server-name the server name is 255 characters long; a DNS name has at most 253",
+        'listeners[0].serverName[2] server-name the server name has a label of 64 characters ("iiiiiiiiiiiiiiiiiiii"…); a DNS label has at most 63',
+      ]);
+      expect(checkProfile(edited).filter((p) => p.rule === "server-name")).toHaveLength(2);
+    });
   });
 
   it("each rule can be run on its own", () => {

@@ -27,7 +27,7 @@ import {
 import { quote } from "../../../src/core/shell";
 import { ssmDocumentContent } from "../../../src/core/aws/ssmDocument";
 import { type ListeningSocket, type SocketSelector, compare, expectedValues, parseSs, socketMatches } from "../../../src/core/verify";
-import { EXACT, KERNEL_ONLY, WEB } from "../fixtures";
+import { EXACT, FLEET, KERNEL_ONLY, WEB } from "../fixtures";
 
 const INCIDENT: ProfileInput = {
   name: "web",
@@ -493,20 +493,8 @@ describe("sysctl conflicts (issue #14): the SSH path's model, run on the host", 
   });
 
   test("the SSM document of a two-pool profile still fits in 64 KB in both modes", () => {
-    const B: ProfileInput = {
-      name: "fleet",
-      backlog: 16384,
-      pools: [
-        { name: "www", listen: "/run/php/php8.2-fpm.sock" },
-        { name: "api", listen: "127.0.0.1:9001", backlog: 2048, pm: { style: "ondemand", maxChildren: 4 } },
-      ],
-      listeners: [
-        { listen: 8080, pool: "www", defaultServer: true },
-        { listen: "[::]:8081", pool: "api", backlog: 1024 },
-      ],
-    };
     for (const conflicts of ["report", "neutralize"] as const) {
-      const bytes = Buffer.byteLength(ssmDocumentContent(B, { conflicts }), "utf8");
+      const bytes = Buffer.byteLength(ssmDocumentContent(FLEET, { conflicts }), "utf8");
       // eslint-disable-next-line no-console
       console.log(`SSM document, profile "fleet", conflicts ${conflicts}: ${bytes} bytes`);
       expect(bytes).toBeLessThanOrEqual(65536);

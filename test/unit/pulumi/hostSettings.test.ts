@@ -328,3 +328,29 @@ test("read (pulumi refresh) of a host recorded as stopped or gone returns the re
   // The same host recorded as present is probed: the connection is tried (and refused here).
   await expect(provider.read!("id", { ...props, presence: "present" })).rejects.toThrow(/^web1: cannot connect to root@127\.0\.0\.1:\d+: .*ECONNREFUSED/);
 });
+
+test("a machine stopped or gone keeps the inputs of its last deploy; a change of presence alone is an update that records it without SSH; present again, it is checked", async () => {
+  const provider = await serializedProvider();
+  const last = await unreachable(); // any SSH attempt fails: a test that passes made none
+  const { verification: _v, inSync: _s, applied: _a, ...lastInputs } = { ...last, verification: [], inSync: true };
+  for (const presence of ["stopped", "gone"] as const) {
+    // The program has no decision for a machine it did not probe: check keeps the last deploy's.
+    const news = { connection: last.connection, hostName: "web1", target: last.target, onGone: "forget" as const, presence };
+    const checked = (await provider.check!(lastInputs, news)).inputs;
+    expect(checked).toEqual({ ...lastInputs, ...news });
+    // Never deployed (no earlier inputs): nothing to keep.
+    await expect(provider.check!({}, news)).resolves.toEqual({ inputs: news });
+    // Present → stopped: an update; stopped → stopped: no change.
+    await expect(provider.diff!("id", { ...last, presence: "present" }, checked)).resolves.toEqual({ changes: true });
+    await expect(provider.diff!("id", { ...last, presence }, checked)).resolves.toEqual({ changes: false });
+    const { outs } = await provider.update!("id", { ...last, inSync: true }, checked);
+    expect(outs).toEqual({ ...last, inSync: true, presence, onGone: "forget" });
+  }
+  // A present machine's inputs are the program's.
+  const present = { ...lastInputs, desiredHash: "b", presence: "present" as const };
+  await expect(provider.check!(lastInputs, present)).resolves.toEqual({ inputs: present });
+  // Back from stopped with nothing else changed: not "no change" (the update applies and verifies).
+  await expect(provider.diff!("id", { ...last, presence: "stopped", inSync: true }, { ...lastInputs, presence: "present" })).resolves.not.toEqual({
+    changes: false,
+  });
+});
