@@ -141,6 +141,23 @@ describe("user data, run the way cloud-init runs it", () => {
  * stderr to files next to it.
  */
 const SSM_DIR = "/var/lib/amazon/ssm/i-0lab/document/orchestration/3f2a-it/applyAndVerifyBacklogProfile";
+/** php-fpm's next start fails, once (an ExecStartPre drop-in): the restart a run needs fails. */
+function failPhpFpmStartOnce(): void {
+  lab.sh(
+    host,
+    "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/fail-once ]; then touch /run/fail-once; exit 1; fi'\" > /etc/systemd/system/php8.2-fpm.service.d/fail-once.conf && rm -f /run/fail-once && systemctl daemon-reload",
+  );
+}
+
+function undoFailOnce(): void {
+  lab.sh(host, "rm -rf /etc/systemd/system/php8.2-fpm.service.d /run/fail-once && systemctl daemon-reload");
+}
+
+/** The profile with pool www's listen.mode changed: a change php-fpm must restart for. */
+function restartingChange(input: ProfileInput): ProfileInput {
+  return { ...input, pools: input.pools!.map((p) => (p.name === "www" ? { ...p, listenMode: "0666" } : p)) };
+}
+
 function ssmRun(input: ProfileInput, options: Parameters<typeof ssmDocumentContent>[1] = {}): { code: number; stdout: string; stderr: string } {
   const dir = SSM_DIR;
   const doc = JSON.parse(ssmDocumentContent(input, options));
@@ -244,13 +261,9 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
       "/etc/php/8.2/fpm/pool.d/www.conf /etc/php/8.2/fpm/pool.d/api.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf";
     const before = lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`);
     const sockets = sendQ("/run/php/php8.2-fpm.sock");
-    // php-fpm's next start fails, once: the restart the new listen.mode needs fails.
-    lab.sh(
-      host,
-      "mkdir -p /etc/systemd/system/php8.2-fpm.service.d && printf '%s\\n' '[Service]' \"ExecStartPre=/bin/sh -c 'if [ ! -e /run/fail-once ]; then touch /run/fail-once; exit 1; fi'\" > /etc/systemd/system/php8.2-fpm.service.d/fail-once.conf && rm -f /run/fail-once && systemctl daemon-reload",
-    );
+    failPhpFpmStartOnce();
     try {
-      const r = ssmRun({ ...B, backlog: 12000, pools: B.pools!.map((p) => (p.name === "www" ? { ...p, listenMode: "0666" } : p)) });
+      const r = ssmRun({ ...restartingChange(B), backlog: 12000 });
       expect(r.code).toBe(12);
       expect(r.stdout).toContain("pulumi-backlog: php8.2-fpm: restart (");
       expect(r.stdout).toContain("pulumi-backlog: FAILED: a reload or restart failed; every file was put back and the service started again on the old files:");
@@ -260,7 +273,7 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
       expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual(sockets);
       expect(lab.sh(host, "[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim()).toBe("none");
     } finally {
-      lab.sh(host, "rm -rf /etc/systemd/system/php8.2-fpm.service.d /run/fail-once && systemctl daemon-reload");
+      undoFailOnce();
     }
     // The same run again converges.
     expect(ssmRun(B).code).toBe(0);
@@ -428,6 +441,25 @@ describe("sysctl conflicts (issue #14): the SSH path's model, on the host", () =
     // The conflict is real: sysctl --system puts 1024 back.
     lab.sh(host, "sysctl -q --system >/dev/null 2>&1 || true");
     expect(lab.sh(host, "cat /proc/sys/net/core/somaxconn").trim()).toBe("1024");
+  });
+
+  test("mode neutralize in a run that fails at a restart: the conflicting file is put back byte for byte with the rest (exit 12)", () => {
+    const files = "/etc/php/8.2/fpm/pool.d/www.conf /etc/nginx/conf.d/pulumi-backlog.conf /etc/sysctl.d/zz-pulumi-backlog.conf";
+    const before = lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`);
+    failPhpFpmStartOnce();
+    try {
+      const r = ssmRun(restartingChange(B), { conflicts: "neutralize" });
+      expect(r.stdout).toMatch(/sysctl conflict: .*Mode neutralize: this run comments it out/);
+      expect(r.stdout).toContain("pulumi-backlog: FAILED: a reload or restart failed; every file was put back and the service started again on the old files:");
+      expect(r.code).toBe(12);
+      expect(sha()).toBe(localSha);
+      expect(lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`)).toBe(before);
+      expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone")).not.toContain(LOCAL);
+      expect(lab.sh(host, "[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim()).toBe("none");
+      expect(lab.sh(host, "systemctl is-active php8.2-fpm nginx").trim().split("\n")).toEqual(["active", "active"]);
+    } finally {
+      undoFailOnce();
+    }
   });
 
   test("mode neutralize: the line is commented out with the SSH path's marker (original kept, file owned), sysctl --system keeps the profile's value", () => {
