@@ -26,13 +26,16 @@ let packed: PackResult;
 let files: string[];
 
 /** Library sources: every .ts file under src/, relative to it, without the extension. */
-function librarySources(dir = join(repo, "src")): string[] {
+function librarySources(dir = join(repo, "src"), ending = ".ts"): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const path = join(dir, e.name);
-    if (e.isDirectory()) return librarySources(path);
-    return e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [relative(join(repo, "src"), path).replace(/\.ts$/, "")] : [];
+    if (e.isDirectory()) return librarySources(path, ending);
+    return e.name.endsWith(ending) && !e.name.endsWith(".d.ts") ? [relative(join(repo, "src"), path).slice(0, -ending.length)] : [];
   });
 }
+
+/** The library's data files (JSON beside the code, e.g. the rules' texts), without the ending. */
+const libraryData = () => librarySources(join(repo, "src"), ".json");
 
 beforeAll(() => {
   // prepack runs `build:lib` (a fresh dist/); with --json its output goes to stderr, the report to stdout.
@@ -56,6 +59,8 @@ test("it holds the compiled JS and declarations of every library module, and the
     expect(files).toContain(`dist/${s}.js`);
     expect(files).toContain(`dist/${s}.d.ts`);
   }
+  expect(libraryData()).toContain("core/profile/rules");
+  for (const d of libraryData()) expect(files).toContain(`dist/${d}.json`);
   const templates = readdirSync(join(repo, "templates")).filter((f) => f.endsWith(".mustache"));
   expect(templates.length).toBeGreaterThanOrEqual(3);
   for (const t of templates) expect(files).toContain(`templates/${t}`);
@@ -67,6 +72,8 @@ test("it holds nothing else: no sources, tests, scripts, lab, examples, policy p
     if (["package.json", "README.md", "CHANGELOG.md", "LICENSE"].includes(f)) return false;
     const compiled = /^dist\/(.+)\.(js|d\.ts)$/.exec(f);
     if (compiled) return !sources.has(compiled[1]);
+    const data = /^dist\/(.+)\.json$/.exec(f);
+    if (data) return !libraryData().includes(data[1] as string);
     return !/^templates\/[^/]+\.mustache$/.test(f);
   });
   expect(unexpected).toEqual([]);

@@ -8,15 +8,13 @@
  * @packageDocumentation
  */
 
+import type { BoundEndpoint, Problem, TcpEndpoint } from "../validation";
 import {
   ACCOUNT_PATTERN,
-  type BoundEndpoint,
   LIMITS,
   NAME_PATTERN,
   OWNED_POOL_KEYS,
-  type Problem,
   Problems,
-  type TcpEndpoint,
   checkAbsolutePath,
   checkExtraDirective,
   checkInt,
@@ -28,6 +26,7 @@ import {
   parseTcpEndpoint,
   unixSocketPathProblem,
 } from "../validation";
+import ruleText from "./rules.json";
 import { type AppBacklog, appBacklogs, fastcgiTarget, formatPoolListen } from "./derive";
 import { type BacklogProfile, type Listener, NETDEV_MAX_BACKLOG, type Pm, SOMAXCONN, TCP_MAX_SYN_BACKLOG } from "./types";
 
@@ -53,14 +52,25 @@ function problem(path: string, value: unknown, rule: string, message: string, fi
 /** Reports one problem of the rule being checked: its id is filled in. */
 type Report = (path: string, value: unknown, message: string, fix: string) => Problem;
 
-/** A rule as written below: its check gets a {@link Report} bound to its id (the id is written once). */
-interface RuleSpec extends Omit<Rule, "check"> {
+/**
+ * A rule as written below: its id and its check, which gets a {@link Report} bound to the id. What
+ * each rule enforces and why (its `description` and `reason`) is prose, kept as data in
+ * rules.json beside this file, keyed by id; test/unit/core/profile.test.ts checks that every rule
+ * has its text and every text its rule.
+ */
+interface RuleSpec {
+  readonly id: string;
   check(profile: BacklogProfile, problem: Report): Problem[];
 }
 
+/** The text of each rule: rules.json. */
+const RULE_TEXT: Readonly<Record<string, { readonly description: string; readonly reason: string }>> = Object.freeze(ruleText);
+
 function bound(spec: RuleSpec): Rule {
+  const text = RULE_TEXT[spec.id];
+  if (!text) throw new Error(`rule ${spec.id} has no description and reason in rules.json`);
   const report: Report = (path, value, message, fix) => problem(path, value, spec.id, message, fix);
-  return { id: spec.id, description: spec.description, reason: spec.reason, check: (profile) => spec.check(profile, report) };
+  return { id: spec.id, description: text.description, reason: text.reason, check: (profile) => spec.check(profile, report) };
 }
 
 function somaxconnRef(p: BacklogProfile): string {
@@ -76,15 +86,11 @@ function collect(fn: (problems: Problems) => void, rule: string): Problem[] {
 
 function rangeRule(
   id: string,
-  description: string,
-  reason: string,
   fields: (p: BacklogProfile) => { path: string; value: unknown; what: string }[],
   range: (path: string) => { min: number; max: number },
-): Rule {
+): RuleSpec {
   return {
     id,
-    description,
-    reason,
     check: (profile) => fields(profile).flatMap(({ path, value, what }) => collect((ps) => checkInt(ps, path, value, range(path), id, what), id)),
   };
 }
@@ -98,6 +104,21 @@ function listenersByAddress(profile: BacklogProfile): Map<string, number[]> {
     else groups.set(l.address, [i]);
   });
   return groups;
+}
+
+/** A rule over the listeners of each nginx address, in input order: `each` reports what it finds for one address. */
+function perAddress(id: string, each: (address: string, listeners: { i: number; l: Listener }[], problem: Report) => Problem[]): RuleSpec {
+  return {
+    id,
+    check: (profile, problem) =>
+      [...listenersByAddress(profile)].flatMap(([address, idx]) =>
+        each(
+          address,
+          idx.map((i) => ({ i, l: profile.listeners[i] as Listener })),
+          problem,
+        ),
+      ),
+  };
 }
 
 /** Sockets a profile binds, with the path that names each. */
@@ -120,22 +141,16 @@ function boundSockets(profile: BacklogProfile): { path: string; what: string; un
 const RULES: RuleSpec[] = [
   rangeRule(
     "somaxconn-range",
-    "net.core.somaxconn is a whole number in 1..65535.",
-    "65535 is the bound every kernel honours: u16 storage wrapped larger values up to 3.10, 3.11-4.0 reject them with EINVAL, u32 only since 4.1 (commit becb74f0acca); 0 caps every accept queue at nothing.",
     (p) => [{ path: "somaxconn", value: p.sysctls[SOMAXCONN], what: "net.core.somaxconn" }],
     () => LIMITS.somaxconn,
   ),
   rangeRule(
     "syn-backlog-range",
-    "net.ipv4.tcp_max_syn_backlog is a whole number in 1..2147483647.",
-    "The kernel stores it as a C int (net->ipv4.sysctl_max_syn_backlog); 0 or less leaves no SYN queue.",
     (p) => [{ path: "tcpMaxSynBacklog", value: p.sysctls[TCP_MAX_SYN_BACKLOG], what: "net.ipv4.tcp_max_syn_backlog" }],
     () => LIMITS.tcpMaxSynBacklog,
   ),
   rangeRule(
     "backlog-range",
-    "The profile backlog and every php-fpm listen.backlog and nginx backlog= are whole numbers in 1..65535.",
-    "php-fpm reads an int and -1 means 'somaxconn' (never written: values are explicit); nginx rejects 0 and non-numbers ('invalid backlog'); listen() truncates anything above somaxconn, which stops at 65535.",
     (p) => [
       { path: "backlog", value: p.backlog, what: "the profile backlog" },
       ...p.pools.map((x, i) => ({ path: `pools[${i}].backlog`, value: x.backlog, what: "listen.backlog" })),
@@ -145,8 +160,6 @@ const RULES: RuleSpec[] = [
   ),
   rangeRule(
     "netdev-range",
-    "net.core.netdev_max_backlog, when opted in, is a whole number in 1..2147483647.",
-    "The kernel stores it as a C int; it is a NIC packet queue, global to the machine.",
     (p) =>
       p.sysctls[NETDEV_MAX_BACKLOG] === undefined
         ? []
@@ -155,9 +168,6 @@ const RULES: RuleSpec[] = [
   ),
   {
     id: "backlog-within-somaxconn",
-    description: "Every application backlog (profile backlog, listen.backlog, backlog=) is <= net.core.somaxconn.",
-    reason:
-      "listen() silently truncates a larger backlog to somaxconn (__sys_listen in net/socket.c; listen(2)), so the socket would get less than the profile says.",
     check: (profile, problem) => {
       const max = profile.sysctls[SOMAXCONN];
       const out: Problem[] = [];
@@ -182,10 +192,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "derived-consistency",
-    description:
-      "Derived values match their sources: inherited backlogs equal the profile backlog, a derived somaxconn is the largest application backlog, a derived tcp_max_syn_backlog equals somaxconn, and the mode is atLeast or exact.",
-    reason:
-      "A profile edited after defineProfile (or built by hand for the policy pack) must still say what it will do; these are the derivation rules of docs/profile.md.",
     check: (profile, problem) => {
       const out: Problem[] = [];
       if (profile.mode !== "atLeast" && profile.mode !== "exact") {
@@ -213,9 +219,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "syn-backlog-covers-tcp",
-    description: "net.ipv4.tcp_max_syn_backlog is >= the largest TCP listener backlog (nginx listeners and TCP pools).",
-    reason:
-      "It is a per-listener limit on half-open connections (ip-sysctl.rst); without syncookies a listener drops SYNs once it is 3/4 full (tcp_conn_request), before its accept queue can fill. Unix sockets have no SYN queue.",
     check: (profile, problem) => {
       const syn = profile.sysctls[TCP_MAX_SYN_BACKLOG];
       const ref = `tcp_max_syn_backlog ${syn}${profile.sources.tcpMaxSynBacklog === "override" ? " (override)" : " (derived)"}`;
@@ -240,9 +243,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "unique-pool-names",
-    description: "Pool names are unique (case-insensitively).",
-    reason:
-      "Each pool is the ini section [name] and the file name.conf; php-fpm would merge or reject a repeated section, and two files of the same name cannot coexist.",
     check: (profile, problem) => {
       const seen = new Map<string, number>();
       const out: Problem[] = [];
@@ -258,9 +258,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "unique-sockets",
-    description: "No two sockets of the profile bind the same unix path or overlapping TCP addresses.",
-    reason:
-      "The second bind() fails with EADDRINUSE (a wildcard overlaps every address of its family; php-fpm's bare port and [::] are dual stack), or php-fpm refuses a unix path another instance listens on.",
     check: (profile, problem) => {
       const sockets = boundSockets(profile);
       const out: Problem[] = [];
@@ -288,9 +285,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "nginx-address-overlap",
-    description: "nginx listeners on one port use either the wildcard or specific addresses of a family, not both.",
-    reason:
-      "Every rendered address carries backlog=, which implies bind (nginx listen docs); Linux refuses to bind a specific address while the wildcard socket of that port listens, and the reverse, even with SO_REUSEADDR (inet_bind_conflict; measured: EADDRINUSE), so nginx would fail to start.",
     check: (profile, problem) => {
       const out: Problem[] = [];
       const groups = [...listenersByAddress(profile).values()].map((idx) => idx[0] as number);
@@ -317,8 +311,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "listener-pool-exists",
-    description: "Every nginx listener forwards to a pool of the profile, through that pool's socket.",
-    reason: "fastcgi_pass must reach the pool's listen address, or nginx answers 502.",
     check: (profile, problem) => {
       const out: Problem[] = [];
       profile.listeners.forEach((l, i) => {
@@ -346,105 +338,56 @@ const RULES: RuleSpec[] = [
       return out;
     },
   },
-  {
-    id: "nginx-backlog-once",
-    description: "For each nginx address:port exactly one listener writes backlog=, and every listener on it agrees on the value.",
-    reason:
-      "nginx rejects listen options given in more than one server block for the same address ('duplicate listen options for ...', ngx_http_add_addresses); one socket has one backlog.",
-    check: (profile, problem) => {
-      const out: Problem[] = [];
-      for (const [address, idx] of listenersByAddress(profile)) {
-        const emitters = idx.filter((i) => (profile.listeners[i] as Listener).emitsBacklog);
-        const first = idx[0] as number;
-        if (emitters.length !== 1) {
+  perAddress("nginx-backlog-once", (address, ls, problem) => {
+    const out: Problem[] = [];
+    const emitters = ls.filter((x) => x.l.emitsBacklog).map((x) => x.i);
+    const first = ls[0] as (typeof ls)[number];
+    if (emitters.length !== 1) {
+      const message = `${emitters.length} listeners write backlog= for ${address}; nginx accepts it once`;
+      out.push(
+        problem(
+          `listeners[${emitters[1] ?? first.i}].emitsBacklog`,
+          emitters.length,
+          message,
+          "let only the first listener of each address carry backlog= (defineProfile does this)",
+        ),
+      );
+    }
+    const value = first.l.backlog;
+    for (const { i, l } of ls.slice(1)) {
+      if (l.backlog === value) continue;
+      const message = `conflicts with listeners[${first.i}] on the same address ${address} (backlog ${value}): one socket has one backlog`;
+      out.push(problem(`listeners[${i}].backlog`, l.backlog, message, `use ${value} on every listener of ${address}, or give it on one listener only`));
+    }
+    return out;
+  }),
+  perAddress("nginx-default-server-once", (address, ls, problem) => {
+    const defaults = ls.filter((x) => x.l.defaultServer).map((x) => x.i);
+    const message = `listeners[${defaults[0]}] is already the default server for ${address}`;
+    return defaults.slice(1).map((i) => problem(`listeners[${i}].defaultServer`, true, message, "mark only one listener per address as defaultServer"));
+  }),
+  perAddress("nginx-server-name-unique", (address, ls, problem) => {
+    const out: Problem[] = [];
+    const seen = new Map<string, number>();
+    for (const { i, l } of ls) {
+      l.serverNames.forEach((n, j) => {
+        const k = n.toLowerCase();
+        const prev = seen.get(k);
+        if (prev === undefined || prev === i) seen.set(k, i);
+        else
           out.push(
-            problem(
-              `listeners[${emitters[1] ?? first}].emitsBacklog`,
-              emitters.length,
-              `${emitters.length} listeners write backlog= for ${address}; nginx accepts it once`,
-              "let only the first listener of each address carry backlog= (defineProfile does this)",
-            ),
+            problem(`listeners[${i}].serverName[${j}]`, n, `is already served on ${address} by listeners[${prev}]`, "use each server name once per address"),
           );
-        }
-        const value = (profile.listeners[first] as Listener).backlog;
-        for (const i of idx.slice(1)) {
-          const l = profile.listeners[i] as Listener;
-          if (l.backlog !== value) {
-            out.push(
-              problem(
-                `listeners[${i}].backlog`,
-                l.backlog,
-                `conflicts with listeners[${first}] on the same address ${address} (backlog ${value}): one socket has one backlog`,
-                `use ${value} on every listener of ${address}, or give it on one listener only`,
-              ),
-            );
-          }
-        }
-      }
-      return out;
-    },
-  },
-  {
-    id: "nginx-default-server-once",
-    description: "At most one listener per nginx address:port is the default_server.",
-    reason: "nginx rejects 'a duplicate default server for ...' (ngx_http_add_addresses).",
-    check: (profile, problem) => {
-      const out: Problem[] = [];
-      for (const [address, idx] of listenersByAddress(profile)) {
-        const defaults = idx.filter((i) => (profile.listeners[i] as Listener).defaultServer);
-        for (const i of defaults.slice(1)) {
-          out.push(
-            problem(
-              `listeners[${i}].defaultServer`,
-              true,
-              `listeners[${defaults[0]}] is already the default server for ${address}`,
-              "mark only one listener per address as defaultServer",
-            ),
-          );
-        }
-      }
-      return out;
-    },
-  },
-  {
-    id: "nginx-server-name-unique",
-    description: "A server name appears once per nginx address:port.",
-    reason: "nginx ignores the later block ('conflicting server name ... ignored'), so its pool would never be reached.",
-    check: (profile, problem) => {
-      const out: Problem[] = [];
-      for (const [address, idx] of listenersByAddress(profile)) {
-        const seen = new Map<string, number>();
-        for (const i of idx) {
-          (profile.listeners[i] as Listener).serverNames.forEach((n, j) => {
-            const k = n.toLowerCase();
-            const prev = seen.get(k);
-            if (prev !== undefined && prev !== i) {
-              out.push(
-                problem(
-                  `listeners[${i}].serverName[${j}]`,
-                  n,
-                  `is already served on ${address} by listeners[${prev}]`,
-                  "use each server name once per address",
-                ),
-              );
-            } else seen.set(k, i);
-          });
-        }
-      }
-      return out;
-    },
-  },
+      });
+    }
+    return out;
+  }),
   {
     id: "pm-consistency",
-    description: "php-fpm process-manager settings are consistent (the checks php-fpm itself makes at start).",
-    reason:
-      "php-fpm refuses to start otherwise (fpm_conf.c: max_children > 0; min_spare <= max_spare <= max_children; min_spare <= start_servers <= max_spare; process_idle_timeout > 0).",
     check: (profile) => profile.pools.flatMap((p, i) => pmProblems(p.pm, `pools[${i}].pm`)),
   },
   {
     id: "safe-name",
-    description: "Profile and pool names match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.",
-    reason: "Names become ini sections, file names and comments: no newline, [ ] ; = or / can slip in.",
     check: (profile) => [
       ...collect((ps) => checkPattern(ps, "name", profile.name, NAME_PATTERN, "safe-name", "the profile name", "use letters, digits, _ . -"), "safe-name"),
       ...profile.pools.flatMap((p, i) =>
@@ -454,8 +397,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "safe-account",
-    description: "Users and groups match [a-z_][a-z0-9_-]{0,31}.",
-    reason: "They are written unquoted into ini files; the pattern is Debian's NAME_REGEX style and excludes every separator.",
     check: (profile) =>
       profile.pools.flatMap((p, i) =>
         (["user", "group", "listenOwner", "listenGroup"] as const).flatMap((f) =>
@@ -468,8 +409,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "socket-mode",
-    description: "listen.mode is an octal mode such as 0660.",
-    reason: "php-fpm parses it as octal (strtoul base 8); anything else is refused or means something else.",
     check: (profile) =>
       profile.pools.flatMap((p, i) =>
         collect(
@@ -480,8 +419,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "safe-path",
-    description: "Socket paths and document roots are plain absolute paths.",
-    reason: "Paths are written unquoted into ini and nginx files: no whitespace, ; { } [ ] = quotes, $ or .. segments.",
     check: (profile) => [
       ...profile.pools.flatMap((p, i) =>
         p.listen.kind === "unix"
@@ -493,9 +430,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "unix-socket-path",
-    description: "A unix socket path fits sun_path (<= 107 bytes), has no unix: prefix and is not under /tmp or /var/tmp.",
-    reason:
-      "sun_path holds 108 bytes with the NUL and php-fpm refuses longer paths; php-fpm's upstream unit has PrivateTmp=true, so a socket in /tmp is invisible to nginx (the incident's /tmp/php-cgi.sock).",
     check: (profile, problem) =>
       profile.pools.flatMap((p, i) => {
         if (p.listen.kind !== "unix") return [];
@@ -505,8 +439,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "tcp-endpoint",
-    description: "TCP addresses are IP literals with a port in 1..65535; nginx listeners name an address family.",
-    reason: "Sockets are verified against ss output, which shows addresses; ports outside 1..65535 do not exist.",
     check: (profile, problem) => {
       const out: Problem[] = [];
       const ok = (e: TcpEndpoint, program: "php-fpm" | "nginx") => {
@@ -528,9 +460,6 @@ const RULES: RuleSpec[] = [
   },
   {
     id: "server-name",
-    description: "nginx server names are host names, wildcard names or _ (no regular expressions), within DNS limits (253 characters, labels of 63).",
-    reason:
-      "They are written unquoted into the server block: no whitespace, ; { } or quotes; a longer name or label is no DNS name, so no request can match it.",
     check: (profile) =>
       profile.listeners.flatMap((l, i) =>
         l.serverNames.flatMap((n, j) =>
@@ -539,20 +468,8 @@ const RULES: RuleSpec[] = [
       ),
   },
   ...(["ini-key", "ini-value", "owned-directive"] as const).map(
-    (id): Rule => ({
+    (id): RuleSpec => ({
       id,
-      description: {
-        "ini-key": "Extra php-fpm directive keys are lower-case dotted names or env/php_value/php_admin_value/php_flag/php_admin_flag[NAME].",
-        "ini-value": "Extra php-fpm directive values use only letters, digits, space and _ . / : , @ % + * # -.",
-        "owned-directive": "Extra php-fpm directives cannot set keys the profile owns (listen, listen.*, user, group, pm, pm.*, include).",
-      }[id],
-      reason: {
-        "ini-key": "A key is written at the start of an ini line: a newline or [ could open a new pool section, = or ; would change the line.",
-        "ini-value":
-          "php-fpm parses values with PHP's ini scanner: ; starts a comment, quotes, $ and {} interpolate, & | ^ ~ ! ( ) are operators, a newline starts a new line.",
-        "owned-directive":
-          "php-fpm keeps the last value of a repeated key (matched case-insensitively), so an extra directive would silently replace the profile's listen.backlog, socket or pm settings.",
-      }[id],
       check: (profile: BacklogProfile) =>
         profile.pools.flatMap((p, i) =>
           p.extra.flatMap((d) => collect((ps) => checkExtraDirective(ps, `pools[${i}].extra[${JSON.stringify(d.key)}]`, d.key, d.value), id)),

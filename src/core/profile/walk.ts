@@ -8,14 +8,12 @@
  * @packageDocumentation
  */
 
+import type { Problem, Problems, TcpEndpoint } from "../validation";
 import {
   ACCOUNT_PATTERN,
   LIMITS,
   NAME_PATTERN,
-  type Problem,
-  type Problems,
   SOCKET_MODE_PATTERN,
-  type TcpEndpoint,
   checkAbsolutePath,
   checkExtraDirective,
   checkInt,
