@@ -59,8 +59,11 @@ test("it holds the compiled JS and declarations of every library module, and the
     expect(files).toContain(`dist/${s}.js`);
     expect(files).toContain(`dist/${s}.d.ts`);
   }
-  expect(libraryData()).toContain("core/profile/rules");
+  expect(libraryData()).toContain("core/profile/ruleTexts");
   for (const d of libraryData()) expect(files).toContain(`dist/${d}.json`);
+  // A data file named like a module would shadow it where .ts is resolved after .json (ts-node,
+  // which runs the deployment program: `require("./rules")` found rules.json before rules.ts).
+  for (const d of libraryData()) expect(sources).not.toContain(d);
   const templates = readdirSync(join(repo, "templates")).filter((f) => f.endsWith(".mustache"));
   expect(templates.length).toBeGreaterThanOrEqual(3);
   for (const t of templates) expect(files).toContain(`templates/${t}`);

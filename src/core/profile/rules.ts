@@ -26,7 +26,7 @@ import {
   parseTcpEndpoint,
   unixSocketPathProblem,
 } from "../validation";
-import ruleText from "./rules.json";
+import ruleText from "./ruleTexts.json";
 import { type AppBacklog, appBacklogs, fastcgiTarget, formatPoolListen } from "./derive";
 import { type BacklogProfile, type Listener, NETDEV_MAX_BACKLOG, type Pm, SOMAXCONN, TCP_MAX_SYN_BACKLOG } from "./types";
 
@@ -55,7 +55,7 @@ type Report = (path: string, value: unknown, message: string, fix: string) => Pr
 /**
  * A rule as written below: its id and its check, which gets a {@link Report} bound to the id. What
  * each rule enforces and why (its `description` and `reason`) is prose, kept as data in
- * rules.json beside this file, keyed by id; test/unit/core/profile.test.ts checks that every rule
+ * ruleTexts.json beside this file, keyed by id; test/unit/core/profile.test.ts checks that every rule
  * has its text and every text its rule.
  */
 interface RuleSpec {
@@ -63,12 +63,12 @@ interface RuleSpec {
   check(profile: BacklogProfile, problem: Report): Problem[];
 }
 
-/** The text of each rule: rules.json. */
+/** The text of each rule: ruleTexts.json. */
 const RULE_TEXT: Readonly<Record<string, { readonly description: string; readonly reason: string }>> = Object.freeze(ruleText);
 
 function bound(spec: RuleSpec): Rule {
   const text = RULE_TEXT[spec.id];
-  if (!text) throw new Error(`rule ${spec.id} has no description and reason in rules.json`);
+  if (!text) throw new Error(`rule ${spec.id} has no description and reason in ruleTexts.json`);
   const report: Report = (path, value, message, fix) => problem(path, value, spec.id, message, fix);
   return { id: spec.id, description: text.description, reason: text.reason, check: (profile) => spec.check(profile, report) };
 }

@@ -20,7 +20,7 @@ import {
 import * as profileModule from "../../../src/core/profile";
 import { type Draft, derive } from "../../../src/core/profile/derive";
 import { CROSS_FIELD_RULE_IDS } from "../../../src/core/profile/rules";
-import ruleText from "../../../src/core/profile/rules.json";
+import ruleText from "../../../src/core/profile/ruleTexts.json";
 import { readInput } from "../../../src/core/profile/walk";
 import { LIMITS, type Problem, Problems } from "../../../src/core/validation";
 import { EXACT, KERNEL_ONLY, WEB } from "../fixtures";
@@ -534,7 +534,7 @@ describe("validation collects every problem at once", () => {
 describe("rules", () => {
   it("have unique ids, descriptions and reasons", () => {
     expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
-    // The texts are data (rules.json): one entry per rule, no text without its rule.
+    // The texts are data (ruleTexts.json): one entry per rule, no text without its rule.
     expect(Object.keys(ruleText).sort()).toEqual(rules.map((r) => r.id).sort());
     for (const r of rules) expect({ description: r.description, reason: r.reason }).toEqual(ruleText[r.id as keyof typeof ruleText]);
     for (const r of rules) {
