@@ -1,6 +1,11 @@
 /**
  * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR]`: what one `pulumi up` costs per host.
  *
+ * Runs, in order: first deploy, no change, no change as a plain `pulumi up`, profile change, and
+ * `pulumi destroy`, after which every host is read to check it was given back. Each run's peak
+ * resident memory (`pulumi` and every process below it: engine, language host, program,
+ * dynamic provider) is sampled from /proc every 250 ms.
+ *
  * Starts N lab hosts (bookworm, own lab dir and stack: scripts/bench/lab-bench.ts) and deploys the
  * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`), no change as a
  * plain `pulumi up` (preview, then update), profile change (backlog 8192 -> 12288). Per run: wall
@@ -27,7 +32,7 @@
  * run's events (JSON lines with the arrival time `at`).
  * Always tears down (also on failure and on Ctrl-C). Progress on stderr, tables on stdout.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -125,6 +130,7 @@ async function everyHost(script: string, what: string): Promise<number> {
 
 let ports: number[] = [];
 let loadBefore = "";
+let restored = "";
 
 // ------------------------------------------------------------------ one pulumi up, observed
 
@@ -135,19 +141,106 @@ interface Observed {
   started: number; // ms since the epoch
   ended: number;
   sessions: SshSession[][]; // per host, this run's sessions
+  /** Peak resident memory of the run's processes (the engine, language host, program, providers), MiB. */
+  memory: PeakMemory;
+  /** Size of the stack's state file after the run, bytes (the engine writes it after each step). */
+  stateBytes: number;
+}
+
+/** The stack's state file in the bench's file backend (0 when there is none). */
+function stateBytes(): number {
+  try {
+    return statSync(join(bench.stateDir, ".pulumi", "stacks", "pulumi-backlog", `${bench.stack}.json`)).size;
+  } catch {
+    return 0;
+  }
+}
+
+interface PeakMemory {
+  /** Largest sum over the process tree at one sample. */
+  totalMiB: number;
+  /** Largest RSS each kind of process reached (engine, language host, program, dynamic provider, …). */
+  byKind: Record<string, number>;
+}
+
+/** The kind of a process of a `pulumi` run, from its command line (NUL-separated, as in /proc). */
+function processKind(cmdline: string): string {
+  const argv = cmdline.split("\0").filter(Boolean);
+  const name = argv[0]?.split("/").pop() ?? "";
+  const all = argv.join(" ");
+  if (name === "pulumi") return "engine";
+  if (name.startsWith("pulumi-language-")) return "language host";
+  if (/dynamic-provider/.test(all)) return "dynamic provider";
+  if (/node/.test(name)) return /cmd\/run/.test(all) ? "program" : "other node";
+  return name || "other";
+}
+
+/**
+ * Samples the resident memory of `root` and every process below it (the engine starts its plugins
+ * in process groups of their own, so the tree is followed by parent pid) every 250 ms from /proc,
+ * until stopped. RSS counts shared pages in each process, so the total is an upper bound.
+ */
+function sampleTree(root: number): () => PeakMemory {
+  const page = 4096;
+  const peak: PeakMemory = { totalMiB: 0, byKind: {} };
+  const sample = () => {
+    const procs = new Map<number, { ppid: number; mib: number }>();
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        procs.set(Number(pid), { ppid: Number(fields[1]), mib: (Number(fields[21]) * page) / 2 ** 20 }); // fields 4 (ppid) and 24 (rss, pages)
+      } catch {
+        // the process ended between the listing and the read
+      }
+    }
+    const below = (pid: number): boolean => {
+      for (let p = pid, hops = 0; p > 1 && hops < 64; p = procs.get(p)?.ppid ?? 0, hops++) if (p === root) return true;
+      return false;
+    };
+    let total = 0;
+    for (const [pid, { mib }] of procs) {
+      if (!below(pid)) continue;
+      total += mib;
+      try {
+        const kind = processKind(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+        peak.byKind[kind] = Math.max(peak.byKind[kind] ?? 0, mib);
+      } catch {
+        // ended meanwhile
+      }
+    }
+    peak.totalMiB = Math.max(peak.totalMiB, total);
+  };
+  const timer = setInterval(sample, 250);
+  return () => {
+    clearInterval(timer);
+    sample();
+    return peak;
+  };
 }
 
 async function journals(): Promise<SshSession[][]> {
   return Promise.all(names.map((n) => sshSessions(bench, n)));
 }
 
-async function observedUp(phase: string, backlog: number, preview: boolean): Promise<Observed> {
-  bench.must("pulumi config set", await bench.pulumi(["config", "set", "backlog:profile", profile(backlog)], { timeoutMs: 60_000 }));
+async function observedUp(phase: string, backlog: number | undefined, preview: boolean): Promise<Observed> {
+  if (backlog !== undefined) {
+    bench.must("pulumi config set", await bench.pulumi(["config", "set", "backlog:profile", profile(backlog)], { timeoutMs: 60_000 }));
+  }
   const events: TimedEvent[] = [];
   const started = Date.now();
   const t = performance.now();
-  const args = ["up", "--yes", "--json", ...(preview ? [] : ["--skip-preview"]), ...parallelArgs];
-  const r = await bench.pulumi(args, { timeoutMs: 1_800_000, onLine: collectEvents(events) });
+  // backlog undefined: `pulumi destroy` (every host given back), observed the same way.
+  const args = [backlog === undefined ? "destroy" : "up", "--yes", "--json", ...(preview ? [] : ["--skip-preview"]), ...parallelArgs];
+  let stopSampling: (() => PeakMemory) | undefined;
+  const r = await bench.pulumi(args, {
+    timeoutMs: 1_800_000,
+    onLine: collectEvents(events),
+    onSpawn: (child) => {
+      if (child.pid !== undefined) stopSampling = sampleTree(child.pid);
+    },
+  });
+  const memory = stopSampling?.() ?? { totalMiB: 0, byKind: {} };
   const seconds = (performance.now() - t) / 1000;
   const ended = Date.now();
   bench.must(`pulumi ${args.join(" ")}`, r, false, 40);
@@ -159,7 +252,7 @@ async function observedUp(phase: string, backlog: number, preview: boolean): Pro
     mkdirSync(values.events, { recursive: true });
     writeFileSync(join(values.events, `${phase.replace(/\W+/g, "-")}.jsonl`), events.map((e) => JSON.stringify({ at: e.at, ...e.event })).join("\n") + "\n");
   }
-  return { phase, seconds, events, started, ended, sessions };
+  return { phase, seconds, events, started, ended, sessions, memory, stateBytes: stateBytes() };
 }
 
 /** A step of a host's settings resource (the dynamic resource of each BacklogHost). */
@@ -322,6 +415,18 @@ async function main(): Promise<Outcome> {
   ] as const) {
     runs.push(await bench.step(phase, () => observedUp(phase, backlog, preview)));
   }
+  // Destroy gives every host back; the hosts are then read here, independently of the run.
+  runs.push(await bench.step("destroy", () => observedUp("destroy", undefined, false)));
+  restored = await bench.step("check the hosts were given back", async () => {
+    const wrong: string[] = [];
+    for (const n of names) {
+      const r = await bench.hostSh(n, "cat /proc/sys/net/core/somaxconn; [ -e /var/lib/pulumi-backlog ] && echo state-left || echo clean");
+      const [somaxconn, state] = r.stdout.trim().split("\n");
+      if (r.code !== 0 || somaxconn !== "4096" || state !== "clean") wrong.push(`${n}: somaxconn ${somaxconn}, ${state}`);
+    }
+    if (wrong.length) throw new Error(`destroy did not give back ${wrong.length} of ${count} hosts: ${wrong.slice(0, 5).join("; ")}`);
+    return `all ${count} hosts back to somaxconn 4096 with no state left`;
+  });
   return { runs, floor, labUp };
 }
 
@@ -340,7 +445,7 @@ bench.main(main, (o, wall) => {
         "no change, plain up (preview + update)": ["empty program + read-only ssh", f.empty + f.read],
       }
     : {};
-  const rows = [["RUN", "HOSTS", "WALL S", "SSH CONN/HOST min/avg/max", "TOTAL CONN", ...(f ? ["REFERENCE", "REF S", "RATIO"] : [])]];
+  const rows = [["RUN", "HOSTS", "WALL S", "SSH CONN/HOST min/avg/max", "TOTAL CONN", "PEAK MIB", "STATE KB", ...(f ? ["REFERENCE", "REF S", "RATIO"] : [])]];
   for (const r of o.runs) {
     const x = ref[r.phase];
     rows.push([
@@ -348,6 +453,8 @@ bench.main(main, (o, wall) => {
       String(count),
       r.seconds.toFixed(1),
       ...conn(r),
+      r.memory.totalMiB.toFixed(0),
+      (r.stateBytes / 1024).toFixed(0),
       ...(f ? [x?.[0] ?? "", x ? x[1].toFixed(1) : "", x ? `${(r.seconds / x[1]).toFixed(2)}x` : ""] : []),
     ]);
   }
@@ -356,7 +463,7 @@ bench.main(main, (o, wall) => {
     maxParallel && `backlog:rollout maxParallel ${maxParallel}`,
     values["transpile-only"] && "PULUMI_NODEJS_TRANSPILE_ONLY=true",
     // Engine settings from the environment that change step generation, shown so a table says what it measured.
-    ...["PULUMI_PARALLEL_DIFF"].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`),
+    ...["PULUMI_PARALLEL_DIFF", "PULUMI_SKIP_CHECKPOINTS"].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`),
   ].filter(Boolean);
   console.log(`\nbench:fleet, ${count} hosts${options.length ? `, ${options.join(", ")}` : ""}; load average before ${loadBefore} (${gitDescription()})\n`);
   console.log(formatTable(rows));
@@ -365,7 +472,18 @@ bench.main(main, (o, wall) => {
       `\nfloor: first deploy ${f.first.toFixed(1)} s, change ${f.change.toFixed(1)} s, read-only ssh ${f.read.toFixed(1)} s; empty program \`pulumi up --skip-preview\` ${f.empty.toFixed(1)} s`,
     );
   }
-  const skip = o.runs.filter((r) => !r.phase.includes("plain"));
+  console.log(`\nafter destroy: ${restored}`);
+  console.log(
+    "\npeak resident memory by process kind (MiB, largest single process of each kind; PEAK MIB above is the largest sum at one sample, RSS, shared pages counted in each):\n",
+  );
+  const kinds = [...new Set(o.runs.flatMap((r) => Object.keys(r.memory.byKind)))].sort();
+  console.log(
+    formatTable([
+      ["KIND", ...o.runs.map((r) => r.phase.toUpperCase())],
+      ...kinds.map((k) => [k, ...o.runs.map((r) => (r.memory.byKind[k] === undefined ? "-" : r.memory.byKind[k].toFixed(0)))]),
+    ]),
+  );
+  const skip = o.runs.filter((r) => !r.phase.includes("plain") && r.phase !== "destroy");
   console.log("\nphases of each `pulumi up --skip-preview` (seconds):\n");
   const prow = phases(skip[0]).map(([label]) => [label]);
   for (const r of skip) {
