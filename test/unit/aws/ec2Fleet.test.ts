@@ -165,18 +165,23 @@ describe("the dynamic provider with a stopped or gone host", () => {
     presence,
   });
 
-  test.each(["stopped", "gone"] as const)("%s: diff reports no change (the engine keeps the old state), not even for a new target", async (presence) => {
-    expect(await hostSettingsProvider.diff!("id", deployed, news(presence))).toEqual({ changes: false });
-    // The same olds with a present host and another target: a replacement, as before.
-    expect(await hostSettingsProvider.diff!("id", deployed, { ...news("stopped"), presence: "present" })).toMatchObject({
-      changes: true,
-      replaces: ["target"],
-    });
-    expect(dialed).toEqual([]);
-  });
+  test.each(["stopped", "gone"] as const)(
+    "%s: the first run that sees it is an update that records the presence (not a replacement, even for a new target); later runs are no change",
+    async (presence) => {
+      expect(await hostSettingsProvider.diff!("id", deployed, news(presence))).toEqual({ changes: true });
+      expect(await hostSettingsProvider.diff!("id", { ...deployed, presence }, news(presence))).toEqual({ changes: false });
+      // The same olds with a present host and another target: a replacement, as before.
+      expect(await hostSettingsProvider.diff!("id", deployed, { ...news("stopped"), presence: "present" })).toMatchObject({
+        changes: true,
+        replaces: ["target"],
+      });
+      expect(dialed).toEqual([]);
+    },
+  );
 
-  test("update (not reached after such a diff) keeps the old outputs; create records the host without a plan and without SSH", async () => {
-    expect(await hostSettingsProvider.update!("id", deployed, news("stopped"))).toEqual({ outs: deployed });
+  test("update records the presence over the last deploy's outputs without SSH; create records the host without a plan and without SSH", async () => {
+    expect(await hostSettingsProvider.update!("id", deployed, news("stopped"))).toEqual({ outs: { ...deployed, presence: "stopped", onGone: undefined } });
+    expect(dialed).toEqual([]);
     const created = await hostSettingsProvider.create(news("gone"));
     expect(created.id).toBe("web-i-02:not-deployed");
     expect(created.outs.plan).toBeUndefined();
