@@ -1,15 +1,13 @@
 /**
  * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR]`: what one `pulumi up` costs per host.
  *
- * Runs, in order: first deploy, no change, no change as a plain `pulumi up`, profile change, and
- * `pulumi destroy`, after which every host is read to check it was given back. Each run's peak
- * resident memory (`pulumi` and every process below it: engine, language host, program,
- * dynamic provider) is sampled from /proc every 250 ms.
- *
  * Starts N lab hosts (bookworm, own lab dir and stack: scripts/bench/lab-bench.ts) and deploys the
  * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`), no change as a
- * plain `pulumi up` (preview, then update), profile change (backlog 8192 -> 12288). Per run: wall
- * seconds and SSH connections per host, counted on the hosts' side (sshd's journal), and, for the
+ * plain `pulumi up` (preview, then update), profile change (backlog 8192 -> 12288), then `pulumi
+ * destroy`, after which every host is read to check it was given back. Per run: wall seconds, SSH
+ * connections per host, counted on the hosts' side (sshd's journal), the peak resident memory of
+ * `pulumi` and every process below it (engine, language host, program, dynamic provider; sampled
+ * from /proc every 250 ms), the size of the stack's state file afterwards, and, for the
  * `--skip-preview` runs, a phase breakdown from what is observable:
  *  - the engine events of `pulumi up --json`, timestamped here as each line arrives (engine start =
  *    until the prelude event; program start = until the language host says "Running program";
