@@ -141,16 +141,9 @@ const SOURCE_LISTED = new RegExp(`^(${SOURCE_PATH})(?: -> (/[A-Za-z0-9_.+@/-]{0,
 const SOURCE_LINE = new RegExp(`^(${SOURCE_PATH}):(\\d{1,9}):(.*)$`);
 const SOURCE_FILE = new RegExp(`^((?:${SYSCTL_DIRS.map((d) => d.replace(/[./]/g, "\\$&")).join("|")})/[A-Za-z0-9_.+@-]+\\.conf|/etc/sysctl\\.conf):(.*)$`);
 
-/**
- * Parses the sections a script printed into a {@link HostReport}.
- *
- * @param stdout - what the script printed.
- * @param token - the run's token ({@link ./plan reportToken}).
- * @throws a `ReportError` naming the section and the line when anything does not have its shape.
- */
-export function parseReport(stdout: string, token: string): HostReport {
-  if (!/^[0-9a-f]{16,64}$/.test(token)) throw reportError("report token must be 16-64 lowercase hex digits");
-  const report: HostReport = {
+/** A report with nothing in it yet (not complete): what {@link parseReport} fills section by section. */
+export function emptyReport(): HostReport {
+  return {
     sysctls: {},
     files: {},
     contents: {},
@@ -173,6 +166,18 @@ export function parseReport(stdout: string, token: string): HostReport {
     retired: [],
     complete: false,
   };
+}
+
+/**
+ * Parses the sections a script printed into a {@link HostReport}.
+ *
+ * @param stdout - what the script printed.
+ * @param token - the run's token ({@link ./plan reportToken}).
+ * @throws a `ReportError` naming the section and the line when anything does not have its shape.
+ */
+export function parseReport(stdout: string, token: string): HostReport {
+  if (!/^[0-9a-f]{16,64}$/.test(token)) throw reportError("report token must be 16-64 lowercase hex digits");
+  const report = emptyReport();
   const marker = `@@${token} `;
   let section: string | undefined;
   let arg = "";

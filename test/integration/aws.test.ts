@@ -269,7 +269,7 @@ describe("SSM document commands, run the way the SSM agent runs them", () => {
       expect(r.stdout).toContain("pulumi-backlog: FAILED: a reload or restart failed; every file was put back and the service started again on the old files:");
       expect(r.stdout).toContain("  step: restart php8.2-fpm");
       expect(lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`)).toBe(before);
-      expect(lab.sh(host, "systemctl is-active php8.2-fpm nginx").trim().split("\n")).toEqual(["active", "active"]);
+      expect(lab.unitStates(host, "php8.2-fpm", "nginx")).toEqual(["active", "active"]);
       expect(sendQ("/run/php/php8.2-fpm.sock")).toEqual(sockets);
       expect(lab.sh(host, "[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim()).toBe("none");
     } finally {
@@ -343,7 +343,7 @@ describe("decisions on the host: the SSH path's, least disruptive first", () => 
     expect(actions(r.stdout)).toEqual({ "php8.2-fpm": "reload" });
     expect(r.stdout).toContain(`pulumi-backlog: php8.2-fpm: reload (${POOL_DIR}/www.conf: settings other than the listen socket change)`);
     expect(mainPid("nginx")).toBe(nginx);
-    expect(lab.sh(host, "systemctl is-active php8.2-fpm").trim()).toBe("active");
+    expect(lab.unitStates(host, "php8.2-fpm")).toEqual(["active"]);
     expect(verifyHost(pm, original).filter((x) => !x.ok)).toEqual([]);
   });
 
@@ -456,7 +456,7 @@ describe("sysctl conflicts (issue #14): the SSH path's model, on the host", () =
       expect(lab.sh(host, `sha256sum ${files}; cat /proc/sys/net/core/somaxconn`)).toBe(before);
       expect(lab.sh(host, "cat /var/lib/pulumi-backlog/owners/standalone")).not.toContain(LOCAL);
       expect(lab.sh(host, "[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim()).toBe("none");
-      expect(lab.sh(host, "systemctl is-active php8.2-fpm nginx").trim().split("\n")).toEqual(["active", "active"]);
+      expect(lab.unitStates(host, "php8.2-fpm", "nginx")).toEqual(["active", "active"]);
     } finally {
       undoFailOnce();
     }

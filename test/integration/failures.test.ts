@@ -44,7 +44,7 @@ test("a pool that fails php-fpm -t fails the deployment with the test's output; 
   expect(message).toMatch(/test php8\.2-fpm/);
   expect(message).toMatch(/chdir|FPM initialization failed/);
   expect(lab.sh(host, "cat /etc/php/8.2/fpm/pool.d/app.conf")).toBe(before);
-  expect(lab.sh(host, "systemctl is-active php8.2-fpm nginx || true").trim().split("\n")).toEqual(["active", "active"]);
+  expect(lab.unitStates(host, "php8.2-fpm", "nginx")).toEqual(["active", "active"]);
   expect(httpStatus(host, "/ok.php")).toBe("200");
   await stack.setConfig("backlog:profile", { value: JSON.stringify(profile([pool("app"), pool("extra")])) });
   await stack.up({ onOutput: () => undefined });

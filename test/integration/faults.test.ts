@@ -40,7 +40,7 @@ beforeAll(async () => {
 tearDownAfterAll(lab, () => [stack ? { stack, remove } : undefined]);
 
 const sh = (script: string) => lab.sh(host.name, script);
-const active = () => sh("systemctl is-active php8.2-fpm nginx || true").trim().split("\n");
+const active = () => lab.unitStates(host.name, "php8.2-fpm", "nginx");
 const poolSum = () => sh(`sha256sum < ${POOL}`).trim();
 const somaxconn = () => Number(sh("cat /proc/sys/net/core/somaxconn").trim());
 const noJournal = () => sh("[ -e /var/lib/pulumi-backlog/txn ] && echo open || echo none").trim();

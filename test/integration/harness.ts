@@ -76,6 +76,13 @@ export class Lab {
     return this.cli(["exec", host, "--", "sh", "-c", script]).stdout;
   }
 
+  /** `systemctl is-active` of each unit on a host, one state each (its exit code says only whether any is active). */
+  unitStates(host: string, ...units: string[]): string[] {
+    return this.sh(host, `systemctl is-active ${units.join(" ")} || true`)
+      .trim()
+      .split("\n");
+  }
+
   /**
    * Runs a shell command on a host over SSH (the inventory's key, the pinned host key) and returns
    * its stdout (throws on failure). Unlike `sh` (nsenter from this machine), the command runs in a

@@ -190,7 +190,7 @@ test("the second host's restart fails: the rollout stops there, the third host i
     // The first host has the change, the second was put back and serves, the third was not touched.
     expect(socketMode(first)).toBe("660");
     expect(socketMode(second)).toBe("666");
-    expect(lab.sh(second, "systemctl is-active php8.2-fpm nginx").trim().split("\n")).toEqual(["active", "active"]);
+    expect(lab.unitStates(second, "php8.2-fpm", "nginx")).toEqual(["active", "active"]);
     expect(socketMode(third)).toBe("666");
     expect(files(third)).toBe(thirdFiles);
     expect({ php: started(third, UNIT), nginx: started(third, "nginx") }).toEqual(thirdStarted);

@@ -164,11 +164,6 @@ test("destroy puts /etc/sysctl.conf back byte for byte", async () => {
   for (const h of lab.hosts) {
     expect(lab.sh(h.name, "sha256sum < /etc/sysctl.conf").trim()).toBe(confSha[h.name]);
     expect(lab.sh(h.name, `sed -n ${confLine[h.name]}p /etc/sysctl.conf`).trim()).toBe("net.core.somaxconn = 128");
-    expect(
-      lab
-        .sh(h.name, `systemctl is-active php${PHP[h.suite as string]}-fpm nginx`)
-        .trim()
-        .split("\n"),
-    ).toEqual(["active", "active"]);
+    expect(lab.unitStates(h.name, `php${PHP[h.suite as string]}-fpm`, "nginx")).toEqual(["active", "active"]);
   }
 });

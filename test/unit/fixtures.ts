@@ -1,7 +1,8 @@
 /** Shared inputs for the unit tests (and the integration tests, which import them from here). */
 import { contentHash } from "../../src/core/plan";
 import type { ProfileInput } from "../../src/core/profile";
-import type { HostReport } from "../../src/core/report";
+import { type HostReport, emptyReport } from "../../src/core/report";
+import type { ListeningSocket } from "../../src/core/verify";
 
 /** The incident's host, fixed: one unix-socket pool behind nginx, plus a TCP pool and IPv6. */
 export const WEB: ProfileInput = {
@@ -67,26 +68,9 @@ export const FLEET: ProfileInput = {
 /** A probe report; by default a fresh host (somaxconn 4096, nothing deployed). */
 export function probeReport(over: Partial<HostReport> = {}): HostReport {
   return {
+    ...emptyReport(),
     sysctls: { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 },
-    files: {},
-    contents: {},
-    sysctlSources: [],
-    sockets: [],
-    units: {},
-    before: {},
-    managed: [],
-    owners: {},
-    applied: {},
-    own: {},
     container: "none",
-    journalOpen: false,
-    generation: 0,
-    recovered: false,
-    steps: [],
-    did: [],
-    fallbacks: {},
-    warnings: [],
-    retired: [],
     complete: true,
     ...over,
   };
@@ -98,4 +82,9 @@ export function filesOf(files: Record<string, string | null>): Pick<HostReport, 
     files: Object.fromEntries(Object.entries(files).map(([p, c]) => [p, c === null ? null : contentHash(c)])),
     contents: Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== null)),
   };
+}
+
+/** A listening unix socket as `ss` reports it (parseSs), by default php-fpm's Debian 12 socket. */
+export function unixSocket(backlog: number, inode = 111, path = DEBIAN_FPM_SOCKET): ListeningSocket {
+  return { kind: "unix", netid: "u_str", recvQ: 0, backlog, local: path, host: null, port: null, path, inode };
 }

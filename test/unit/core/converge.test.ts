@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import { type ActionNeed, bootOverrides, decide, fileChangeNeed, hostOwnValues, socketsToObserve, strongest, withoutBacklog } from "../../../src/core/converge";
 import type { HostReport } from "../../../src/core/report";
-import { DEBIAN_FPM_SOCKET, DEBIAN_WWW, filesOf, probeReport as report } from "../fixtures";
+import { DEBIAN_FPM_SOCKET, DEBIAN_WWW, filesOf, probeReport as report, unixSocket } from "../fixtures";
 import { type BacklogProfile, defineProfile } from "../../../src/core/profile";
 import { render } from "../../../src/core/render";
 import type { ListeningSocket } from "../../../src/core/verify";
@@ -15,17 +15,6 @@ const SOCK = DEBIAN_FPM_SOCKET;
 const INPUT = DEBIAN_WWW;
 const profile = defineProfile(INPUT);
 
-const unixSocket = (backlog: number, inode = 111, path = SOCK): ListeningSocket => ({
-  kind: "unix",
-  netid: "u_str",
-  recvQ: 0,
-  backlog,
-  local: path,
-  host: null,
-  port: null,
-  path,
-  inode,
-});
 const tcpSocket = (backlog: number, inode = 222, port = 8080): ListeningSocket => ({
   kind: "tcp",
   netid: null,

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { decide, fileChangeNeed, hostOwnValues, managedKeys } from "../../../src/core/converge";
 import { backupName } from "../../../src/core/plan";
 import type { HostReport } from "../../../src/core/report";
-import { filesOf, probeReport as report } from "../fixtures";
+import { filesOf, probeReport as report, unixSocket as unix } from "../fixtures";
 import { type BacklogProfile, type ProfileInput, defineProfile, kernelTargets } from "../../../src/core/profile";
 import type { HostPaths } from "../../../src/core/render";
 import { PHP_FPM_RESTART_LINES_ERE, decisionShell, kernelVariables, standaloneScript } from "../../../src/core/standalone";
@@ -93,17 +93,6 @@ const fleet = defineProfile({
   ],
 });
 
-const unix = (backlog: number, inode = 111, path = SOCK): ListeningSocket => ({
-  kind: "unix",
-  netid: "u_str",
-  recvQ: 0,
-  backlog,
-  local: path,
-  host: null,
-  port: null,
-  path,
-  inode,
-});
 const tcp = (backlog: number, inode = 222, local = "0.0.0.0:8080"): ListeningSocket => {
   const { host, port } = splitAddress(local);
   return { kind: "tcp", netid: null, recvQ: 0, backlog, local, host, port, path: null, inode };
