@@ -23,6 +23,8 @@ echo "== lint (Biome, biome.jsonc)"
 npm run --silent lint
 echo "== type check (npm run build: the library, tests and program; scripts/; the policy pack, its dependencies installed on first use)"
 npm run --silent build
+echo "== the deployment program compiled into .build/ (node main.js --build; Pulumi.yaml runs main.js)"
+node main.js --build
 echo "== unit tests"
 jest --selectProjects unit
 

@@ -375,7 +375,7 @@ export function formatTable(rows: string[][]): string {
 }
 
 /**
- * A Pulumi project with an empty TypeScript program and the deployment program's runtime options
+ * A Pulumi project with an empty program and the deployment program's runtime options
  * (Pulumi.yaml's `runtime`), in `dir`, using the repo's node_modules: what `pulumi up` costs with
  * no resources at all. Returns a runner of `pulumi ARGS` in it (own stack `empty`, the bench's
  * state and Pulumi home).
@@ -387,7 +387,9 @@ export function emptyProgram(bench: LabBench, dir: string): (args: string[], opt
   let to = from + 1;
   while (to < runtime.length && (/^\s/.test(runtime[to]) || runtime[to] === "")) to++;
   writeFileSync(join(dir, "Pulumi.yaml"), ["name: bench-empty", ...runtime.slice(from, to), ""].join("\n"));
-  writeFileSync(join(dir, "index.ts"), "export {};\n");
+  // The same language as the deployment program: JavaScript when it runs compiled (main.js), else TypeScript.
+  const typescript = !runtime.slice(from, to).some((l) => /^\s*typescript:\s*false\b/.test(l));
+  writeFileSync(join(dir, typescript ? "index.ts" : "index.js"), typescript ? "export {};\n" : "exports.empty = true;\n");
   writeFileSync(join(dir, "package.json"), '{ "name": "bench-empty", "private": true }\n');
   symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
   const script = 'cd "$1" && shift && exec bash "$0" "$@"';

@@ -10,8 +10,8 @@
  * @packageDocumentation
  */
 
-import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import Mustache from "mustache";
 import { type BacklogProfile, type KernelValues, type Listener, type Pool, formatPoolListen, kernelTargets } from "./profile";
 import { ProfileError, Problems, isSafeAbsolutePath } from "./validation";
@@ -98,8 +98,19 @@ export interface RenderOptions {
   readonly templateDir?: string;
 }
 
-/** Default template directory: `templates/` of the package (next to `src/` and `dist/`). */
-export const TEMPLATE_DIR = resolve(__dirname, "..", "..", "templates");
+/**
+ * Default template directory: `templates/` of the package, i.e. of the nearest folder above this
+ * module that holds a package.json (the same from `src/core/`, the package's `dist/core/` and the
+ * repository program's compiled `.build/src/core/`).
+ */
+export const TEMPLATE_DIR = join(packageRoot(__dirname), "templates");
+
+function packageRoot(from: string): string {
+  for (let dir = resolve(from); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) return resolve(from, "..", "..");
+  }
+}
 
 /** Template file names under the template directory. */
 export const TEMPLATES = Object.freeze({

@@ -69,7 +69,8 @@ beforeAll(async () => {
 
 import { ec2Hosts } from "../../../src/aws";
 import { BacklogFleet } from "../../../src/pulumi/backlogFleet";
-import { type HostSettingsInputs, type HostSettingsOutputs, hostSettingsProvider } from "../../../src/pulumi/hostSettings";
+import type { HostSettingsInputs, HostSettingsOutputs } from "../../../src/pulumi/hostSettings";
+import { hostSettingsProvider } from "../../../src/pulumi/hostSettingsProvider";
 
 const settle = <T>(o: pulumi.Output<T>): Promise<T> =>
   new Promise((resolve) =>

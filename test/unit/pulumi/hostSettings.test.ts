@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,12 +14,13 @@ import {
   type HostSettingsOutputs,
   applyPlanOf,
   decisionInputs,
-  failureMessage,
   hasChanges,
-  hostSettingsProvider,
   plannedActions,
+  providerShim,
+  providerSpecifier,
   runWithPlace,
 } from "../../../src/pulumi/hostSettings";
+import { failureMessage, hostSettingsProvider } from "../../../src/pulumi/hostSettingsProvider";
 import type { HostReport } from "../../../src/core/report";
 import { probeReport } from "../fixtures";
 
@@ -352,5 +353,75 @@ test("a machine stopped or gone keeps the inputs of its last deploy; a change of
   // Back from stopped with nothing else changed: not "no change" (the update applies and verifies).
   await expect(provider.diff!("id", { ...last, presence: "stopped", inSync: true }, { ...lastInputs, presence: "present" })).resolves.not.toEqual({
     changes: false,
+  });
+});
+
+describe("providerSpecifier: what the engine's copy of the provider requires", () => {
+  test("an installed package: its name and the internal export, from the last node_modules (pnpm's store too)", () => {
+    expect(providerSpecifier("/p/node_modules/pulumi-backlog/dist/pulumi/hostSettingsProvider.js", "/p")).toBe(
+      "pulumi-backlog/internal/pulumi/hostSettingsProvider.js",
+    );
+    expect(providerSpecifier("/p/node_modules/.pnpm/pulumi-backlog@0.1.0/node_modules/pulumi-backlog/dist/pulumi/hostSettingsProvider.js", "/elsewhere")).toBe(
+      "pulumi-backlog/internal/pulumi/hostSettingsProvider.js",
+    );
+    expect(providerSpecifier("/p/node_modules/@acme/backlog/dist/pulumi/hostSettingsProvider.js", "/p")).toBe(
+      "@acme/backlog/internal/pulumi/hostSettingsProvider.js",
+    );
+    // Installed, but not the package's dist/: nothing to name, the engine keeps the code.
+    expect(providerSpecifier("/p/node_modules/pulumi-backlog/src/pulumi/hostSettingsProvider.js", "/p")).toBeUndefined();
+  });
+
+  test("this repository's compiled program: the path relative to the project folder", () => {
+    expect(providerSpecifier("/repo/.build/src/pulumi/hostSettingsProvider.js", "/repo")).toBe("./.build/src/pulumi/hostSettingsProvider.js");
+    expect(providerSpecifier("/repo/.build/src/pulumi/hostSettingsProvider.js", "/repo/examples/x")).toBe("../../.build/src/pulumi/hostSettingsProvider.js");
+  });
+
+  test("TypeScript sources: none (the engine keeps the provider's code by value)", () => {
+    expect(providerSpecifier("/repo/src/pulumi/hostSettingsProvider.ts", "/repo")).toBeUndefined();
+  });
+});
+
+describe("providerShim", () => {
+  /** The shim as the engine's process gets it: serialized by Pulumi, compiled in a module of its own. */
+  async function serializedShim(spec: string): Promise<pulumi.dynamic.ResourceProvider & { text: string }> {
+    const shim = providerShim(spec);
+    const { text, exportName } = await pulumi.runtime.serializeFunction(() => shim);
+    const mod = new Module("serialized-shim") as Module & { _compile(code: string, file: string): void };
+    mod._compile(text, "");
+    return Object.assign((mod.exports as Record<string, () => pulumi.dynamic.ResourceProvider>)[exportName](), { text });
+  }
+
+  test("carries nothing but where the provider is, and hands every call to what it loads from there", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "backlog-shim-"));
+    const impl = join(dir, "impl.js");
+    writeFileSync(
+      impl,
+      `exports.hostSettingsProvider = Object.fromEntries(["check", "diff", "create", "update", "delete", "read"].map((m) => [m, async (...a) => ({ m, a })]));\n`,
+    );
+    const shim = await serializedShim(impl);
+    // The provider's code is not in it (compare the ~110 KB of the provider by value).
+    expect(shim.text.length).toBeLessThan(4000);
+    expect(shim.text).not.toMatch(/applyScript|runScript|ssh2/);
+    await expect(shim.check!({ a: 1 }, { b: 2 })).resolves.toEqual({ m: "check", a: [{ a: 1 }, { b: 2 }] });
+    await expect(shim.diff!("id", { a: 1 }, { b: 2 })).resolves.toEqual({ m: "diff", a: ["id", { a: 1 }, { b: 2 }] });
+    await expect(shim.create!({ c: 3 })).resolves.toEqual({ m: "create", a: [{ c: 3 }] });
+    await expect(shim.update!("id", { a: 1 }, { b: 2 })).resolves.toEqual({ m: "update", a: ["id", { a: 1 }, { b: 2 }] });
+    await expect(shim.delete!("id", { a: 1 })).resolves.toEqual({ m: "delete", a: ["id", { a: 1 }] });
+    await expect(shim.read!("id", { a: 1 })).resolves.toEqual({ m: "read", a: ["id", { a: 1 }] });
+    // A relative specifier is the project folder's (the process's working folder).
+    const cwd = process.cwd();
+    try {
+      process.chdir(dir);
+      await expect((await serializedShim("./impl.js")).create!({ c: 4 })).resolves.toEqual({ m: "create", a: [{ c: 4 }] });
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  test("a provider that is not there: the path, the project folder and what to do, before anything else happens", async () => {
+    const shim = await serializedShim("./.build/src/pulumi/no-such-provider.js");
+    await expect(shim.create!({})).rejects.toThrow(
+      /^pulumi-backlog: the HostSettings provider cannot be loaded from \/.*\/\.build\/src\/pulumi\/no-such-provider\.js \(project folder \/.*\): Cannot find module[\s\S]*npm run build:program/,
+    );
   });
 });
