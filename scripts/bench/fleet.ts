@@ -2,12 +2,13 @@
  * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR]`: what one `pulumi up` costs per host.
  *
  * Starts N lab hosts (bookworm, own lab dir and stack: scripts/bench/lab-bench.ts) and deploys the
- * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`), no change as a
+ * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`) twice, no change as a
  * plain `pulumi up` (preview, then update), profile change (backlog 8192 -> 12288), then `pulumi
  * destroy`, after which every host is read to check it was given back. Per run: wall seconds, SSH
  * connections per host, counted on the hosts' side (sshd's journal), the peak resident memory of
  * `pulumi` and every process below it (engine, language host, program, dynamic provider; sampled
- * from /proc every 250 ms), the size of the stack's state file afterwards, and, for the
+ * from /proc every 250 ms), the CPU seconds the run cost on the hosts (their cgroups) and on the
+ * rest of the machine (Pulumi, ssh; /proc/stat), the size of the stack's state file afterwards, and, for the
  * `--skip-preview` runs, a phase breakdown from what is observable:
  *  - the engine events of `pulumi up --json`, timestamped here as each line arrives (engine start =
  *    until the prelude event; program start = until the language host says "Running program";
@@ -96,8 +97,8 @@ sysctl -q -w net.core.somaxconn="$s" net.ipv4.tcp_max_syn_backlog="$y"
 systemctl restart php8.2-fpm nginx
 `;
 
-/** One `ssh` per host, all at once, running `script`; seconds until the last one ended. */
-async function everyHost(script: string, what: string): Promise<number> {
+/** One `ssh` per host, all at once, running `script`; seconds until the last one ended, and the CPU it cost. */
+async function everyHost(script: string, what: string): Promise<{ seconds: number; cpu: CpuSeconds }> {
   const ssh = (port: number) => [
     "-F",
     "none",
@@ -120,11 +121,51 @@ async function everyHost(script: string, what: string): Promise<number> {
     "-s",
   ];
   const t = performance.now();
+  const meter = cpuMeter();
   const results = await Promise.all(ports.map((port) => bench.run("ssh", ssh(port), { input: script, timeoutMs: 300_000 })));
   const seconds = (performance.now() - t) / 1000;
+  const cpu = meter();
   for (const [i, r] of results.entries()) bench.must(`${what} on ${names[i]}`, r);
-  return seconds;
+  return { seconds, cpu };
 }
+
+/**
+ * CPU seconds spent while a run went on: by the lab hosts (the sum of their cgroups' `cpu.stat`
+ * usage: sshd, the scripts, systemd, php-fpm, nginx) and by the rest of the machine (its busy time
+ * from /proc/stat minus the hosts': Pulumi's processes, the ssh clients, the bench itself).
+ */
+interface CpuSeconds {
+  hosts: number;
+  rest: number;
+}
+
+/** Starts measuring {@link CpuSeconds}; the returned function ends it. */
+function cpuMeter(): () => CpuSeconds {
+  const read = () => {
+    const [user, nice, system, , , irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const busyUs = (user + nice + system + irq + softirq + steal) * 10_000; // USER_HZ 100
+    const state = JSON.parse(readFileSync(join(bench.labDir, "state.json"), "utf8")) as { hosts: { cgroups?: string[] }[] };
+    let hostsUs = 0;
+    for (const h of state.hosts) {
+      for (const dir of h.cgroups ?? []) {
+        try {
+          hostsUs += Number(/^usage_usec (\d+)$/m.exec(readFileSync(join(dir, "cpu.stat"), "utf8"))?.[1] ?? 0);
+        } catch {
+          // not the unified hierarchy's dir (no cpu.stat there)
+        }
+      }
+    }
+    return { busyUs, hostsUs };
+  };
+  const before = read();
+  return () => {
+    const after = read();
+    const hosts = (after.hostsUs - before.hostsUs) / 1e6;
+    return { hosts, rest: Math.max(0, (after.busyUs - before.busyUs) / 1e6 - hosts) };
+  };
+}
+
+const cpuPair = (c: CpuSeconds) => `${c.hosts.toFixed(1)} / ${c.rest.toFixed(1)}`;
 
 let ports: number[] = [];
 let loadBefore = "";
@@ -143,6 +184,8 @@ interface Observed {
   memory: PeakMemory;
   /** Size of the stack's state file after the run, bytes (the engine writes it after each step). */
   stateBytes: number;
+  /** CPU the run cost, on the hosts and on the rest of the machine. */
+  cpu: CpuSeconds;
 }
 
 /** The stack's state file in the bench's file backend (0 when there is none). */
@@ -231,6 +274,7 @@ async function observedUp(phase: string, backlog: number | undefined, preview: b
   // backlog undefined: `pulumi destroy` (every host given back), observed the same way.
   const args = [backlog === undefined ? "destroy" : "up", "--yes", "--json", ...(preview ? [] : ["--skip-preview"]), ...parallelArgs];
   let stopSampling: (() => PeakMemory) | undefined;
+  const meter = cpuMeter();
   const r = await bench.pulumi(args, {
     timeoutMs: 1_800_000,
     onLine: collectEvents(events),
@@ -240,6 +284,7 @@ async function observedUp(phase: string, backlog: number | undefined, preview: b
   });
   const memory = stopSampling?.() ?? { totalMiB: 0, byKind: {} };
   const seconds = (performance.now() - t) / 1000;
+  const cpu = meter();
   const ended = Date.now();
   bench.must(`pulumi ${args.join(" ")}`, r, false, 40);
   const all = await journals();
@@ -250,7 +295,7 @@ async function observedUp(phase: string, backlog: number | undefined, preview: b
     mkdirSync(values.events, { recursive: true });
     writeFileSync(join(values.events, `${phase.replace(/\W+/g, "-")}.jsonl`), events.map((e) => JSON.stringify({ at: e.at, ...e.event })).join("\n") + "\n");
   }
-  return { phase, seconds, events, started, ended, sessions, memory, stateBytes: stateBytes() };
+  return { phase, seconds, events, started, ended, sessions, memory, stateBytes: stateBytes(), cpu };
 }
 
 /** A step of a host's settings resource (the dynamic resource of each BacklogHost). */
@@ -358,7 +403,7 @@ function phases(o: Observed): [string, number | undefined][] {
 
 interface Outcome {
   runs: Observed[];
-  floor?: { first: number; change: number; read: number; empty: number };
+  floor?: { first: number; change: number; read: number; empty: number; cpu: { first: CpuSeconds; change: CpuSeconds; read: CpuSeconds } };
   labUp: number;
 }
 
@@ -379,11 +424,14 @@ async function main(): Promise<Outcome> {
   let floor: Outcome["floor"];
   if (values.compare) {
     floor = await bench.step("the floor", async () => {
-      const first = await everyHost(`B=8192\n${FLOOR_APPLY}`, "floor first deploy");
+      const firstRun = await everyHost(`B=8192\n${FLOOR_APPLY}`, "floor first deploy");
+      const first = firstRun.seconds;
       bench.log(`floor first deploy: ${first.toFixed(1)} s`);
-      const change = await everyHost(`B=12288\n${FLOOR_APPLY}`, "floor change");
+      const changeRun = await everyHost(`B=12288\n${FLOOR_APPLY}`, "floor change");
+      const change = changeRun.seconds;
       bench.log(`floor change: ${change.toFixed(1)} s`);
-      const read = await everyHost(FLOOR_READ, "floor read-only");
+      const readRun = await everyHost(FLOOR_READ, "floor read-only");
+      const read = readRun.seconds;
       bench.log(`floor read-only ssh: ${read.toFixed(1)} s`);
       await everyHost(FLOOR_UNDO, "floor undo");
       const empty = emptyProgram(bench, join(bench.work, "empty"));
@@ -393,7 +441,7 @@ async function main(): Promise<Outcome> {
       bench.must("empty up", await empty(["up", "--yes", "--skip-preview", "--json"], { timeoutMs: 300_000 }));
       const emptyS = (performance.now() - t) / 1000;
       bench.log(`empty program up: ${emptyS.toFixed(1)} s`);
-      return { first, change, read, empty: emptyS };
+      return { first, change, read, empty: emptyS, cpu: { first: firstRun.cpu, change: changeRun.cpu, read: readRun.cpu } };
     });
   }
 
@@ -408,6 +456,9 @@ async function main(): Promise<Outcome> {
   for (const [phase, backlog, preview] of [
     ["first deploy", 8192, false],
     ["no change", 8192, false],
+    // The first no-op after a deploy records each host once (the probe saw a new state generation);
+    // the next one writes nothing: both are what an operator sees.
+    ["no change, again", 8192, false],
     ["no change, plain up (preview + update)", 8192, true],
     ["profile change", 12288, false],
   ] as const) {
@@ -440,10 +491,24 @@ bench.main(main, (o, wall) => {
         "first deploy": ["floor first deploy", f.first],
         "profile change": ["floor change (restarts)", f.change],
         "no change": ["empty program + read-only ssh", f.empty + f.read],
+        "no change, again": ["empty program + read-only ssh", f.empty + f.read],
         "no change, plain up (preview + update)": ["empty program + read-only ssh", f.empty + f.read],
       }
     : {};
-  const rows = [["RUN", "HOSTS", "WALL S", "SSH CONN/HOST min/avg/max", "TOTAL CONN", "PEAK MIB", "STATE KB", ...(f ? ["REFERENCE", "REF S", "RATIO"] : [])]];
+  const rows = [
+    [
+      "RUN",
+      "HOSTS",
+      "WALL S",
+      "SSH CONN/HOST min/avg/max",
+      "TOTAL CONN",
+      "PEAK MIB",
+      "STATE KB",
+      "CPU S HOSTS",
+      "CPU S REST",
+      ...(f ? ["REFERENCE", "REF S", "RATIO"] : []),
+    ],
+  ];
   for (const r of o.runs) {
     const x = ref[r.phase];
     rows.push([
@@ -453,6 +518,8 @@ bench.main(main, (o, wall) => {
       ...conn(r),
       r.memory.totalMiB.toFixed(0),
       (r.stateBytes / 1024).toFixed(0),
+      r.cpu.hosts.toFixed(1),
+      r.cpu.rest.toFixed(1),
       ...(f ? [x?.[0] ?? "", x ? x[1].toFixed(1) : "", x ? `${(r.seconds / x[1]).toFixed(2)}x` : ""] : []),
     ]);
   }
@@ -467,7 +534,8 @@ bench.main(main, (o, wall) => {
   console.log(formatTable(rows));
   if (f) {
     console.log(
-      `\nfloor: first deploy ${f.first.toFixed(1)} s, change ${f.change.toFixed(1)} s, read-only ssh ${f.read.toFixed(1)} s; empty program \`pulumi up --skip-preview\` ${f.empty.toFixed(1)} s`,
+      `\nfloor: first deploy ${f.first.toFixed(1)} s, change ${f.change.toFixed(1)} s, read-only ssh ${f.read.toFixed(1)} s; empty program \`pulumi up --skip-preview\` ${f.empty.toFixed(1)} s\n` +
+        `floor CPU seconds (hosts / rest of the machine): first deploy ${cpuPair(f.cpu.first)}, change ${cpuPair(f.cpu.change)}, read-only ssh ${cpuPair(f.cpu.read)}`,
     );
   }
   console.log(`\nafter destroy: ${restored}`);

@@ -127,6 +127,10 @@ test("pulumi refresh reports a value changed by hand on the host's settings reso
   const state = await stack.exportStack();
   const settingsOf = (name: string) => state.deployment.resources.find((r: { urn: string }) => r.urn.endsWith(`::backlog-${name}-settings`));
   const settings = settingsOf(host);
+  // The provider's code is not in the state: a shim that loads the compiled program's provider, relative
+  // to the project (refresh just ran through it, in the engine's own process).
+  expect(settings.inputs.__provider).toContain('spec: "./.build/src/pulumi/hostSettingsProvider.js"');
+  expect(settings.inputs.__provider.length).toBeLessThan(4000);
   expect(settings.outputs.inSync).toBe(false);
   expect(lab.hosts.filter((h) => h.name !== host).map((h) => settingsOf(h.name).outputs.inSync)).toEqual([true, true]);
   const row = settings.outputs.verification.find((r: { setting: string }) => r.setting === "net.ipv4.tcp_max_syn_backlog");

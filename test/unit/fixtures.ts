@@ -88,3 +88,9 @@ export function filesOf(files: Record<string, string | null>): Pick<HostReport, 
 export function unixSocket(backlog: number, inode = 111, path = DEBIAN_FPM_SOCKET): ListeningSocket {
   return { kind: "unix", netid: "u_str", recvQ: 0, backlog, local: path, host: null, port: null, path, inode };
 }
+
+/** A host's place in a fleet's rollout: batch 2 of 3, one host after it, no failure tolerated. */
+export const ROLLOUT_PLACE = { batch: 2, batches: 3, later: ["web3"], laterCount: 1, maxFailedHosts: 0 };
+
+/** HostSettings' `run` input of a run that changes nothing (state generation 2). */
+export const EMPTY_RUN = { generation: 2, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } };
