@@ -29,6 +29,8 @@ interface Endpoint {
   privateKeyPath: string;
   /** Seconds one SSH call may take (connection and script together). Default 300. */
   scriptTimeoutSeconds?: number;
+  /** Of a bastion: how many handshakes with it at once (default 8, under sshd's MaxStartups 10; see SshConnection.maxStartups). */
+  maxStartups?: number;
 }
 
 interface HostEntry extends Endpoint {
@@ -83,6 +85,11 @@ function endpoint(e: Endpoint, where: string) {
   if (e.scriptTimeoutSeconds !== undefined && (!Number.isInteger(e.scriptTimeoutSeconds) || e.scriptTimeoutSeconds < 10 || e.scriptTimeoutSeconds > 3600)) {
     throw new Error(`backlog ${where}.scriptTimeoutSeconds ${JSON.stringify(e.scriptTimeoutSeconds)}: must be a whole number of seconds from 10 to 3600`);
   }
+  if (e.maxStartups !== undefined && (!where.endsWith(".proxy") || !Number.isInteger(e.maxStartups) || e.maxStartups < 1 || e.maxStartups > 1000)) {
+    throw new Error(
+      `backlog ${where}.maxStartups ${JSON.stringify(e.maxStartups)}: ${where.endsWith(".proxy") ? "must be a whole number from 1 to 1000" : "only a proxy (bastion) takes it"}`,
+    );
+  }
   return {
     host: e.host,
     port: e.port,
@@ -90,6 +97,7 @@ function endpoint(e: Endpoint, where: string) {
     hostKey: e.hostKey,
     privateKey: pulumi.secret(readFileSync(e.privateKeyPath, "utf8")),
     ...(e.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: e.scriptTimeoutSeconds } : {}),
+    ...(e.maxStartups !== undefined ? { maxStartups: e.maxStartups } : {}),
   };
 }
 

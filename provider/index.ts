@@ -144,6 +144,8 @@ export interface Bastion {
   dialTimeoutSeconds?: pulumi.Input<number>;
   /** Connection attempts before giving up. Default 5. */
   dialAttempts?: pulumi.Input<number>;
+  /** Of a bastion: how many handshakes with it at once from one process. Default 8 (under sshd's MaxStartups 10). */
+  maxStartups?: pulumi.Input<number>;
 }
 
 /** How to reach a host over SSH. The host key is pinned; the connection is kept as a secret. */

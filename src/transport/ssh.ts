@@ -46,6 +46,15 @@ export interface SshConnection {
   sudo?: boolean;
   /** A bastion to hop through (its own user, key and pinned host key). */
   proxy?: Omit<SshConnection, "proxy" | "sudo">;
+  /**
+   * When this connection is a bastion ({@link proxy}): how many connections to it may be in their
+   * handshake at once from one process (the program's probes, or the engine's provider). Default 8:
+   * OpenSSH's sshd drops new connections at random once 10 are unauthenticated (`MaxStartups
+   * 10:30:100`), and a fleet behind one bastion would otherwise open one per host at the same time.
+   * The rest wait their turn; a session holds no slot once it is logged in. Set it below the
+   * bastion's own `MaxStartups` start value. A whole number from 1 to 1000.
+   */
+  maxStartups?: number;
   /** Seconds to wait for each connection attempt, handshake included. Default 15. */
   dialTimeoutSeconds?: number;
   /** How many times to try to connect before giving up (the script itself never runs twice). Default 5. */
@@ -310,12 +319,45 @@ function forward(bastion: Client, host: string, port: number): Promise<Duplex> {
   });
 }
 
+/** Per bastion (`user@host:port`), its handshakes in progress in this process and who waits for one. */
+// A plain object, not a Map: this module is also serialized by value into the dynamic provider.
+const handshakes: Record<string, { active: number; waiting: (() => void)[] }> = {};
+
+/**
+ * Runs `f` (a handshake with the bastion `key`) once fewer than `max` of them are in progress in this
+ * process; in the order they asked. See {@link SshConnection.maxStartups}.
+ */
+export async function underStartupLimit<T>(key: string, max: number, f: () => Promise<T>): Promise<T> {
+  const s = handshakes[key] ?? { active: 0, waiting: [] };
+  handshakes[key] = s;
+  if (s.active >= max) await new Promise<void>((resume) => s.waiting.push(resume));
+  else s.active++;
+  try {
+    return await f();
+  } finally {
+    // The slot passes to the next in line (active stays the same), or is given back.
+    const next = s.waiting.shift();
+    if (next) next();
+    else if (--s.active === 0) delete handshakes[key];
+  }
+}
+
+/** {@link SshConnection.maxStartups} of a bastion, checked. */
+export function maxStartupsOf(proxy: Pick<SshConnection, "maxStartups" | "host" | "port" | "user">): number {
+  const n = proxy.maxStartups ?? 8;
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw sshError(`proxy.maxStartups of ${sshTarget(proxy)} must be a whole number from 1 to 1000, not ${JSON.stringify(proxy.maxStartups)}`);
+  }
+  return n;
+}
+
 async function connect(conn: SshConnection): Promise<{ client: Client; close: () => void }> {
   if (!conn.proxy) {
     const client = await connectOnce(conn);
     return { client, close: () => client.end() };
   }
-  const bastion = await connectOnce(conn.proxy);
+  const proxy = conn.proxy;
+  const bastion = await underStartupLimit(sshTarget(proxy), maxStartupsOf(proxy), () => connectOnce(proxy));
   try {
     const stream = await forward(bastion, conn.host, conn.port ?? 22);
     const client = await connectOnce(conn, stream);
@@ -364,6 +406,7 @@ export async function runScript(conn: SshConnection, script: string, options: Ru
   const limit = (conn.scriptTimeoutSeconds ?? 300) * 1000;
   const deadline = Date.now() + limit;
   const attempts = Math.max(1, conn.dialAttempts ?? 5);
+  if (conn.proxy) maxStartupsOf(conn.proxy); // a wrong value fails now, not after every attempt
   let session: { client: Client; close: () => void } | undefined;
   for (let attempt = 1; !session; attempt++) {
     try {

@@ -9,11 +9,13 @@ import {
   hostKeyAlgorithms,
   hostKeyFingerprint,
   insecureHops,
+  maxStartupsOf,
   parseHostKey,
   parseHostKeys,
   runScript,
   type SshConnection,
   sshTarget,
+  underStartupLimit,
 } from "../../../src/transport/ssh";
 
 /**
@@ -465,4 +467,53 @@ test("insecureHops names every hop that skips the host key check, target and bas
     "root@bastion:22",
   ]);
   expect(insecureHops({ ...target, insecureIgnoreHostKey: false, proxy: { ...bastion, insecureIgnoreHostKey: false } })).toEqual([]);
+});
+
+describe("underStartupLimit: handshakes with one bastion at once", () => {
+  test("at most max run at once, the others in the order they asked; a failure frees its slot", async () => {
+    let running = 0;
+    let most = 0;
+    const started: number[] = [];
+    const gates: (() => void)[] = [];
+    const handshake = (i: number) => () =>
+      new Promise<number>((done, fail) => {
+        running++;
+        most = Math.max(most, running);
+        started.push(i);
+        gates[i] = () => {
+          running--;
+          if (i === 1) fail(new Error("refused"));
+          else done(i);
+        };
+      });
+    const settled = Promise.allSettled([0, 1, 2, 3, 4].map((i) => underStartupLimit("root@bastion:22", 2, handshake(i))));
+    const tick = () => new Promise((r) => setImmediate(r));
+    await tick();
+    expect(started).toEqual([0, 1]);
+    gates[1](); // fails: its slot goes to the next in line
+    await tick();
+    expect(started).toEqual([0, 1, 2]);
+    gates[0]();
+    await tick();
+    expect(started).toEqual([0, 1, 2, 3]);
+    gates[2]();
+    gates[3]();
+    await tick();
+    gates[4]();
+    const results = await settled;
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([0, "refused", 2, 3, 4]);
+    expect(most).toBe(2);
+    // Another bastion has slots of its own.
+    await expect(underStartupLimit("root@other:22", 1, async () => "x")).resolves.toBe("x");
+  });
+
+  test("maxStartupsOf: default 8; anything but a whole number from 1 to 1000 is refused, naming the bastion and the value", () => {
+    expect(maxStartupsOf({ host: "b" })).toBe(8);
+    expect(maxStartupsOf({ host: "b", maxStartups: 3 })).toBe(3);
+    for (const bad of [0, -1, 2.5, 1001, "4" as unknown as number]) {
+      expect(() => maxStartupsOf({ host: "b", port: 2222, maxStartups: bad })).toThrow(
+        `proxy.maxStartups of root@b:2222 must be a whole number from 1 to 1000, not ${JSON.stringify(bad)}`,
+      );
+    }
+  });
 });
