@@ -342,7 +342,7 @@ function milestones(o: Observed): Milestones {
   }
   return {
     prelude: first((e) => "preludeEvent" in e.event),
-    // The language host registers the stack as soon as Node.js and the SDK are up, before it compiles index.ts.
+    // The language host registers the stack as soon as Node.js and the SDK are up, before it loads the program.
     stack: first((e) => e.event.resourcePreEvent?.metadata?.type === "pulumi:pulumi:Stack"),
     fleet: first((e) => /BacklogFleet$/.test(String(e.event.resourcePreEvent?.metadata?.type ?? ""))),
     rounds,
@@ -387,7 +387,7 @@ function phases(o: Observed): [string, number | undefined][] {
   return [
     ["engine start (spawn -> prelude)", m.prelude],
     ["language host + Node.js + SDK (prelude -> stack registered)", d(m.prelude, m.stack)],
-    ["compile + load index.ts (stack -> BacklogFleet registered)", d(m.stack, m.fleet)],
+    ["load the program, build its components (stack -> BacklogFleet registered)", d(m.stack, m.fleet)],
     ["BacklogFleet registered -> first probe opens", d(m.fleet, r1?.start)],
     ["probes (round 1: first opens -> last closes)", d(r1?.start, r1?.end)],
     ["last probe closes -> first host step starts (provider start, check, diff)", d(r1?.end, m.hostPre)],
