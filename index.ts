@@ -19,6 +19,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { BacklogFleet, type FleetHost, type ProfileInput, type ServiceNames } from "./src";
 import { toRollout } from "./src/core/rollout";
+import { maxStartupsOf } from "./src/transport/ssh";
 
 /** Where to reach a host, and with which key (read from privateKeyPath, kept as a secret). */
 interface Endpoint {
@@ -85,10 +86,13 @@ function endpoint(e: Endpoint, where: string) {
   if (e.scriptTimeoutSeconds !== undefined && (!Number.isInteger(e.scriptTimeoutSeconds) || e.scriptTimeoutSeconds < 10 || e.scriptTimeoutSeconds > 3600)) {
     throw new Error(`backlog ${where}.scriptTimeoutSeconds ${JSON.stringify(e.scriptTimeoutSeconds)}: must be a whole number of seconds from 10 to 3600`);
   }
-  if (e.maxStartups !== undefined && (!where.endsWith(".proxy") || !Number.isInteger(e.maxStartups) || e.maxStartups < 1 || e.maxStartups > 1000)) {
-    throw new Error(
-      `backlog ${where}.maxStartups ${JSON.stringify(e.maxStartups)}: ${where.endsWith(".proxy") ? "must be a whole number from 1 to 1000" : "only a proxy (bastion) takes it"}`,
-    );
+  if (e.maxStartups !== undefined) {
+    if (!where.endsWith(".proxy")) throw new Error(`backlog ${where}.maxStartups ${JSON.stringify(e.maxStartups)}: only a proxy (bastion) takes it`);
+    try {
+      maxStartupsOf(e); // the transport's own rule
+    } catch (err) {
+      throw new Error(`backlog ${where}.maxStartups: ${(err as Error).message}`);
+    }
   }
   return {
     host: e.host,

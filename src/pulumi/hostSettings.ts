@@ -7,7 +7,7 @@
  * the engine's diff of old and new inputs (`pulumi preview --diff`) names exactly that.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { posix, relative, sep } from "node:path";
+import { relative, sep } from "node:path";
 import type { ApplyPlan, ManagedService, RelistenSocket, ServiceAction } from "../core/plan";
 import type { HostChanges, HostDecision } from "../core/converge";
 import type { SshConnection } from "../transport/ssh";
@@ -304,7 +304,7 @@ export function providerSpecifier(file: string, cwd: string): string | undefined
     return parts[0] === "dist" && parts.length > 1 ? `${name}/internal/${parts.slice(1).join("/")}` : undefined;
   }
   const rel = relative(cwd, file).split(sep).join("/");
-  return rel.startsWith("../") ? posix.normalize(rel) : `./${rel}`;
+  return rel.startsWith("../") ? rel : `./${rel}`;
 }
 
 /**
