@@ -1,5 +1,5 @@
 /**
- * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR]`: what one `pulumi up` costs per host.
+ * `npm run bench:fleet -- --hosts N [--compare] [--parallel P] [--max-parallel X] [--transpile-only] [--events DIR] [--profiling DIR]`: what one `pulumi up` costs per host.
  *
  * Starts N lab hosts (bookworm, own lab dir and stack: scripts/bench/lab-bench.ts) and deploys the
  * deployment program (index.ts) to them: first deploy, no change (`--skip-preview`) twice, no change as a
@@ -28,12 +28,13 @@
  * `--max-parallel X` sets `backlog:rollout` maxParallel (hosts per batch or "N%"; the library's
  * default is all hosts when nothing restarts, else 25 %); `--transpile-only` runs every Pulumi
  * program (also the empty one) with PULUMI_NODEJS_TRANSPILE_ONLY=true; `--events DIR` keeps each
- * run's events (JSON lines with the arrival time `at`).
+ * run's events (JSON lines with the arrival time `at`); `--profiling DIR` passes `--profiling` to
+ * the engine, which writes its CPU profile per run (`go tool pprof -top DIR/<run>.cpu`).
  * Always tears down (also on failure and on Ctrl-C). Progress on stderr, tables on stdout.
  */
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { LabBench, type SshSession, type TimedEvent, collectEvents, emptyProgram, formatTable, gitDescription, sshSessions } from "./lab-bench.ts";
 
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     "max-parallel": { type: "string" },
     events: { type: "string" },
     "transpile-only": { type: "boolean", default: false },
+    profiling: { type: "string" },
   },
 });
 const count = Number(values.hosts);
@@ -273,6 +275,11 @@ async function observedUp(phase: string, backlog: number | undefined, preview: b
   const t = performance.now();
   // backlog undefined: `pulumi destroy` (every host given back), observed the same way.
   const args = [backlog === undefined ? "destroy" : "up", "--yes", "--json", ...(preview ? [] : ["--skip-preview"]), ...parallelArgs];
+  // The engine's own CPU profile (pprof) and trace, one prefix per run: `go tool pprof -top <prefix>.cpu`.
+  if (values.profiling) {
+    mkdirSync(values.profiling, { recursive: true });
+    args.push("--profiling", join(resolve(values.profiling), phase.replace(/\W+/g, "-")));
+  }
   let stopSampling: (() => PeakMemory) | undefined;
   const meter = cpuMeter();
   const r = await bench.pulumi(args, {

@@ -417,40 +417,55 @@ pb_lock() {
   fi
   printf '%s (pid %s, since %s)\n' "$OWNER" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$R/holder"
 }
-# Copies $1 to $2 through a temp name, compared and flushed before it takes the name.
+# Copies $1 to the managed path $2 through a temp name, compared and flushed before it takes the name.
 pb_copy() {
   local d t
-  d=$(dirname "$2") && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
-  if cp -p "$1" "$t" && cmp -s "$1" "$t" && sync "$t" && mv -f "$t" "$2"; then return 0; fi
+  d=\${2%/*}; d=\${d:-/}
+  t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  if cp -p "$1" "$t" && cmp -s "$1" "$t" && pb_flush "$t" && mv -f "$t" "$2"; then return 0; fi
   rm -f "$t"; return 1
 }
-# Writes the text $2 to the state file $1 through a temp name.
+# Records written in the state directory since the last pb_flush (paths without blanks: $S is checked).
+PB_DIRTY=''
+# Makes the records durable, with the files named (a temp file about to take a managed name): one
+# fsync each, in one process, before anything they protect is replaced.
+pb_flush() {
+  [ -n "$PB_DIRTY$*" ] || return 0
+  sync -- $PB_DIRTY "$@" || return 1
+  PB_DIRTY=''
+}
+# Writes the text $2 to the state file $1 through a fixed temp name ($S is root's alone, and the
+# lock is held); made durable by the next pb_flush.
 pb_note() {
-  local t
-  t=$(mktemp "$1.XXXXXX") || return 1
-  if printf '%s\n' "$2" > "$t" && sync "$t" && mv -f "$t" "$1"; then return 0; fi
-  rm -f "$t"; return 1
+  if printf '%s\n' "$2" > "$1.pb-new" && mv -f "$1.pb-new" "$1"; then PB_DIRTY="$PB_DIRTY $1"; return 0; fi
+  rm -f "$1.pb-new"; return 1
+}
+# Keeps a copy of file $1 as the state file $2. Written in place: a kept copy counts only once
+# its .path record exists, which is written after it.
+pb_keep_copy() {
+  if cp -p "$1" "$2"; then PB_DIRTY="$PB_DIRTY $2"; return 0; fi
+  rm -f "$2"; return 1
 }
 # Keeps file $1 (backup name $2) as it is now, once per run, so that a rollback can put it back.
 pb_txn_keep() {
   [ -f "$S/txn/f/$2.path" ] && return 0
-  if [ -e "$1" ]; then pb_copy "$1" "$S/txn/f/$2.file" || return 1; else : > "$S/txn/f/$2.absent" || return 1; fi
+  if [ -e "$1" ]; then pb_keep_copy "$1" "$S/txn/f/$2.file" || return 1; else : > "$S/txn/f/$2.absent" || return 1; fi
   pb_note "$S/txn/f/$2.path" "$1"
 }
 # Keeps file $1 (backup name $2) as it was before the first deploy, once per host.
 pb_orig_keep() {
   [ -f "$S/orig/$2.path" ] && return 0
-  if [ -e "$1" ]; then pb_copy "$1" "$S/orig/$2.file" || return 1; else : > "$S/orig/$2.absent" || return 1; fi
+  if [ -e "$1" ]; then pb_keep_copy "$1" "$S/orig/$2.file" || return 1; else : > "$S/orig/$2.absent" || return 1; fi
   pb_note "$S/orig/$2.path" "$1"
 }
 # Installs a file: path, backup name, mode, owner:group, sha256 of the decoded content, then
 # optional sed expressions for run-time values; the base64 content comes on standard input.
 pb_put() {
-  local p b m og sum d t t2
+  local p b m og sum d t t2 h
   p=$1; b=$2; m=$3; og=$4; sum=$5; shift 5
-  d=$(dirname "$p")
-  mkdir -p "$d" && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
-  if ! base64 -d > "$t" || [ "$(sha256sum < "$t" | cut -c1-64)" != "$sum" ]; then rm -f "$t"; return 1; fi
+  d=\${p%/*}; d=\${d:-/}
+  { [ -d "$d" ] || mkdir -p "$d"; } && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  if ! base64 -d > "$t" || ! h=$(sha256sum < "$t") || [ "\${h%% *}" != "$sum" ]; then rm -f "$t"; return 1; fi
   if [ $# -gt 0 ]; then
     t2=$(mktemp "$d/.pulumi-backlog.XXXXXX") || { rm -f "$t"; return 1; }
     if ! sed "$@" "$t" > "$t2"; then rm -f "$t" "$t2"; return 1; fi
@@ -469,7 +484,7 @@ pb_put() {
   if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
     if [ -e "$p" ]; then chcon --reference="$p" "$t" 2>/dev/null; else restorecon "$t" 2>/dev/null; fi
   fi
-  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
+  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && pb_flush "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
   PB_CHANGED="$PB_CHANGED $b"
 }
 # Comments out lines of the sysctl file $1 (backup name $2); then pairs of line number and the
@@ -478,7 +493,8 @@ pb_neutralize() {
   local p b d t n x have
   p=$1; b=$2; shift 2
   if [ -L "$p" ] || [ ! -f "$p" ]; then echo "$p is not a regular file"; return 1; fi
-  d=$(dirname "$p") && t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
+  d=\${p%/*}; d=\${d:-/}
+  t=$(mktemp "$d/.pulumi-backlog.XXXXXX") || return 1
   cp -p "$p" "$t" || { rm -f "$t"; return 1; }
   while [ $# -ge 2 ]; do
     n=$1; x=$2; shift 2
@@ -487,22 +503,26 @@ pb_neutralize() {
     if ! awk -v n="$n" -v m="$PB_NEUTRAL" 'NR == n { print m $0; next } { print }' "$t" > "$t.n" || ! cat "$t.n" > "$t"; then rm -f "$t" "$t.n"; return 1; fi
     rm -f "$t.n"
   done
-  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && sync "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
+  pb_orig_keep "$p" "$b" && pb_txn_keep "$p" "$b" && pb_flush "$t" && mv -f "$t" "$p" || { rm -f "$t"; return 1; }
   PB_CHANGED="$PB_CHANGED $b"
 }
-# Prints the report section of file $1 (what a rollback would give back while a journal is open).
+# Prints the report section of file $1 (what a rollback would give back while a journal is open;
+# $2, when given, is its backup name).
 pb_file() {
-  local f b
-  f=$1; b=$(printf '%s' "$1" | sha256sum | cut -c1-16)
+  local f b h
+  f=$1; b=\${2-}
   pb_at "file $1"
-  if [ -e "$S/txn/open" ] && [ -f "$S/txn/f/$b.path" ]; then if [ -f "$S/txn/f/$b.absent" ]; then f=; else f="$S/txn/f/$b.file"; fi; fi
-  if [ -n "$f" ] && [ -f "$f" ]; then sha256sum < "$f" | cut -c1-64; if [ "$(wc -c < "$f")" -le 65536 ]; then base64 -w0 < "$f"; echo; fi; else echo '!absent'; fi
+  if [ -e "$S/txn/open" ]; then
+    [ -n "$b" ] || { h=$(printf '%s' "$1" | sha256sum); b=\${h%"\${h#????????????????}"}; }
+    if [ -f "$S/txn/f/$b.path" ]; then if [ -f "$S/txn/f/$b.absent" ]; then f=; else f="$S/txn/f/$b.file"; fi; fi
+  fi
+  if [ -n "$f" ] && [ -f "$f" ] && h=$(sha256sum < "$f"); then echo "\${h%% *}"; if [ "$(wc -c < "$f")" -le 65536 ]; then base64 -w0 < "$f"; echo; fi; else echo '!absent'; fi
 }
 # Gives back the original of path $1 (backup name $2): through the transaction when one is open.
 pb_give_back() {
   if [ ! -f "$S/orig/$2.path" ]; then return 0; fi
   if [ -d "$S/txn" ]; then pb_txn_keep "$1" "$2" || return 1; fi
-  if [ -f "$S/orig/$2.absent" ]; then rm -f "$1"; else pb_copy "$S/orig/$2.file" "$1"; fi
+  if [ -f "$S/orig/$2.absent" ]; then pb_flush && rm -f "$1"; else pb_copy "$S/orig/$2.file" "$1"; fi
 }
 pb_cgroup() {
   local cg
@@ -523,15 +543,16 @@ pb_relisten() {
     echo "neither perl nor python3 on the host"; return 2
   fi
 }
-# The socket inodes of processes in the managed units' cgroups, one a line.
+# The socket inodes of processes in the managed units' cgroups, one a line (one find for all).
 pb_unit_inodes() {
-  local u cg pid fd l
-  for u in "$@"; do
-    cg=$(pb_cgroup "$u") || continue
-    find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
-  done | while read -r pid; do
-    for fd in /proc/"$pid"/fd/*; do l=$(readlink "$fd" 2>/dev/null) || continue; case $l in socket:?*?) l=\${l#socket:?}; echo "\${l%?}";; esac; done
+  local u cg pid fds
+  fds=''
+  for pid in $(for u in "$@"; do cg=$(pb_cgroup "$u") && find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null; done); do
+    case $pid in ''|*[!0-9]*) continue;; esac
+    fds="$fds /proc/$pid/fd"
   done
+  [ -n "$fds" ] || return 0
+  find $fds -mindepth 1 -maxdepth 1 -lname 'socket:\[*\]' -printf '%l\n' 2>/dev/null | sed -n 's/^socket:\[\([0-9][0-9]*\)\]$/\1/p'
 }
 # Fails unless every listening socket on TCP port $1 is held by the units named after it.
 pb_port_free() {
@@ -539,9 +560,9 @@ pb_port_free() {
   port=$1; shift
   inodes=$(ss -H -l -n -t -e "sport = :$port" 2>/dev/null | sed -n 's/.* ino:\([0-9]*\).*/\1/p')
   [ -n "$inodes" ] || return 0
-  own=$(pb_unit_inodes "$@")
+  own=" $(pb_unit_inodes "$@" | tr '\n' ' ')"
   for i in $inodes; do
-    echo "$own" | grep -qx "$i" && continue
+    case $own in *" $i "*) continue;; esac
     holder=""
     for fd in /proc/[0-9]*/fd/*; do
       [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$i]" ] || continue
@@ -600,6 +621,12 @@ pb_interrupted() {
 }
 `;
 
+/** The library as it is sent: its comment lines are for readers here, not for the host (they cost bytes, e.g. in the SSM document). */
+const LIBRARY_TEXT = LIBRARY.replace(/\\\$\{/g, "${")
+  .split("\n")
+  .filter((l) => !/^\s*#/.test(l))
+  .join("\n");
+
 /** Shell that sets the script's fixed variables and loads the library. */
 function header(stateDir: string, owner: string, opts: ScriptOptions): string[] {
   if (!/^[0-9a-f]{16,64}$/.test(opts.token)) throw new Error("report token must be 16-64 lowercase hex digits");
@@ -612,7 +639,7 @@ function header(stateDir: string, owner: string, opts: ScriptOptions): string[] 
     `LOCKWAIT=${checkNumber(opts.lockWaitSeconds ?? 120, "lockWaitSeconds", 3600)}`,
     `PB_RELISTEN_PL=${quote(RELISTEN_PERL)}`,
     `PB_RELISTEN_PY=${quote(RELISTEN_PYTHON)}`,
-    LIBRARY.replace(/\\\$\{/g, "${"),
+    LIBRARY_TEXT,
   ];
 }
 
@@ -662,9 +689,10 @@ export function sysctlListing(keys: readonly string[]): { files: string; lines: 
     files:
       `${each}if [ -L "$f" ]; then t=$(readlink -f -- "$f"); case $t in ''|*[!A-Za-z0-9_.+@/-]*) t='!unsafe';; esac; printf '%s -> %s\\n' "$f" "$t"; ` +
       `elif [ -f "$f" ]; then printf '%s\\n' "$f"; fi; done`,
+    // One grep over every file, in the same order (names are checked safe, so the list splits on blanks).
     lines:
-      `${each}[ -f "$f" ] || continue; ` +
-      `grep -H -n -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} "$f" /dev/null | tr -d '\\000-\\010\\013-\\037\\177'; done`,
+      `pb_sl=''; ${each}[ -f "$f" ] && pb_sl="$pb_sl $f"; done; ` +
+      `[ -z "$pb_sl" ] || grep -H -n -E ${quote(`^[[:space:]]*-?[[:space:]]*(${keyPattern})[[:space:]]*=`)} $pb_sl /dev/null | tr -d '\\000-\\010\\013-\\037\\177'`,
   };
 }
 
@@ -679,13 +707,13 @@ function observeLines(spec: ProbeSpec): string[] {
       `pb_at ${quote("sysctl " + key)}; if [ -e "$S/txn/open" ] && [ -f ${kept} ]; then cat ${kept}; elif [ -r ${p} ]; then cat ${p}; else echo '!missing'; fi`,
     );
   }
-  for (const path of spec.paths) lines.push(`pb_file ${quote(path)}`);
+  for (const path of spec.paths) lines.push(`pb_file ${quote(path)} ${backupName(path)}`);
   if (spec.discoverPhp) {
     for (const f of spec.discoverPhp.poolFiles) {
       if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*\.conf$/.test(f)) throw new Error(`pool file ${JSON.stringify(f)}: must be a file name ending in .conf`);
     }
     lines.push(
-      `pb_units=$(for f in /etc/systemd/system/php*-fpm.service /run/systemd/system/php*-fpm.service /usr/lib/systemd/system/php*-fpm.service /lib/systemd/system/php*-fpm.service; do [ -f "$f" ] && basename "$f" .service; done | grep -E '^php([0-9]+\\.[0-9]+)?-fpm$' | sort -u)`,
+      `pb_units=$(for f in /etc/systemd/system/php*-fpm.service /run/systemd/system/php*-fpm.service /usr/lib/systemd/system/php*-fpm.service /lib/systemd/system/php*-fpm.service; do [ -f "$f" ] && { f=\${f##*/}; echo "\${f%.service}"; }; done | grep -E '^php([0-9]+\\.[0-9]+)?-fpm$' | sort -u)`,
       `pb_at php-units; for u in $pb_units; do v=$(systemctl is-active "$u" 2>/dev/null | head -n 1); echo "$u \${v:-unknown}"; done`,
       "for u in $pb_units; do",
       `  case $u in php-fpm) d=/etc/php-fpm.d;; *) v=\${u#php}; d=/etc/php/\${v%-fpm}/fpm/pool.d;; esac`,
@@ -710,7 +738,8 @@ function observeLines(spec: ProbeSpec): string[] {
   lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
   lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
   // Files with a kept original (any owner), then each owner's files.
-  lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { cat "$f"; echo; }; done`);
+  // A .path record is one line (pb_note): read, not cat, saves a process per managed file.
+  lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && IFS= read -r l < "$f" && printf '%s\\n\\n' "$l"; done`);
   lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
   lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
   lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
