@@ -112,7 +112,8 @@ export interface RunInputs {
    * What the run changes, structured (converge.ts `HostChanges`: each setting with `current` and
    * `wanted` numbers, each file with its diff, the services' actions): in `pulumi preview --json`
    * at `steps[].newState.inputs.run.changes`, for CI gates; in the state after `up`, the drift that
-   * run repaired.
+   * run repaired, with each file's `diff` empty (the outputs `changes` of BacklogHost and of the
+   * stack keep the diffs; see {@link withoutDiffs}).
    */
   changes: HostChanges;
   /**
@@ -154,13 +155,21 @@ export function decisionInputs(d: Pick<HostDecision, "plan" | "changes">, previe
   const c = d.changes;
   return {
     plan: { ...rest, services: services.map(({ unit, test, ports }) => ({ unit, test, ...(ports ? { ports } : {}) })) },
-    run: { ...(generation !== undefined ? { generation } : {}), steps, retired: retired ?? [], changes: c },
+    // The files' diffs are for approving a preview; after `up` the outputs `changes` of BacklogHost
+    // and of the stack keep them. Here they would be stored twice per host (inputs and outputs) and
+    // written with every checkpoint of the stack.
+    run: { ...(generation !== undefined ? { generation } : {}), steps, retired: retired ?? [], changes: preview ? c : withoutDiffs(c) },
     settings: preview ? settingLines(c) : {},
     files: preview ? Object.fromEntries(c.files.map((f) => [f.path, diffLines(f.diff)])) : {},
     services: preview ? Object.fromEntries(Object.entries(steps).map(([unit, st]) => [unit, { action: st.action, reason: st.reason }])) : {},
     retired: preview ? c.retired : [],
     ...(preview && c.recovers ? { recovers: true as const } : {}),
   };
+}
+
+/** The changes with each file's diff left empty (what `up` records in {@link RunInputs.changes}). Pure. */
+export function withoutDiffs(c: HostChanges): HostChanges {
+  return c.files.length === 0 ? c : { ...c, files: c.files.map((f) => ({ ...f, diff: "" })) };
 }
 
 /**
@@ -308,76 +317,86 @@ export function providerSpecifier(file: string, cwd: string): string | undefined
 }
 
 /**
- * A provider that loads hostSettingsProvider from `spec` in the engine's dynamic provider process
- * and hands every call to it. The engine stores this object's code with each resource
- * (`__provider`), so it captures nothing but `spec`: a few hundred bytes per host in the state and
- * in every checkpoint, instead of the whole provider (about 110 KB per host from sources; the engine
- * writes the stack's state after every step, so that size was most of a large fleet's run time).
+ * The module text the engine keeps with each resource (`__provider`) and loads the provider with in
+ * its dynamic provider process, for a provider module at `spec` (see {@link providerSpecifier}): a
+ * handler that `require`s hostSettingsProvider from there on the first call and hands every call to
+ * it. Written here rather than serialized from a function: about 0.9 KB per host in the state and
+ * in every checkpoint, twice (inputs and outputs), instead of the whole provider (about 110 KB from
+ * sources; the engine writes the stack's state after every step, so that size was most of a large
+ * fleet's run time) or a serialized shim (2.7 KB). Pure.
  */
-export function providerShim(spec: string): pulumi.dynamic.ResourceProvider {
-  type Impl = Required<pulumi.dynamic.ResourceProvider>;
-  const load = (): Impl => {
-    // A path is the project's own (relative to the project folder, the process's working folder).
-    const target: string = spec.startsWith(".") ? require("node:path").resolve(process.cwd(), spec) : spec;
-    try {
-      return require(target).hostSettingsProvider as Impl;
-    } catch (err) {
-      throw new Error(
-        `pulumi-backlog: the HostSettings provider cannot be loaded from ${target} (project folder ${process.cwd()}): ${(err as Error).message}\n` +
-          "In this repository, build the program first: npm run build:program (npm ci and npm run pulumi do it).",
-      );
-    }
-  };
-  return {
-    check: async (olds, news) => load().check(olds, news),
-    diff: async (id, olds, news) => load().diff(id, olds, news),
-    create: async (inputs) => load().create(inputs),
-    update: async (id, olds, news) => load().update(id, olds, news),
-    delete: async (id, props) => load().delete(id, props),
-    read: async (id, props) => load().read(id, props),
-  };
+export function providerModule(spec: string): string {
+  const hint = "In this repository, build the program first: npm run build:program (npm ci and npm run pulumi do it).";
+  return [
+    "exports.handler = function () {",
+    `  var spec = ${JSON.stringify(spec)}, impl;`,
+    "  function load() {",
+    "    if (impl) return impl;",
+    '    var target = spec.charAt(0) === "." ? require("path").resolve(process.cwd(), spec) : spec;',
+    "    try {",
+    "      impl = require(target).hostSettingsProvider;",
+    "    } catch (err) {",
+    `      throw new Error("pulumi-backlog: the HostSettings provider cannot be loaded from " + target + " (project folder " + process.cwd() + "): " + err.message + ${JSON.stringify(`\n${hint}`)});`,
+    "    }",
+    "    return impl;",
+    "  }",
+    "  return {",
+    "    check: async function (o, n) { return load().check(o, n); },",
+    "    diff: async function (id, o, n) { return load().diff(id, o, n); },",
+    "    create: async function (i) { return load().create(i); },",
+    "    update: async function (id, o, n) { return load().update(id, o, n); },",
+    "    delete: async function (id, p) { return load().delete(id, p); },",
+    "    read: async function (id, p) { return load().read(id, p); },",
+    "  };",
+    "};",
+    "",
+  ].join("\n");
 }
 
-let provider: pulumi.dynamic.ResourceProvider | undefined;
+let providerText: pulumi.Input<string> | undefined;
 
 /**
- * The provider HostSettings registers (one per process, so that the engine serializes it once):
- * from compiled JavaScript, {@link providerShim} of where hostSettingsProvider.js is; from
- * TypeScript sources (tests, examples run by ts-node), the provider itself, which the engine then
- * keeps by value as it does any dynamic provider's code.
+ * What HostSettings keeps as `__provider` (one per process): from compiled JavaScript,
+ * {@link providerModule} of where hostSettingsProvider.js is; from TypeScript sources (tests,
+ * examples run by ts-node), the provider itself serialized by value, as Pulumi does for any dynamic
+ * provider's code.
  */
-export function providerFor(): pulumi.dynamic.ResourceProvider {
-  if (!provider) {
+export function providerFor(): pulumi.Input<string> {
+  if (providerText === undefined) {
     const spec = providerSpecifier(`${__dirname}${sep}hostSettingsProvider${__filename.endsWith(".js") ? ".js" : ".ts"}`, process.cwd());
-    provider = spec ? providerShim(spec) : (require("./hostSettingsProvider").hostSettingsProvider as pulumi.dynamic.ResourceProvider);
+    if (spec) providerText = providerModule(spec);
+    else {
+      const provider = require("./hostSettingsProvider").hostSettingsProvider as pulumi.dynamic.ResourceProvider;
+      providerText = pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true }).then((f) => f.text);
+    }
   }
-  return provider;
+  return providerText;
 }
 
 /**
  * Applies, verifies and on delete restores one host's backlog settings. Created by
  * {@link BacklogHost}; use that component rather than this resource directly.
  */
-export class HostSettings extends pulumi.dynamic.Resource {
+export class HostSettings extends pulumi.CustomResource {
   declare public readonly verification: pulumi.Output<ComparisonRow[]>;
   declare public readonly inSync: pulumi.Output<boolean>;
   declare public readonly applied: pulumi.Output<Record<string, string> | undefined>;
 
   constructor(name: string, args: HostSettingsArgs, opts?: pulumi.CustomResourceOptions) {
+    // A dynamic resource (Pulumi's own dynamic provider runs it), registered as
+    // pulumi.dynamic.Resource does but with the provider's module text made here (providerFor).
     // Type pulumi-nodejs:dynamic/backlog:HostSettings (what it is, in previews); the alias keeps
     // resources made by 0.1 (type pulumi-nodejs:dynamic:Resource) from being replaced.
     super(
-      providerFor(),
+      "pulumi-nodejs:dynamic/backlog:HostSettings",
       name,
-      { ...args, verification: undefined, applied: undefined, inSync: undefined },
+      { ...args, __provider: providerFor(), verification: undefined, applied: undefined, inSync: undefined },
       {
         ...opts,
         additionalSecretOutputs: ["connection"],
         hideDiffs: [...(opts?.hideDiffs ?? []), "run"],
         aliases: [...(opts?.aliases ?? []), { type: "pulumi-nodejs:dynamic:Resource" }],
       },
-      "backlog",
-      "HostSettings",
     );
   }
 }

@@ -2,12 +2,12 @@
  * HostSettings' inputs made from a decision (pure), and the shim the engine stores in place of the
  * provider's code. The provider itself: hostSettingsProvider.test.ts.
  */
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Module = require("node:module");
-import { applyPlanOf, decisionInputs, hasChanges, plannedActions, providerShim, providerSpecifier, runWithPlace } from "../../../src/pulumi/hostSettings";
+import { applyPlanOf, decisionInputs, hasChanges, plannedActions, providerModule, providerSpecifier, runWithPlace } from "../../../src/pulumi/hostSettings";
 import { EMPTY_RUN, ROLLOUT_PLACE } from "../fixtures";
 
 const place = ROLLOUT_PLACE;
@@ -101,9 +101,15 @@ test("decisionInputs: the plan without the run's own parts, and the changes as f
       run: { generation: 4, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } },
     }),
   );
-  // `up` records the change fields empty (nothing is pending once its apply verified), the run's own part as it is.
+  // `up` records the change fields empty (nothing is pending once its apply verified), the run's own
+  // part as it is but for the files' diffs (outputs keep them; the state would hold them twice).
   const up = decisionInputs({ plan, changes }, false);
-  expect(up).toEqual({ ...inSync, run: inputs.run, plan: inputs.plan });
+  expect(up).toEqual({
+    ...inSync,
+    run: { ...inputs.run, changes: { ...changes, files: [{ path: "/etc/php/8.2/fpm/pool.d/www.conf", change: "update", diff: "" }] } },
+    plan: inputs.plan,
+  });
+  expect(changes.files[0].diff).toContain("+listen.backlog = 8192"); // the decision's own changes are untouched
   expect(applyPlanOf(inputs)).toEqual(plan);
   expect(applyPlanOf(up)).toEqual(plan);
   // A state of the earlier shape (the whole plan in `plan`) gives its plan as it was.
@@ -135,14 +141,13 @@ describe("providerSpecifier: what the engine's copy of the provider requires", (
   });
 });
 
-describe("providerShim", () => {
-  /** The shim as the engine's process gets it: serialized by Pulumi, compiled in a module of its own. */
-  async function serializedShim(spec: string): Promise<pulumi.dynamic.ResourceProvider & { text: string }> {
-    const shim = providerShim(spec);
-    const { text, exportName } = await pulumi.runtime.serializeFunction(() => shim);
-    const mod = new Module("serialized-shim") as Module & { _compile(code: string, file: string): void };
+describe("providerModule", () => {
+  /** The module as the engine's process loads it (require-from-string): compiled in a module of its own, then `handler()`. */
+  async function loadedModule(spec: string): Promise<pulumi.dynamic.ResourceProvider & { text: string }> {
+    const text = providerModule(spec);
+    const mod = new Module("provider-module") as Module & { _compile(code: string, file: string): void };
     mod._compile(text, "");
-    return Object.assign((mod.exports as Record<string, () => pulumi.dynamic.ResourceProvider>)[exportName](), { text });
+    return Object.assign((mod.exports as { handler: () => pulumi.dynamic.ResourceProvider }).handler(), { text });
   }
 
   test("carries nothing but where the provider is, and hands every call to what it loads from there", async () => {
@@ -152,9 +157,9 @@ describe("providerShim", () => {
       impl,
       `exports.hostSettingsProvider = Object.fromEntries(["check", "diff", "create", "update", "delete", "read"].map((m) => [m, async (...a) => ({ m, a })]));\n`,
     );
-    const shim = await serializedShim(impl);
-    // The provider's code is not in it (compare the ~110 KB of the provider by value).
-    expect(shim.text.length).toBeLessThan(4000);
+    const shim = await loadedModule(impl);
+    // The provider's code is not in it (compare the ~110 KB of the provider by value, 2.7 KB serialized shim).
+    expect(shim.text.length).toBeLessThan(1200);
     expect(shim.text).not.toMatch(/applyScript|runScript|ssh2/);
     await expect(shim.check!({ a: 1 }, { b: 2 })).resolves.toEqual({ m: "check", a: [{ a: 1 }, { b: 2 }] });
     await expect(shim.diff!("id", { a: 1 }, { b: 2 })).resolves.toEqual({ m: "diff", a: ["id", { a: 1 }, { b: 2 }] });
@@ -166,14 +171,14 @@ describe("providerShim", () => {
     const cwd = process.cwd();
     try {
       process.chdir(dir);
-      await expect((await serializedShim("./impl.js")).create!({ c: 4 })).resolves.toEqual({ m: "create", a: [{ c: 4 }] });
+      await expect((await loadedModule("./impl.js")).create!({ c: 4 })).resolves.toEqual({ m: "create", a: [{ c: 4 }] });
     } finally {
       process.chdir(cwd);
     }
   });
 
   test("a provider that is not there: the path, the project folder and what to do, before anything else happens", async () => {
-    const shim = await serializedShim("./.build/src/pulumi/no-such-provider.js");
+    const shim = await loadedModule("./.build/src/pulumi/no-such-provider.js");
     await expect(shim.create!({})).rejects.toThrow(
       /^pulumi-backlog: the HostSettings provider cannot be loaded from \/.*\/\.build\/src\/pulumi\/no-such-provider\.js \(project folder \/.*\): Cannot find module[\s\S]*npm run build:program/,
     );
