@@ -97,6 +97,7 @@ const HOST_PACKAGES: Record<string, string> = {
   socat: "socat",
   "openssh-client": "ssh, ssh-keygen",
   "util-linux": "nsenter, flock, mount",
+  strace: "strace (test/integration/durability.test.ts: the journal's flush order)",
 };
 
 let aptUpdated = false;

@@ -524,11 +524,20 @@ pb_give_back() {
   if [ -d "$S/txn" ]; then pb_txn_keep "$1" "$2" || return 1; fi
   if [ -f "$S/orig/$2.absent" ]; then pb_flush && rm -f "$1"; else pb_copy "$S/orig/$2.file" "$1"; fi
 }
+# The cgroup directory of unit $1 (from the cache pb_cg_warm filled, else from systemd).
 pb_cgroup() {
   local cg
+  case $PB_CGS in *" $1="*) cg=\${PB_CGS#*" $1="}; echo "\${cg%% *}"; return 0;; esac
   cg=$(systemctl show -P ControlGroup "$1" 2>/dev/null)
   [ -n "$cg" ] || return 1
   if [ -d "/sys/fs/cgroup/unified$cg" ]; then echo "/sys/fs/cgroup/unified$cg"; elif [ -d "/sys/fs/cgroup$cg" ] && [ -f "/sys/fs/cgroup/cgroup.controllers" ]; then echo "/sys/fs/cgroup$cg"; else echo "/sys/fs/cgroup/systemd$cg"; fi
+}
+# Looks up the units' cgroups once, in this shell: the steps that need them run in subshells. A
+# unit's cgroup keeps its path across restarts; a unit without one now is looked up again later.
+PB_CGS=''
+pb_cg_warm() {
+  local u cg
+  for u in "$@"; do cg=$(pb_cgroup "$u") && PB_CGS="$PB_CGS $u=$cg "; done
 }
 # listen() again on sockets of a unit: unit, then inode=backlog pairs. Prints why it cannot.
 pb_relisten() {
@@ -732,8 +741,15 @@ function observeLines(spec: ProbeSpec): string[] {
     lines.push(`pb_at ${quote("tcp " + checkNumber(port, "port", 65535))}; ss -H -l -n -t -e ${quote(`sport = :${port}`)} | sed 's/ cgroup:.*//'`);
   }
   lines.push("pb_at container; systemd-detect-virt --container 2>/dev/null || true");
-  for (const unit of spec.units) {
-    lines.push(`pb_at ${quote("unit " + checkUnit(unit))}; v=$(systemctl is-active ${quote(unit)} 2>/dev/null | head -n 1); echo "\${v:-unknown}"`);
+  // One systemctl for every unit: it prints one state a line, in the order asked (none when it
+  // cannot run: then each unit reads "unknown", as a unit without a line does).
+  if (spec.units.length > 0) {
+    const names = spec.units.map((u) => quote(checkUnit(u))).join(" ");
+    lines.push(
+      `{ ${spec.units.map((u) => `IFS= read -r v || v=''; pb_at ${quote("unit " + u)}; echo "\${v:-unknown}";`).join(" ")} } <<PB_UNITS`,
+      `$(systemctl is-active ${names} 2>/dev/null)`,
+      "PB_UNITS",
+    );
   }
   lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
   lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
@@ -888,6 +904,7 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
     "pb_step ports",
   ];
   const units = plan.services.map((s) => quote(checkUnit(s.unit))).join(" ");
+  if (units) lines.push(`pb_cg_warm ${units}`);
   for (const s of plan.services) {
     for (const port of s.ports ?? []) {
       lines.push(
@@ -1014,7 +1031,8 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
   for (const s of plan.services) lines.push(...serviceLines(s, timeout));
   lines.push(
     "pb_step commit",
-    `pb_note "$S/generation" "$((PB_GEN + 1))" || pb_fail 13 commit "cannot write $S/generation"`,
+    // The new records (owner, applied values, generation) on disk before the journal goes.
+    `pb_note "$S/generation" "$((PB_GEN + 1))" && pb_flush || pb_fail 13 commit "cannot write $S/generation"`,
     `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
     "trap - HUP PIPE TERM INT",
     "pb_at changed $PB_CHANGED",
