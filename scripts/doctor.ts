@@ -58,7 +58,7 @@ const GB = 1e9;
  */
 export const NEED_BYTES = { toolchain: 0.3 * GB, goCaches: 4.5 * GB, rootfs: 0.8 * GB, lab: 0.5 * GB };
 /** Debian packages the lab installs on this machine (scripts/lab/rootfs.ts, HOST_PACKAGES). */
-export const LAB_PACKAGES = ["debootstrap", "systemd-container", "socat", "openssh-client", "util-linux"];
+export const LAB_PACKAGES = ["debootstrap", "systemd-container", "socat", "openssh-client", "util-linux", "strace"];
 
 /** [major, minor] of the first "X.Y" in a version text, or null. */
 export function majorMinor(text: string, prefix = ""): [number, number] | null {
