@@ -639,6 +639,10 @@ const LIBRARY_TEXT = LIBRARY.replace(/\\\$\{/g, "${")
 /** Shell that sets the script's fixed variables and loads the library. */
 function header(stateDir: string, owner: string, opts: ScriptOptions): string[] {
   if (!/^[0-9a-f]{16,64}$/.test(opts.token)) throw new Error("report token must be 16-64 lowercase hex digits");
+  // pb_flush lists records by path, split on blanks: the state directory's path must have none.
+  if (!/^\/[A-Za-z0-9_.+@/-]{1,4095}$/.test(stateDir)) {
+    throw new Error(`state directory ${JSON.stringify(stateDir)}: must be an absolute path of letters, digits and _ . + @ / -`);
+  }
   return [
     `T=${quote(opts.token)}`,
     `S=${quote(stateDir)}`,
@@ -755,7 +759,7 @@ function observeLines(spec: ProbeSpec): string[] {
   lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
   // Files with a kept original (any owner), then each owner's files.
   // A .path record is one line (pb_note): read, not cat, saves a process per managed file.
-  lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && IFS= read -r l < "$f" && printf '%s\\n\\n' "$l"; done`);
+  lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { IFS= read -r l < "$f" || [ -n "$l" ]; } && printf '%s\\n\\n' "$l"; done`);
   lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
   lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
   lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);

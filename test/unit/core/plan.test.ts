@@ -135,10 +135,15 @@ describe("plain helpers", () => {
     }
   });
 
-  test("scripts refuse a bad token, owner, unit or mode before printing anything", () => {
+  test("scripts refuse a bad token, state directory, owner, unit or mode before printing anything", () => {
     const p: ApplyPlan = { stateDir: "/s", owner: "o", files: [], sysctlKeys: [], services: [], sockets: { unixPaths: [], tcpPorts: [] } };
     expect(() => applyScript(p, { token: "NOT-HEX" })).toThrow(/token/);
     expect(() => applyScript({ ...p, owner: "../x" }, { token })).toThrow(/owner/);
+    // Journal records are listed by path, split on blanks (pb_flush).
+    expect(() => applyScript({ ...p, stateDir: "/var/lib/my state" }, { token })).toThrow(/state directory "\/var\/lib\/my state": must be an absolute path/);
+    expect(() => probeScript({ ...p, paths: [], units: [], unixPaths: [], tcpPorts: [], stateDir: "relative" }, { token })).toThrow(
+      /state directory "relative"/,
+    );
     expect(() => applyScript({ ...p, services: [{ unit: "a;reboot", test: ["true"], action: "none" }] }, { token })).toThrow(/unit/);
     expect(() => applyScript({ ...p, files: [{ path: "/x", content: "", mode: "777; reboot", owner: "root", group: "root" }] }, { token })).toThrow(/mode/);
     expect(() => applyScript(p, { token, stepTimeoutSeconds: -1 })).toThrow(/stepTimeoutSeconds/);
