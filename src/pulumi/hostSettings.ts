@@ -320,7 +320,7 @@ export function providerSpecifier(file: string, cwd: string): string | undefined
  * The module text the engine keeps with each resource (`__provider`) and loads the provider with in
  * its dynamic provider process, for a provider module at `spec` (see {@link providerSpecifier}): a
  * handler that `require`s hostSettingsProvider from there on the first call and hands every call to
- * it. Written here rather than serialized from a function: about 0.9 KB per host in the state and
+ * it. Written here rather than serialized from a function: about 1 KB per host in the state and
  * in every checkpoint, twice (inputs and outputs), instead of the whole provider (about 110 KB from
  * sources; the engine writes the stack's state after every step, so that size was most of a large
  * fleet's run time) or a serialized shim (2.7 KB). Pure.
