@@ -594,13 +594,16 @@ pb_rollback() {
     p=$(cat "$pf"); n=\${pf%.path}
     if [ -f "$n.absent" ]; then rm -f "$p" || rb=1; elif [ -f "$n.file" ]; then pb_copy "$n.file" "$p" || rb=1; fi
   done
+  # A record's temp name (pb_note, a run killed between its write and its rename) is no record.
   for k in "$S"/txn/k/*; do
     [ -f "$k" ] || continue
+    case $k in *.pb-new) continue;; esac
     key=\${k##*/}
     cat "$k" > "/proc/sys/$(printf '%s' "$key" | tr . /)" || rb=1
   done
   for s in "$S"/txn/s/*; do
     [ -f "$s" ] || continue
+    case $s in *.pb-new) continue;; esac
     read -r unit pairs < "$s"
     pb_relisten "$unit" $pairs >/dev/null 2>&1 || rb=1
   done
@@ -679,6 +682,8 @@ function recoverLines(legacyName?: string): string[] {
         ]
       : []),
     `if [ -e "$S/txn/open" ]; then if pb_rollback; then pb_at "recovered"; else pb_at "failed recover"; echo "an earlier run on this host was cut short and could not be rolled back; see $S/txn"; exit 16; fi; elif [ -d "$S/txn" ]; then rm -rf "$S/txn"; fi`,
+    // Temp names of records that a killed run wrote but never renamed (pb_note): not records.
+    `rm -f "$S"/*.pb-new "$S"/orig/*.pb-new "$S"/owners/*.pb-new`,
   ];
 }
 
@@ -755,12 +760,12 @@ function observeLines(spec: ProbeSpec): string[] {
       "PB_UNITS",
     );
   }
-  lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H . sysctl.* 2>/dev/null; cd /; fi`);
-  lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H . applied.* own.* 2>/dev/null; cd /; fi`);
+  lines.push(`pb_at before; if [ -d "$S/orig" ]; then cd "$S/orig" && grep -H --exclude='*.pb-new' . sysctl.* 2>/dev/null; cd /; fi`);
+  lines.push(`pb_at applied; if [ -d "$S" ]; then cd "$S" && grep -H --exclude='*.pb-new' . applied.* own.* 2>/dev/null; cd /; fi`);
   // Files with a kept original (any owner), then each owner's files.
   // A .path record is one line (pb_note): read, not cat, saves a process per managed file.
   lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { IFS= read -r l < "$f" || [ -n "$l" ]; } && printf '%s\\n\\n' "$l"; done`);
-  lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H . * 2>/dev/null; cd /; fi`);
+  lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H --exclude='*.pb-new' . * 2>/dev/null; cd /; fi`);
   lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
   lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
   return lines;

@@ -437,6 +437,26 @@ describe("journal: a run cut short is rolled back", () => {
     expect(seen.journalOpen).toBe(false);
     expect(seen.files[kept]).toBe(contentHash("managed\n"));
   });
+
+  test("what a run killed between a record's write and its rename leaves (pb_note's .pb-new) is no record: the probe ignores it, the rollback skips it, the next run removes it", () => {
+    const { kept, stateDir, file, plan, apply, probe } = setup();
+    expect(apply(plan([file(kept, "managed 1\n")])).code).toBe(0);
+    writeFileSync(join(stateDir, "owners", "web1.pb-new"), `${kept}\n/etc/elsewhere.conf\n`);
+    writeFileSync(join(stateDir, "applied.net.core.somaxconn.pb-new"), "1\n");
+    // An open journal whose only kernel record never got its name.
+    mkdirSync(join(stateDir, "txn", "k"), { recursive: true });
+    writeFileSync(join(stateDir, "txn", "open"), "web1\n");
+    writeFileSync(join(stateDir, "txn", "k", "net.core.somaxconn.pb-new"), "1\n");
+    const seen = report(probe([kept]));
+    expect(seen.owners).toEqual({ web1: [kept] });
+    expect(seen.journalOpen).toBe(true);
+    const next = apply(plan([file(kept, "managed 2\n")]));
+    expect(next.code).toBe(0);
+    expect(report(next).steps).toContain("recover");
+    expect(readFileSync(kept, "utf8")).toBe("managed 2\n");
+    expect(readdirSync(stateDir).filter((f) => f.endsWith(".pb-new"))).toEqual([]);
+    expect(readdirSync(join(stateDir, "owners"))).toEqual(["web1"]);
+  });
 });
 
 describe("relisten programs (listen() again on a running socket, in place)", () => {
