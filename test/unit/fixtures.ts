@@ -1,4 +1,7 @@
 /** Shared inputs for the unit tests (and the integration tests, which import them from here). */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { contentHash } from "../../src/core/plan";
 import type { ProfileInput } from "../../src/core/profile";
 import { type HostReport, emptyReport } from "../../src/core/report";
@@ -94,3 +97,19 @@ export const ROLLOUT_PLACE = { batch: 2, batches: 3, later: ["web3"], laterCount
 
 /** HostSettings' `run` input of a run that changes nothing (state generation 2). */
 export const EMPTY_RUN = { generation: 2, steps: {}, retired: [], changes: { settings: [], files: [], retired: [], services: [], recovers: false } };
+
+const tempDirs: string[] = [];
+
+/**
+ * A new directory in the system's temp folder (`backlog-<name>-XXXXXX`), removed with what it holds
+ * after the last test of the file that made it.
+ */
+export function tempDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `backlog-${name}-`));
+  tempDirs.push(dir);
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});

@@ -1,6 +1,6 @@
 /** Unified diffs of managed files, checked against GNU diff -u on the same inputs. */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -16,6 +16,8 @@ function gnuDiff(a: string, b: string): string {
   } catch (err) {
     const out = (err as { stdout: string }).stdout;
     return out.split("\n").slice(2).join("\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import fc from "fast-check";
 import { type ProfileInput, ProfileError, defineProfile } from "../../../src/core/profile";
@@ -14,7 +13,7 @@ import {
   render,
   renderPool,
 } from "../../../src/core/render";
-import { EXACT, KERNEL_ONLY, WEB } from "../fixtures";
+import { EXACT, KERNEL_ONLY, WEB, tempDir } from "../fixtures";
 
 const GOLDEN_DIR = join(__dirname, "__golden__", "render");
 const UPDATE = process.env.UPDATE_GOLDEN === "1";
@@ -195,7 +194,7 @@ describe("render: templates", () => {
   });
 
   it("render with escaping off even from a custom template directory", () => {
-    const dir = mkdtempSync(join(tmpdir(), "backlog-tpl-"));
+    const dir = tempDir("tpl");
     for (const name of Object.values(TEMPLATES)) writeFileSync(join(dir, name), "{{listen}}|{{name}}\n");
     const p = defineProfile(WEB);
     expect(renderPool(p, p.pools[0]!, { templateDir: dir })).toBe("/run/php/app.sock|app\n");

@@ -6,8 +6,8 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import fc from "fast-check";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir, userInfo } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
 import { join } from "node:path";
 import { type ApplyPlan, RUN_DIR, STATE_DIR, applyScript, backupName, contentHash, reportToken, scriptLibrary, sysctlListing } from "../../../src/core/plan";
 import { type SysctlSources, conflictAdvice, formatConflict, sysctlConflicts } from "../../../src/core/sysctlSources";
@@ -27,7 +27,7 @@ import {
 import { quote } from "../../../src/core/shell";
 import { ssmDocumentContent } from "../../../src/core/aws/ssmDocument";
 import { type ListeningSocket, type SocketSelector, compare, expectedValues, parseSs, socketMatches } from "../../../src/core/verify";
-import { EXACT, FLEET, KERNEL_ONLY, WEB } from "../fixtures";
+import { EXACT, FLEET, KERNEL_ONLY, WEB, tempDir } from "../fixtures";
 
 const INCIDENT: ProfileInput = {
   name: "web",
@@ -201,7 +201,7 @@ describe("the drop-in with run-time values", () => {
   });
 
   test("plan.ts fills them with sed as it writes the file (run for real with /bin/sh under set -u, as the standalone script runs it)", () => {
-    const dir = mkdtempSync(join(tmpdir(), "backlog-standalone-"));
+    const dir = tempDir("standalone");
     const owner = userInfo().username;
     const group = execFileSync("id", ["-gn"], { encoding: "utf8" }).trim();
     const profile = defineProfile({ name: "p", backlog: 4096 });
@@ -434,7 +434,7 @@ describe("sysctl conflicts (issue #14): the SSH path's model, run on the host", 
     const listing = sysctlListing([SOMAXCONN, TCP_MAX_SYN_BACKLOG])!;
     const from = `{ echo @files; ${listing.files}; echo @lines; ${listing.lines}; }`;
     expect(functions).toContain(from);
-    const dir = mkdtempSync(join(tmpdir(), "backlog-conflicts-"));
+    const dir = tempDir("conflicts");
     writeFileSync(join(dir, "listing"), LISTING);
     const script = standaloneScript(INCIDENT, { conflicts: mode });
     const format = /^pb_out\(\) \{ .*\}$/m.exec(script)![0];

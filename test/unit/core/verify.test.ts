@@ -1,7 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { type Server, createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineProfile } from "../../../src/core/profile";
 import {
@@ -24,7 +23,7 @@ import {
   socketMatches,
   splitAddress,
 } from "../../../src/core/verify";
-import { EXACT, WEB } from "../fixtures";
+import { EXACT, WEB, tempDir } from "../fixtures";
 
 /** `ss -H -l -n -t` on a Debian 12 lab host after deploying WEB (iproute2 6.1 spacing). */
 const SS_TCP = `LISTEN 0      1024         0.0.0.0:80        0.0.0.0:*
@@ -127,7 +126,7 @@ describe("parseSs", () => {
   const live = existsSync("/usr/bin/ss") || existsSync("/bin/ss");
   (live ? it : it.skip)("agrees with the kernel: Send-Q of a real listening socket is min(backlog, somaxconn)", async () => {
     const somaxconn = parseProcSysValue(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
-    const path = join(mkdtempSync(join(tmpdir(), "backlog-ss-")), "t.sock");
+    const path = join(tempDir("ss"), "t.sock");
     const listen = (server: Server, opts: object) => new Promise<void>((res) => server.listen(opts, () => res()));
     const unixServer = createServer();
     const tcpServer = createServer();

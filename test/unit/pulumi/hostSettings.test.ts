@@ -3,12 +3,11 @@
  * provider's code. The provider itself: hostSettingsProvider.test.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Module = require("node:module");
 import { applyPlanOf, decisionInputs, hasChanges, plannedActions, providerModule, providerSpecifier, runWithPlace } from "../../../src/pulumi/hostSettings";
-import { EMPTY_RUN, ROLLOUT_PLACE } from "../fixtures";
+import { EMPTY_RUN, ROLLOUT_PLACE, tempDir } from "../fixtures";
 
 const place = ROLLOUT_PLACE;
 const emptyRun = EMPTY_RUN;
@@ -151,7 +150,7 @@ describe("providerModule", () => {
   }
 
   test("carries nothing but where the provider is, and hands every call to what it loads from there", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "backlog-shim-"));
+    const dir = tempDir("shim");
     const impl = join(dir, "impl.js");
     writeFileSync(
       impl,

@@ -5,15 +5,14 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import Module = require("node:module");
 import { type HostSettingsOutputs, runWithPlace } from "../../../src/pulumi/hostSettings";
 import { failureMessage, hostSettingsProvider } from "../../../src/pulumi/hostSettingsProvider";
 import type { HostReport } from "../../../src/core/report";
-import { EMPTY_RUN, ROLLOUT_PLACE, probeReport } from "../fixtures";
+import { EMPTY_RUN, ROLLOUT_PLACE, probeReport, tempDir } from "../fixtures";
 
 jest.setTimeout(30_000);
 
@@ -120,7 +119,7 @@ test("a failed host's message ends with the hosts after it that are not touched,
 });
 
 async function unreachable(): Promise<HostSettingsOutputs> {
-  const dir = mkdtempSync(join(tmpdir(), "backlog-key-"));
+  const dir = tempDir("key");
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "k")]);
   const port = await closedPort();
   return { ...base, connection: { ...base.connection, port, dialAttempts: 1, privateKey: readFileSync(join(dir, "k"), "utf8") } };
