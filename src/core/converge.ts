@@ -284,13 +284,34 @@ export interface ActionNeed {
   reason: string;
 }
 
-/** Lines of a file that only a restart applies, by service. */
-const RESTART_LINES: Record<"php-fpm" | "nginx", RegExp | undefined> = {
-  // listen address, listen.owner/group/mode, ACLs: php-fpm keeps the inherited socket on reload.
-  "php-fpm": /^\s*listen(\.owner|\.group|\.mode|\.acl_users|\.acl_groups)?\s*=/,
-  // nginx opens, closes and re-listens sockets itself on reload.
-  nginx: undefined,
-};
+/** The pool-file keys that make php-fpm's socket (php-fpm matches keys in any case). */
+const PHP_SOCKET_KEYS = ["listen", "listen.owner", "listen.group", "listen.mode", "listen.acl_users", "listen.acl_groups"] as const;
+
+/**
+ * The socket a pool file gives php-fpm, as php-fpm reads it (pure): for each of the keys `listen`,
+ * `listen.owner`, `listen.group`, `listen.mode`, `listen.acl_users` and `listen.acl_groups` (in any
+ * case) the value of its last line, without the blanks around it or one pair of double quotes;
+ * `listen.mode` as an octal number without leading zeros, `660` when unset or empty (php-fpm's
+ * default). Two files with the same result make the same socket, so a reload, which keeps the
+ * inherited socket, leaves nothing about it to change. A file with more than one `[pool]` section
+ * gives `[` and its socket lines as they are, in order (no last-line merging across pools); any other
+ * file its six values, one per line.
+ */
+export function phpSocketSettings(content: string): string {
+  const lines = content.split("\n").map((l) => l.replace(/\r$/, ""));
+  const key = (l: string) => /^[ \t]*(listen(?:\.owner|\.group|\.mode|\.acl_users|\.acl_groups)?)[ \t]*=/i.exec(l)?.[1]?.toLowerCase();
+  if (lines.filter((l) => /^[ \t]*\[/.test(l)).length > 1) return ["[", ...lines.filter((l) => key(l) !== undefined)].join("\n");
+  const value: Record<string, string> = {};
+  for (const l of lines) {
+    const k = key(l);
+    if (k === undefined) continue;
+    const v = l.slice(l.indexOf("=") + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    value[k] = v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+  }
+  const mode = value["listen.mode"] ?? "";
+  value["listen.mode"] = mode === "" ? "660" : /^[0-7]+$/.test(mode) ? mode.replace(/^0+/, "") || "0" : mode;
+  return PHP_SOCKET_KEYS.map((k) => value[k] ?? "").join("\n");
+}
 
 /** A file's lines without its backlog values: equal before and after means only the backlog changed. */
 export function withoutBacklog(service: "php-fpm" | "nginx", content: string): string {
@@ -306,8 +327,9 @@ export function withoutBacklog(service: "php-fpm" | "nginx", content: string): s
  * What a change of one managed file needs (pure): `host` is the file's content on the host
  * (undefined: absent or not read), `wanted` the rendered one.
  * - only backlog values differ: `relisten` (listen() again on the running sockets);
- * - php-fpm: a listen address or socket owner/group/mode differs, or a new pool: `restart`
- *   (a reload keeps the inherited socket); anything else (pm.*, extra directives): `reload`;
+ * - php-fpm: the socket it gives differs ({@link phpSocketSettings}: address, owner, group, mode,
+ *   ACLs, as php-fpm reads them), or a new pool: `restart` (a reload keeps the inherited socket
+ *   as it is); anything else (pm.*, extra directives, a line that only spells out a default): `reload`;
  * - nginx: `reload` (it re-listens, opens and closes sockets itself on reload).
  */
 export function fileChangeNeed(service: "php-fpm" | "nginx", path: string, host: string | undefined, wanted: string): ActionNeed {
@@ -319,14 +341,8 @@ export function fileChangeNeed(service: "php-fpm" | "nginx", path: string, host:
   if (withoutBacklog(service, host) === withoutBacklog(service, wanted)) {
     return { action: "relisten", reason: `${path}: only the backlog changes` };
   }
-  const pattern = RESTART_LINES[service];
-  if (pattern) {
-    const lines = (t: string) =>
-      t
-        .split("\n")
-        .filter((l) => pattern.test(l))
-        .join("\n");
-    if (lines(host) !== lines(wanted)) return { action: "restart", reason: `${path}: the listen address or socket owner/group/mode changes` };
+  if (service === "php-fpm" && phpSocketSettings(host) !== phpSocketSettings(wanted)) {
+    return { action: "restart", reason: `${path}: the listen address or socket owner/group/mode changes` };
   }
   return { action: "reload", reason: `${path}: settings other than the listen socket change` };
 }
@@ -439,7 +455,9 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   for (const r of badRows) {
     reasons.push(`${r.setting}: expected ${r.comparison === "atLeast" ? ">=" : ""}${r.expected}, host has ${r.effective ?? "nothing"}`);
   }
-  // Sockets: a missing one needs a restart; one with another backlog is listened again in place.
+  // Sockets: a missing one needs a restart, unless it is nginx's and its file changes (nginx binds
+  // the listeners of a new configuration on reload); one with another backlog is listened again in place.
+  const nginxFileChanges = files.some((f) => f.kind === "nginx" && report.files[f.path] !== contentHash(f.content));
   const relisten: Record<"php-fpm" | "nginx", RelistenSocket[]> = { "php-fpm": [], nginx: [] };
   expected.forEach((e, i) => {
     if (e.target.kind !== "socket" || (current[i] as ComparisonRow).ok) return;
@@ -447,7 +465,11 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     const selector = e.target.socket;
     const found = report.sockets.filter((s) => socketMatches(selector, s));
     if (found.length === 0) {
-      needs[service].push({ action: "restart", reason: `${e.setting}: no listening socket` });
+      needs[service].push(
+        service === "nginx" && nginxFileChanges
+          ? { action: "reload", reason: `${e.setting}: no listening socket yet: nginx opens it on reload` }
+          : { action: "restart", reason: `${e.setting}: no listening socket` },
+      );
       return;
     }
     for (const s of found) {

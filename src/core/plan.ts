@@ -616,6 +616,14 @@ pb_rollback() {
   if [ "$rb" = 0 ]; then rm -rf "$S/txn"; return 0; fi
   return 1
 }
+# pb_service ACTION UNIT SECONDS: the unit journaled (a rollback restarts it), then restarted or
+# reloaded within SECONDS (serviceAction); if that fails, its status and everything put back (exit 12).
+pb_service() {
+  : > "$S/txn/u/$2" || pb_fail 13 "journal $2"
+  if ! out=$(systemctl reset-failed "$2" >/dev/null 2>&1; timeout -k 5 "$3" systemctl "$1" "$2" 2>&1); then
+    st=$(systemctl status --no-pager "$2" 2>&1 | tail -n 15); pb_fail 12 "$1 $2" "$out" "$st"
+  fi
+}
 # Stops at a failed step: everything put back, the step and its output reported, exit code $1.
 pb_fail() {
   local c s
@@ -821,11 +829,8 @@ function runtimeLines(f: ManagedFile): { checks: string[]; sedArgs: string } {
 function serviceLines(s: ManagedService, timeout: number): string[] {
   const unit = quote(checkUnit(s.unit));
   const lines: string[] = [];
-  const restart = (why: string) => [
-    `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-    `  if ! out=$(${serviceAction("restart", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("restart " + s.unit)} "$out" "$st"; fi`,
-    `  pb_at ${quote("did " + s.unit + " restart")} ${why}`,
-  ];
+  const seconds = Math.trunc(timeout);
+  const restart = (why: string) => [`  pb_service restart ${unit} ${seconds}`, `  pb_at ${quote("did " + s.unit + " restart")} ${why}`];
   const host = s.decidedOnHost;
   if (host) {
     for (const v of [host.action, host.reason, host.pairs, host.olds, host.announce ?? "pb_at"]) {
@@ -849,11 +854,7 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
   ];
   lines.push(`pb_step ${quote("service " + s.unit)}`);
   if (host) {
-    const reload = [
-      `  : > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-      `  if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
-      `  pb_at ${quote("did " + s.unit + " reload")}`,
-    ];
+    const reload = [`  pb_service reload ${unit} ${seconds}`, `  pb_at ${quote("did " + s.unit + " reload")}`];
     lines.push(
       `case $${host.action} in`,
       "restart)",
@@ -872,11 +873,7 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
   } else if (s.action === "restart") {
     lines.push("if :; then", ...restart(""), "fi");
   } else if (s.action === "reload") {
-    lines.push(
-      `: > "$S/txn/u/"${unit} || pb_fail 13 ${quote("journal " + s.unit)}`,
-      `if ! out=$(${serviceAction("reload", s.unit, timeout)} 2>&1); then st=$(systemctl status --no-pager ${unit} 2>&1 | tail -n 15); pb_fail 12 ${quote("reload " + s.unit)} "$out" "$st"; fi`,
-      `pb_at ${quote("did " + s.unit + " reload")}`,
-    );
+    lines.push(`pb_service reload ${unit} ${seconds}`, `pb_at ${quote("did " + s.unit + " reload")}`);
     if (pairs) lines.push("if :; then", ...relisten("relisten"), "fi");
   } else if (s.action === "relisten" && pairs) {
     lines.push("if :; then", ...relisten("relisten"), "fi");

@@ -564,8 +564,17 @@ function say(text: string): string {
 // ---------------------------------------------------------------------------------------
 // Decisions in shell: converge.ts's decide(), made on the host at run time
 
-/** The php-fpm lines only a restart applies: converge.ts `RESTART_LINES["php-fpm"]` as a POSIX ERE. */
-export const PHP_FPM_RESTART_LINES_ERE = "^[[:space:]]*listen(\\.owner|\\.group|\\.mode|\\.acl_users|\\.acl_groups)?[[:space:]]*=";
+/**
+ * converge.ts `phpSocketSettings()` in POSIX awk: the socket a pool file (standard input) gives
+ * php-fpm, printed in the same form.
+ */
+export const PHP_SOCKET_AWK = [
+  'function k(l){if(l!~/^[ \\t]*listen(\\.(owner|group|mode|acl_users|acl_groups))?[ \\t]*=/)return"";sub(/^[ \\t]*/,"",l);sub(/[ \\t]*=.*/,"",l);return l}',
+  '{sub(/\\r$/,"");n++;L[n]=$0;K[n]=k(tolower($0));if(/^[ \\t]*\\[/)s++}',
+  'END{if(s>1)print"[";for(i=1;i<=n;i++)if(K[i]!=""){if(s>1){print L[i];continue}v=L[i];sub(/^[^=]*=[ \\t]*/,"",v);sub(/[ \\t]*$/,"",v);if(v~/^".*"$/&&length(v)>1)v=substr(v,2,length(v)-2);V[K[i]]=v}',
+  'if(s>1)exit;m=V["listen.mode"];if(m=="")m=660;else if(m~/^[0-7]+$/){sub(/^0+/,"",m);if(m=="")m=0}',
+  'OFS="\\n";print V["listen"],V["listen.owner"],V["listen.group"],m,V["listen.acl_users"],V["listen.acl_groups"]}',
+].join("\n");
 
 /** What the decision shell of one profile needs, resolved. */
 interface DecisionInputs {
@@ -620,6 +629,8 @@ function decisionLines(d: DecisionInputs): string[] {
     "  fi",
     '  if [ "$1" = php ]; then pb_rank_php=$pb_b; pb_why_php=$pb_w; else pb_rank_nginx=$pb_b; pb_why_nginx=$pb_w; fi',
     "}",
+    // converge.ts phpSocketSettings(): the socket a pool file on standard input gives php-fpm.
+    `pb_socket_of() { awk ${quote(PHP_SOCKET_AWK)}; }`,
     // converge.ts withoutBacklog(): the file without its backlog values.
     "pb_strip() { if [ \"$1\" = php ]; then sed '/^[[:space:]]*listen\\.backlog[[:space:]]*=/d'; else sed 's/ backlog=[0-9][0-9]*//g'; fi; }",
     // pb_file_need DIR SERVICE I PATH: converge.ts fileChangeNeed() of the file as it was (DIR/I) and is now (PATH).
@@ -627,25 +638,28 @@ function decisionLines(d: DecisionInputs): string[] {
     "  pb_o=$1/$3",
     '  if [ -f "$pb_o.absent" ]; then',
     '    [ -f "$4" ] || return 0',
-    '    if [ "$2" = php ]; then pb_need php restart "$4 is new: a new pool listens only after a restart"; else pb_need nginx reload "$4 is new: nginx loads it on reload"; fi',
+    '    if [ "$2" = php ]; then pb_need php restart "$4 is new: a new pool listens only after a restart"; else pb_nginx_changed=1; pb_need nginx reload "$4 is new: nginx loads it on reload"; fi',
     "    return 0",
     "  fi",
     '  if [ ! -f "$pb_o" ]; then',
-    '    if [ "$2" = php ]; then pb_need php restart "$4 may have changed (not compared)"; else pb_need nginx reload "$4 may have changed (not compared)"; fi',
+    '    if [ "$2" = php ]; then pb_need php restart "$4 may have changed (not compared)"; else pb_nginx_changed=1; pb_need nginx reload "$4 may have changed (not compared)"; fi',
     "    return 0",
     "  fi",
     '  cmp -s "$pb_o" "$4" && return 0',
+    '  [ "$2" = php ] || pb_nginx_changed=1',
     '  pb_strip "$2" < "$pb_o" > "$pb_o.a"; pb_strip "$2" < "$4" > "$pb_o.b"',
     '  if cmp -s "$pb_o.a" "$pb_o.b"; then pb_need "$2" relisten "$4: only the backlog changes"; return 0; fi',
     '  if [ "$2" = php ]; then',
-    `    pb_x=${quote(PHP_FPM_RESTART_LINES_ERE)}; grep -E "$pb_x" < "$pb_o" > "$pb_o.a"; grep -E "$pb_x" < "$4" > "$pb_o.b"`,
+    '    pb_socket_of < "$pb_o" > "$pb_o.a"; pb_socket_of < "$4" > "$pb_o.b"',
     '    if ! cmp -s "$pb_o.a" "$pb_o.b"; then pb_need php restart "$4: the listen address or socket owner/group/mode changes"; return 0; fi',
     "  fi",
     '  pb_need "$2" reload "$4: settings other than the listen socket change"',
     "}",
     // pb_sock_need SERVICE EXPECTED SETTING LIST (`INODE SEND-Q` lines of the matching sockets): none:
-    // restart; a Send-Q that differs: listen() again on that socket with the expected backlog.
+    // restart (nginx whose file changed: reload, it binds new listeners itself); a Send-Q that
+    // differs: listen() again on that socket with the expected backlog.
     "pb_sock_need() {",
+    '  if [ -z "$4" ] && [ "$1" = nginx ] && [ -n "$pb_nginx_changed" ]; then pb_need nginx reload "$3: no listening socket yet: nginx opens it on reload"; return 0; fi',
     '  if [ -z "$4" ]; then pb_need "$1" restart "$3: no listening socket"; return 0; fi',
     "  pb_qs=''; pb_differs=''",
     "  while read -r pb_ino pb_q; do",
@@ -693,7 +707,7 @@ function decisionLines(d: DecisionInputs): string[] {
     `pb_out() { printf ${format} "$1" "$2" "$3" "$4"; }`,
     // pb_decide BEFORE_DIR APPLY_LOG: sets pb_act_SERVICE, pb_why_SERVICE, pb_pairs_SERVICE (inode=backlog) and pb_retired.
     "pb_decide() {",
-    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''",
+    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''; pb_nginx_changed=''",
     '  pb_files pb_file_need "$1"',
     // Files this owner managed last time and the profile no longer has: the apply gave them back (ApplyPlan.retireStale).
     '  pb_retired=$(sed -n "s/^@@$T retired //p" "$2" 2>/dev/null | sort)',
@@ -722,9 +736,10 @@ function decisionLines(d: DecisionInputs): string[] {
  *   read it (an open journal's copy first);
  * - `pb_decide DIR APPLY_LOG`, run after it: per service (`php`, `nginx`) the strongest need
  *   (converge.ts `strongest`) of each changed file (`fileChangeNeed`: backlog only: relisten;
- *   php-fpm listen address, owner, group, mode, ACLs or a new pool: restart; else reload; a new
- *   nginx file: reload), each retired file (the apply's `retired` lines: a pool: restart, the nginx
- *   file: reload), each of the profile's sockets (`ss`: none: restart; a Send-Q other than
+ *   php-fpm socket address, owner, group, mode or ACLs as php-fpm reads them ({@link PHP_SOCKET_AWK})
+ *   or a new pool: restart; else reload; a new nginx file: reload), each retired file (the apply's
+ *   `retired` lines: a pool: restart, the nginx file: reload), each of the profile's sockets (`ss`:
+ *   none: restart, or reload for nginx when its file changed; a Send-Q other than
  *   min(backlog, somaxconn applied): relisten of that inode) and the unit (not active: restart).
  *   Results: `pb_act_php`, `pb_why_php` (the reasons, converge.ts's words), `pb_pairs_php`
  *   (` inode=backlog` pairs for relisten and reload), the same for nginx, and `pb_retired`;

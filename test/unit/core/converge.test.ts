@@ -168,6 +168,24 @@ describe("decision table: the least disruptive action per service", () => {
     ],
     ["missing socket → restart", () => converged({ sockets: [tcpSocket(8192)] }), profile, { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } }],
     [
+      "nginx listener new, its socket not there yet → nginx reload (nginx binds it)",
+      () => converged({ sockets: [unixSocket(8192)] }, { [NGINX]: null }),
+      profile,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "reload", relisten: [] } },
+    ],
+    [
+      "nginx socket missing, its file as the profile has it → nginx restart",
+      () => converged({ sockets: [unixSocket(8192)] }),
+      profile,
+      { "php8.2-fpm": { action: "none" }, nginx: { action: "restart" } },
+    ],
+    [
+      "the pool spells out php-fpm's default mode, the host's file leaves it out → php-fpm reload (same socket)",
+      () => converged({}, { [POOL]: pool.replace("listen.mode = 0660\n", ";listen.mode = 0660\n") }),
+      profile,
+      { "php8.2-fpm": { action: "reload", relisten: [] }, nginx: { action: "none" } },
+    ],
+    [
       "unit failed → restart",
       () => converged({ units: { "php8.2-fpm": "failed", nginx: "active" } }),
       profile,
@@ -221,6 +239,16 @@ describe("fileChangeNeed, withoutBacklog, strongest", () => {
     ["php-fpm: listen", "restart", "php-fpm", pool, pool.replace("/run/a.sock", "/run/b.sock")],
     ["php-fpm: listen.owner added", "restart", "php-fpm", pool, pool + "listen.owner = www-data\n"],
     ["php-fpm: listen.acl_users", "restart", "php-fpm", pool, pool + "listen.acl_users = nginx\n"],
+    ["php-fpm: listen.mode 0660 spelled out (php-fpm's default)", "reload", "php-fpm", pool.replace("listen.mode = 0660\n", ""), pool],
+    ["php-fpm: the same socket keys in another case, form and quotes", "reload", "php-fpm", pool.replace("listen.mode = 0660", 'LISTEN.Mode = "660"'), pool],
+    ["php-fpm: listen.mode 0660 → 0600", "restart", "php-fpm", pool, pool.replace("0660", "0600")],
+    [
+      "php-fpm: two pools in one file, one's mode spelled out",
+      "restart",
+      "php-fpm",
+      `${pool}[b]\nlisten = /b\n`,
+      `${pool}[b]\nlisten = /b\nlisten.mode = 0660\n`,
+    ],
     ["php-fpm: new file", "restart", "php-fpm", undefined, pool],
     ["php-fpm: unreadable host file", "restart", "php-fpm", "\u0000", pool],
     ["nginx: backlog= only", "relisten", "nginx", "listen 80 backlog=511;\n", "listen 80 backlog=8192;\n"],
@@ -263,13 +291,13 @@ describe("fileChangeNeed, withoutBacklog, strongest", () => {
 });
 
 describe("decide", () => {
-  test("a fresh host needs every file, a restart of both services, and keeps its values for restore", () => {
+  test("a fresh host needs every file, a restart of php-fpm (a new pool), a reload of nginx (it binds its new listener), and keeps its values for restore", () => {
     const d = decide(profile, report(), { owner: OWNER });
     expect(d.inSync).toBe(false);
     expect(d.plan.files.map((f) => f.path)).toEqual(render(profile).map((f) => f.path));
     expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([
       ["php8.2-fpm", "restart"],
-      ["nginx", "restart"],
+      ["nginx", "reload"],
     ]);
     expect(d.before).toEqual({ "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 });
     expect(d.plan.stateDir).toBe("/var/lib/pulumi-backlog");

@@ -12,13 +12,14 @@ import fc from "fast-check";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { decide, fileChangeNeed, hostOwnValues, managedKeys } from "../../../src/core/converge";
+import { decide, fileChangeNeed, hostOwnValues, managedKeys, phpSocketSettings } from "../../../src/core/converge";
 import { backupName } from "../../../src/core/plan";
+import { quote } from "../../../src/core/shell";
 import type { HostReport } from "../../../src/core/report";
 import { filesOf, probeReport as report, unixSocket as unix } from "../fixtures";
 import { type BacklogProfile, type ProfileInput, defineProfile, kernelTargets } from "../../../src/core/profile";
 import type { HostPaths } from "../../../src/core/render";
-import { PHP_FPM_RESTART_LINES_ERE, decisionShell, kernelVariables, standaloneScript } from "../../../src/core/standalone";
+import { PHP_SOCKET_AWK, decisionShell, kernelVariables, standaloneScript } from "../../../src/core/standalone";
 import { type ListeningSocket, compare, expectedValues, splitAddress } from "../../../src/core/verify";
 
 jest.setTimeout(30_000);
@@ -326,6 +327,19 @@ describe("the standalone script decides as converge.ts decide() does", () => {
     ],
     ["nginx server_name change", withServerName, () => converged({}, { [NGINX]: nginx }, withServerName), { php: "none", nginx: "reload" }],
     ["nginx file new", profile, () => converged({}, { [NGINX]: null }), { php: "none", nginx: "reload" }],
+    [
+      "nginx file new, its socket not bound yet: reload",
+      profile,
+      () => converged({ sockets: [unix(8192)] }, { [NGINX]: null }),
+      { php: "none", nginx: "reload" },
+    ],
+    ["nginx file right, its socket missing: restart", profile, () => converged({ sockets: [unix(8192)] }), { php: "none", nginx: "restart" }],
+    [
+      "the host's pool leaves php-fpm's default mode out: reload, not restart",
+      profile,
+      () => converged({}, { [POOL]: pool.replace("listen.mode = 0660\n", "") }),
+      { php: "reload", nginx: "none" },
+    ],
     ["missing socket", profile, () => converged({ sockets: [tcp(8192)] }), { php: "restart", nginx: "none" }],
     ["failed unit", profile, () => converged({ units: { "php8.2-fpm": "failed", nginx: "active" } }), { php: "restart", nginx: "none" }],
     [
@@ -552,23 +566,36 @@ describe("one file's change: pb_file_need against converge.ts fileChangeNeed", (
     );
   }, 30_000);
 
-  test("the restart-lines pattern is converge.ts's, as an ERE", () => {
-    const lines = [
-      "listen = /a",
-      "  listen.owner = x",
-      "listen.group=y",
-      "listen.mode = 0660",
-      "listen.acl_users = a",
-      "listen.acl_groups = b",
-      "listen.backlog = 5",
-      "; listen = /a",
-      "listen.allowed_clients = 1",
-      "listenx = 1",
-      "\tlisten\t= /b",
+  test("a pool's socket as php-fpm reads it: the awk program prints what phpSocketSettings() returns", () => {
+    const files = [
+      base,
+      "[www]\nlisten = /run/a.sock\nlisten.owner = www-data\nlisten.group = www-data\n;listen.mode = 0660\n",
+      "[www]\r\nLISTEN = /run/a.sock\r\nListen.Mode = 660\r\n",
+      '[www]\n  listen\t=\t"/run/a.sock"  \nlisten.mode = "0666"\nlisten.mode =\n',
+      '[www]\nlisten = /a\nlisten = /b\nlisten.mode = 000\nlisten.mode=0o660\nlisten.acl_users = nginx,www-data\nlisten.acl_groups=""\n',
+      "[a]\nlisten = /a\nlisten.mode = 0600\n[b]\nlisten = /b\n",
+      '[www]\nlistenx = 1\n; listen = /c\nlisten.backlog = 5\nlisten.allowed_clients = 127.0.0.1\nlisten.owner = "\n',
+      "",
     ];
-    const r = sh(`printf '%s\\n' ${lines.map((l) => `'${l}'`).join(" ")} | grep -E '${PHP_FPM_RESTART_LINES_ERE}'`);
-    const js = /^\s*listen(\.owner|\.group|\.mode|\.acl_users|\.acl_groups)?\s*=/;
-    expect(r.stdout.split("\n").filter((l) => l !== "")).toEqual(lines.filter((l) => js.test(l)));
+    const dir = mkdtempSync(join(root, "socket-"));
+    const lines = files.map((f, i) => {
+      writeFileSync(join(dir, String(i)), f);
+      return `awk ${quote(PHP_SOCKET_AWK)} < ${join(dir, String(i))}; echo @@`;
+    });
+    const r = sh(lines.join("\n"));
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.stderr).toBe("");
+    const shell = r.stdout
+      .split("@@\n")
+      .slice(0, files.length)
+      .map((x) => x.replace(/\n$/, ""));
+    expect(shell).toEqual(files.map((f) => phpSocketSettings(f)));
+    // What php-fpm does with them: a default spelled out, or written in another case or with quotes, is the same socket.
+    expect(phpSocketSettings(files[1]!)).toBe(phpSocketSettings(`${files[1]}listen.mode = 0660\n`));
+    expect(phpSocketSettings(files[2]!)).toBe(phpSocketSettings("[www]\nlisten = /run/a.sock\nlisten.mode = 0660\n"));
+    expect(phpSocketSettings(files[3]!)).toBe(phpSocketSettings("[www]\nlisten = /run/a.sock\n"));
+    expect(phpSocketSettings(files[4]!).split("\n").slice(0, 4)).toEqual(["/b", "", "", "0o660"]);
+    expect(phpSocketSettings(files[5]!)).not.toBe(phpSocketSettings("[a]\nlisten = /a\nlisten.mode = 0660\n[b]\nlisten = /b\n"));
   });
 
   test("a file that could not be copied before counts as changed beyond its backlog", () => {

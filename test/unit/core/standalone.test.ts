@@ -93,8 +93,8 @@ describe("the script", () => {
       const step = apply.indexOf(`pb_step 'service ${unit}'\ncase $pb_act_${sv} in\nrestart)`);
       expect(step).toBeGreaterThan(decide);
       expect(step).toBeLessThan(apply.indexOf("pb_step commit"));
-      expect(apply).toContain(`pb_fail 12 'restart ${unit}'`);
-      expect(apply).toContain(`pb_fail 12 'reload ${unit}'`);
+      expect(apply).toContain(`pb_service restart ${unit} 90`);
+      expect(apply).toContain(`pb_service reload ${unit} 90`);
       expect(apply).toContain(`pb_relisten ${unit} $pb_pairs_${sv} 2>&1`);
       // The sockets' backlogs before the relisten, for a rollback.
       expect(apply).toContain(`pb_note "$S/txn/s/"${unit} "${unit} $pb_olds_${sv}"`);
