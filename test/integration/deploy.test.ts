@@ -48,9 +48,20 @@ function socketBacklog(host: string, path: string): number {
   return Number(line.split(/\s+/)[3]);
 }
 
-test("up applies the profile on 3 hosts and every effective value equals the expected one", async () => {
+const mainPids = (host: string) => lab.sh(host, "systemctl show -p MainPID --value php8.2-fpm nginx").trim();
+
+test("up applies the profile on 3 hosts without a restart, and every effective value equals the expected one", async () => {
+  const pids = Object.fromEntries(lab.hosts.map((h) => [h.name, mainPids(h.name)]));
   const result = await stack.up({ onOutput: () => undefined });
   expect(result.summary.result).toBe("succeeded");
+  // Debian's www.conf and the profile's pool make the same socket (listen.mode 0660 is php-fpm's
+  // default, commented out in Debian's file): php-fpm reloads and its socket is listened again;
+  // nginx binds its new listener on reload. The same processes go on serving.
+  const applied = (await stack.outputs()).applied.value as Record<string, Record<string, string>>;
+  for (const h of lab.hosts) {
+    expect(applied[h.name]).toEqual({ "php8.2-fpm": "reload+relisten", nginx: "reload" });
+    expect(mainPids(h.name)).toBe(pids[h.name]);
+  }
   const v = await verification();
   expect(Object.keys(v).sort()).toEqual(lab.hosts.map((h) => h.name).sort());
   for (const h of lab.hosts) {
