@@ -659,7 +659,7 @@ function decisionLines(d: DecisionInputs): string[] {
     // restart (nginx whose file changed: reload, it binds new listeners itself); a Send-Q that
     // differs: listen() again on that socket with the expected backlog.
     "pb_sock_need() {",
-    '  if [ -z "$4" ] && [ "$1" = nginx ] && [ -n "$pb_nginx_changed" ]; then pb_need nginx reload "$3: no listening socket yet: nginx opens it on reload"; return 0; fi',
+    '  if [ -z "$4" ] && [ "$1" = nginx ] && [ -n "${pb_nginx_changed-}" ]; then pb_need nginx reload "$3: no listening socket yet: nginx opens it on reload"; return 0; fi',
     '  if [ -z "$4" ]; then pb_need "$1" restart "$3: no listening socket"; return 0; fi',
     "  pb_qs=''; pb_differs=''",
     "  while read -r pb_ino pb_q; do",
