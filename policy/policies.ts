@@ -11,12 +11,12 @@
  * ones: launch template user data, SSM documents) without a change here.
  *
  * One engine fact shapes the stack policies: a stack policy sees each resource's **outputs**, and a
- * component's outputs are what it registers with `registerOutputs` (the library's components
- * register `verification`, `inSync`, …), not its inputs. So the resource policies of this pack
- * record the inputs of every backlog component as the engine hands them over (it analyzes every
- * resource of the program, each with its inputs, before it analyzes the stack, in the same pack
- * process), and the stack policies read them from there. A component that also registers
- * `profile`/`connection` as outputs is read from its outputs directly.
+ * component's outputs are what it registers with `registerOutputs`, not its inputs. So the
+ * resource policies of this pack record the inputs of every backlog component as the engine hands
+ * them over (it analyzes every resource of the program, each with its inputs, before it analyzes
+ * the stack, in the same pack process), and the stack policies read them from there. A component
+ * that registers `profile`/`connection` as outputs (BacklogHost, BacklogFleet) is read from its
+ * outputs directly; a fleet's hosts record no profile: they are checked with their fleet's.
  *
  * This module needs no `@pulumi/policy` at run time (see `types.ts`); `index.ts` serves the
  * policies with it.
@@ -199,19 +199,38 @@ interface HostComponent {
   readonly target: string | undefined;
 }
 
-/** The backlog components of the stack that carry a profile, and those whose inputs are unknown to the pack. */
+/**
+ * The backlog components of the stack that carry a profile, and those whose inputs are unknown to
+ * the pack. A component with a connection but no profile of its own (a fleet's host: the fleet
+ * records the profile once for all of them, see BacklogHost) takes the profile of its nearest
+ * ancestor that has one.
+ */
 function hostComponents(resources: readonly StackResource[], log: InputLog): { components: HostComponent[]; unseen: StackResource[] } {
   const found: { r: StackResource; component: HostComponent }[] = [];
   const unseen: StackResource[] = [];
+  const reader = (r: StackResource) => {
+    const recorded = log.get(r.urn);
+    return {
+      known: recorded !== undefined || "profile" in r.props || "connection" in r.props,
+      read: (key: string): unknown => (key in r.props ? r.props[key] : recorded?.[key]),
+    };
+  };
+  const profileFrom = (r: StackResource): unknown => {
+    for (let a: StackResource | undefined = r; a !== undefined; a = a.parent) {
+      if (!isBacklogComponent(a.type)) continue;
+      const own = reader(a).read("profile");
+      if (own !== undefined) return own;
+    }
+    return undefined;
+  };
   for (const r of resources) {
     if (!isBacklogComponent(r.type)) continue;
-    const recorded = log.get(r.urn);
-    const read = (key: string): unknown => (key in r.props ? r.props[key] : recorded?.[key]);
-    if (!("profile" in r.props) && recorded === undefined) {
+    const { known, read } = reader(r);
+    if (!known) {
       unseen.push(r);
       continue;
     }
-    const profile = plain(read("profile"));
+    const profile = plain(profileFrom(r));
     // No profile, or not a derived one: nothing to check here (backlog-values-accepted reports a malformed one).
     if (profile === undefined || profileShapeProblem(profile) !== undefined) continue;
     found.push({

@@ -2,7 +2,7 @@
  * BacklogFleet: many hosts that share one backlog profile, changed batch after batch.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { BacklogHost, type BacklogHostArgs, type SshConnectionArgs, type VerificationRow } from "./backlogHost";
+import { BacklogHost, type BacklogHostArgs, FLEET_HOST_ARGS, type SshConnectionArgs, type VerificationRow } from "./backlogHost";
 import type { HostPresence } from "./hostSettings";
 import { conflictMode } from "../core/converge";
 import { type BacklogProfile, toProfile } from "../core/profile";
@@ -153,30 +153,29 @@ export class BacklogFleet extends pulumi.ComponentResource {
 
     this.hosts = {};
     for (const h of args.hosts) {
-      this.hosts[h.name] = new BacklogHost(
-        `${name}-${h.name}`,
-        {
-          connection: h.connection,
-          profile,
-          paths: args.paths,
-          services: args.services,
-          ...(args.onGone !== undefined ? { onGone: args.onGone } : {}),
-          ...(args.conflicts !== undefined ? { conflicts: args.conflicts } : {}),
-          ...(h.presence !== undefined ? { presence: h.presence } : {}),
-          // Its place in the batches: what its own failure message says about the hosts after it.
-          rolloutPlace: allConstructed.apply(() => later.plan!.apply((p) => places(p)[h.name])),
-        },
-        {
-          parent: this,
-          dependsOn: allConstructed.apply(() =>
-            later.plan!.apply((p): pulumi.Input<pulumi.Resource[]> => {
-              const k = batchIndex(p.batches)[h.name];
-              // A stopped or gone host is in no batch: it changes nothing, so it waits for nothing.
-              return k === undefined || k === 0 ? [] : later.gates!(p.batches)[k - 1];
-            }),
-          ) as pulumi.Output<pulumi.Resource[]>,
-        },
-      );
+      const hostArgs: BacklogHostArgs = {
+        connection: h.connection,
+        profile,
+        paths: args.paths,
+        services: args.services,
+        ...(args.onGone !== undefined ? { onGone: args.onGone } : {}),
+        ...(args.conflicts !== undefined ? { conflicts: args.conflicts } : {}),
+        ...(h.presence !== undefined ? { presence: h.presence } : {}),
+        // Its place in the batches: what its own failure message says about the hosts after it.
+        rolloutPlace: allConstructed.apply(() => later.plan!.apply((p) => places(p)[h.name])),
+      };
+      // The fleet records the profile once for all its hosts (see FLEET_HOST_ARGS).
+      FLEET_HOST_ARGS.add(hostArgs);
+      this.hosts[h.name] = new BacklogHost(`${name}-${h.name}`, hostArgs, {
+        parent: this,
+        dependsOn: allConstructed.apply(() =>
+          later.plan!.apply((p): pulumi.Input<pulumi.Resource[]> => {
+            const k = batchIndex(p.batches)[h.name];
+            // A stopped or gone host is in no batch: it changes nothing, so it waits for nothing.
+            return k === undefined || k === 0 ? [] : later.gates!(p.batches)[k - 1];
+          }),
+        ) as pulumi.Output<pulumi.Resource[]>,
+      });
     }
     const byHost = <T>(pick: (host: BacklogHost) => pulumi.Output<T>): pulumi.Output<Record<string, T>> =>
       pulumi.all(Object.fromEntries(Object.entries(this.hosts).map(([n, host]) => [n, pick(host)]))) as pulumi.Output<Record<string, T>>;
@@ -223,16 +222,10 @@ export class BacklogFleet extends pulumi.ComponentResource {
     );
     constructed();
 
-    this.registerOutputs({
-      profile,
-      verification: this.verification,
-      inSync: this.inSync,
-      inSyncBefore: this.inSyncBefore,
-      changed: this.changed,
-      actions: this.actions,
-      rollout: this.rollout,
-      absent: this.absent,
-    });
+    // The profile for the policy pack (its hosts do not record it), and the rollout. The per-host
+    // rows are the hosts' settings resources' outputs already: recorded again here, they would
+    // make every state write of the run larger.
+    this.registerOutputs({ profile, rollout: this.rollout, absent: this.absent });
   }
 }
 

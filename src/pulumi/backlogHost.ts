@@ -133,6 +133,14 @@ export interface SysctlConflictRow extends SysctlConflict {
 }
 
 /**
+ * The arguments of the hosts a {@link BacklogFleet} makes. Such a host does not record the profile
+ * among its inputs or outputs: its fleet records it once (the policy pack reads it there). A
+ * profile change then leaves the host components as they were (an engine "same" step, which writes
+ * nothing to the state); only the settings resources change. Internal: not exported by the package.
+ */
+export const FLEET_HOST_ARGS = new WeakSet<BacklogHostArgs>();
+
+/**
  * Validates everything that can be checked without the host (so bad input touches nothing) and
  * returns the component's recorded inputs: what policies and `pulumi stack export` see. The
  * connection is reduced to where it goes and how the host key is checked; no key material.
@@ -162,7 +170,7 @@ function hostProps(name: string, args: BacklogHostArgs) {
       return { ...view(conn), sudo: conn.sudo ?? (conn.user ?? "root") !== "root", proxy: conn.proxy ? view(conn.proxy) : null };
     }),
   );
-  return { profile, paths, services, connection };
+  return { profile, recorded: { ...(FLEET_HOST_ARGS.has(args) ? {} : { profile }), paths, services, connection } };
 }
 
 /** Rejects a plain connection whose host key is not pinned, before anything runs. */
@@ -247,9 +255,9 @@ export class BacklogHost extends pulumi.ComponentResource {
    *   pinned: both before any host is touched.
    */
   constructor(name: string, args: BacklogHostArgs, opts?: pulumi.ComponentResourceOptions) {
-    const props = hostProps(name, args);
-    super("backlog:index:BacklogHost", name, props, opts);
-    const { profile, services } = props;
+    const { profile, recorded } = hostProps(name, args);
+    super("backlog:index:BacklogHost", name, recorded, opts);
+    const { services } = recorded;
     const discover = profile.pools.length > 0 && (args.services?.phpFpmUnit === undefined || args.paths?.phpFpmPoolDir === undefined);
 
     const connection = pulumi.secret(pulumi.output(args.connection) as pulumi.Output<SshConnection>);
@@ -408,24 +416,10 @@ export class BacklogHost extends pulumi.ComponentResource {
         pulumi.log.warn(`${name}: sysctl conflict: ${formatConflict(c)}. ${conflictAdvice(c.action === "neutralized" ? "neutralize" : "report")}`, this);
       }
     });
-    this.registerOutputs({
-      // The recorded inputs again as outputs: stack policies see outputs only.
-      profile: props.profile,
-      paths: props.paths,
-      connection: props.connection,
-      verification: this.verification,
-      inSync: this.inSync,
-      inSyncBefore: this.inSyncBefore,
-      changed: this.changed,
-      reasons: this.reasons,
-      probeFailure: this.probeFailure,
-      bootOverrides: this.bootOverrides,
-      sysctlConflicts: this.sysctlConflicts,
-      actions: this.actions,
-      actionReasons: this.actionReasons,
-      applied: this.applied,
-      changes: this.changes,
-    });
+    // The recorded inputs again as outputs (stack policies see outputs only), and nothing that
+    // changes from run to run: equal outputs cost no state write (the engine elides it), and the
+    // rows are in the settings resource's outputs already. The properties above are the API.
+    this.registerOutputs(recorded);
   }
 }
 

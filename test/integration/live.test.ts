@@ -65,7 +65,9 @@ async function applied(): Promise<Record<string, Record<string, string>>> {
   const state = await stack.exportStack();
   const out: Record<string, Record<string, string>> = {};
   for (const r of (state.deployment.resources ?? []) as { type: string; urn: string; outputs?: Record<string, unknown> }[]) {
-    if (r.type === "backlog:index:BacklogHost") out[r.urn.split("::").at(-1) as string] = (r.outputs?.applied ?? {}) as Record<string, string>;
+    // The host's settings resource (`<host>-settings`) records what its last apply did.
+    if (r.type.endsWith("backlog:HostSettings"))
+      out[(r.urn.split("::").at(-1) as string).replace(/-settings$/, "")] = (r.outputs?.applied ?? {}) as Record<string, string>;
   }
   return out;
 }

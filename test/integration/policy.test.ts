@@ -101,7 +101,9 @@ test("a profile below the minimums fails the preview with the policy's message",
   expect(ok).toBe(false);
   expect(output).toContain("[mandatory]");
   expect(output).toContain("backlog-minimums");
-  expect(output).toContain('BacklogHost "backlog-pol1" (profile "it-tiny"): the profile backlog 64 is below the minimum 511 (config minBacklog)');
+  // The fleet records the profile for its hosts: reported once, on the fleet.
+  expect(output).toContain('BacklogFleet "backlog" (profile "it-tiny"): the profile backlog 64 is below the minimum 511 (config minBacklog)');
+  expect(output).not.toContain('BacklogHost "backlog-pol1" (profile "it-tiny"): the profile backlog');
   expect(output).toContain("net.core.somaxconn 64 (derived from the largest backlog) is below the minimum 1024 (config minSomaxconn)");
 });
 

@@ -93,6 +93,38 @@ describe(POLICY.withinSomaxconn, () => {
     expect(v[0]?.message).toMatch(/^BacklogHost "fleet-h1" \(profile "hand"\) at 127\.0\.0\.1:2201: pools\[0\]\.backlog = 2048: exceeds somaxconn 1024/);
   });
 
+  test("checks a fleet's hosts, which record no profile of their own, with their fleet's profile", () => {
+    const p = profile(web("hand", 1024, { somaxconn: 1024 }));
+    (p.pools[0] as { backlog: number; backlogSource: string }).backlog = 2048;
+    (p.pools[0] as { backlogSource: string }).backlogSource = "pool";
+    const { profile: _, ...member } = hostInputs(p, connection({ port: 2201 }));
+    const fleet: FakeResource = { type: FLEET, name: "fleet", inputs: { profile: p, hosts: ["h1", "h2"] } };
+    const hosts: FakeResource[] = [
+      { type: HOST, name: "fleet-h1", parent: "fleet", inputs: member },
+      { type: HOST, name: "fleet-h2", parent: "fleet", inputs: { ...member, connection: connection({ port: 2202 }) } },
+    ];
+    const expected = [urn(HOST, "fleet-h1"), urn(HOST, "fleet-h2")];
+    const v = of(preview([fleet, ...hosts]), POLICY.withinSomaxconn);
+    expect(v.map((x) => x.urn)).toEqual(expected);
+    expect(v[1]?.message).toMatch(/^BacklogHost "fleet-h2" \(profile "hand"\) at 127\.0\.0\.1:2202: pools\[0\]\.backlog = 2048: exceeds somaxconn 1024/);
+    // Read from the outputs alone (no resource policy ran): what the components register.
+    const registered = [{ ...fleet, outputs: { profile: p, rollout: [["h1", "h2"]], absent: {} } }, ...hosts.map((h) => ({ ...h, outputs: h.inputs }))];
+    expect(of(preview(registered, { skipResourcePhase: true }), POLICY.withinSomaxconn).map((x) => x.urn)).toEqual(expected);
+  });
+
+  test("compares a fleet's host with another component on the same machine by the fleet's profile", () => {
+    const big = profile(web("big", 4096));
+    const { profile: _, ...member } = hostInputs(big);
+    const v = preview([
+      { type: FLEET, name: "fleet", inputs: { profile: big, hosts: ["h1"] } },
+      { type: HOST, name: "fleet-h1", parent: "fleet", inputs: member },
+      at("small", profile(web("small", 1024))),
+    ]);
+    expect(of(v, POLICY.withinSomaxconn).map((x) => x.message)).toEqual([
+      expect.stringMatching(/^BacklogHost "fleet-h1" \(profile "big"\) and BacklogHost "small" \(profile "small"\) both manage the host 127\.0\.0\.1:2201/),
+    ]);
+  });
+
   test("reads a component's profile from its outputs when it registers it there", () => {
     const small = profile(web("small", 1024));
     const big = profile(web("big", 4096));

@@ -44,10 +44,15 @@ describe("the pulumi-backlog policy pack", () => {
       pools: [{ name: "www", listen: "/run/php/php8.2-fpm.sock", pm: { maxChildren: 8 } }],
       listeners: [{ listen: 8080, pool: "www" }],
     });
+    const member = (c: ReturnType<typeof connection>) => {
+      const { profile: _, ...rest } = hostInputs(lab, c);
+      return rest;
+    };
     const v = preview([
       { type: "backlog:index:BacklogFleet", name: "backlog", inputs: { profile: lab, hosts: ["lab1", "lab2"] } },
-      { type: HOST, name: "backlog-lab1", parent: "backlog", inputs: hostInputs(lab, connection({ port: 40001 })) },
-      { type: HOST, name: "backlog-lab2", parent: "backlog", inputs: hostInputs(lab, connection({ port: 40002 })) },
+      // A fleet's hosts record no profile: the fleet records it once.
+      { type: HOST, name: "backlog-lab1", parent: "backlog", inputs: member(connection({ port: 40001 })) },
+      { type: HOST, name: "backlog-lab2", parent: "backlog", inputs: member(connection({ port: 40002 })) },
       { type: "pulumi-nodejs:dynamic:Resource", name: "backlog-lab1-settings", parent: "backlog-lab1", inputs: { connection: { privateKey: "secret" } } },
     ]);
     expect(v).toEqual([]);

@@ -137,6 +137,9 @@ describe(POLICY.minimums, () => {
     expect(checkResource(policy, { type: FLEET, name: "fleet", inputs: { profile: profile(web("tiny", 100)), hosts: ["a"] } })).toContainEqual(
       expect.stringContaining('BacklogFleet "fleet" (profile "tiny"): the profile backlog 100 is below the minimum 511'),
     );
+    // Its hosts record no profile: the fleet's is reported once, not once per host.
+    const { profile: _, ...member } = hostInputs(profile(web("tiny", 100)));
+    expect(checkResource(policy, { type: HOST, name: "fleet-a", parent: "fleet", inputs: member })).toEqual({ notApplicable: expect.any(String) });
   });
 });
 

@@ -217,7 +217,7 @@ class BacklogHost extends pulumi.ComponentResource {
 }
 const hostFile = path.join(repo, "src/pulumi/backlogHost.ts");
 const stub = new Module(hostFile);
-Object.assign(stub, { filename: hostFile, loaded: true, exports: { BacklogHost } });
+Object.assign(stub, { filename: hostFile, loaded: true, exports: { BacklogHost, FLEET_HOST_ARGS: new WeakSet() } });
 require.cache[hostFile] = stub;
 (async () => {
   const registered = [];

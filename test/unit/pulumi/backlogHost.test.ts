@@ -10,12 +10,15 @@ import { ProfileError } from "../../../src/core/profile";
 
 /** Resources the mocks saw, in registration order. */
 const registered: { type: string; name: string }[] = [];
+/** The inputs each resource was registered with, by name. */
+const inputs: Record<string, Record<string, unknown>> = {};
 
 beforeAll(async () => {
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         registered.push({ type: args.type, name: args.name });
+        inputs[args.name] = args.inputs;
         return { id: `${args.name}-id`, state: args.inputs };
       },
       call: () => ({}),
@@ -55,6 +58,16 @@ test("BacklogFleet names its hosts <fleet>-<host> and parents them", async () =>
   await settle();
   expect(registered.map((r) => r.name).sort()).toEqual(["edge", "edge-a", "edge-a-settings", "edge-b", "edge-b-settings"]);
   expect(await new Promise<string>((r) => fleet.hosts.a.urn.apply(r))).toMatch(/::backlog:index:BacklogFleet\$backlog:index:BacklogHost::edge-a$/);
+});
+
+test("a fleet records the profile once: its hosts record their connection, paths and services, a host on its own its profile too", async () => {
+  new BacklogFleet("edge", { profile, hosts: [{ name: "a", connection }] });
+  new BacklogHost("solo", { connection, profile });
+  await settle();
+  expect(inputs.edge.profile).toEqual(expect.objectContaining({ name: "web", backlog: 2048, sysctls: expect.any(Object) }));
+  expect(Object.keys(inputs["edge-a"]).sort()).toEqual(["connection", "paths", "services"]);
+  expect(Object.keys(inputs.solo).sort()).toEqual(["connection", "paths", "profile", "services"]);
+  expect(inputs.solo.profile).toEqual(inputs.edge.profile);
 });
 
 test.each<[string, () => unknown, RegExp | typeof ProfileError]>([

@@ -9,7 +9,7 @@ import type * as pulumi from "@pulumi/pulumi";
 export function backlogHostStandIn(
   actions: () => Record<string, Record<string, string>>,
   probeFailures: () => Record<string, string> = () => ({}),
-): { BacklogHost: unknown } {
+): { BacklogHost: unknown; FLEET_HOST_ARGS: WeakSet<object> } {
   const p = jest.requireActual("@pulumi/pulumi") as typeof pulumi;
   class Settings extends p.CustomResource {
     declare readonly verification: pulumi.Output<unknown[]>;
@@ -31,5 +31,5 @@ export function backlogHostStandIn(
       this.registerOutputs({});
     }
   }
-  return { BacklogHost };
+  return { BacklogHost, FLEET_HOST_ARGS: new WeakSet<object>() };
 }
