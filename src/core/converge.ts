@@ -328,14 +328,15 @@ export function withoutBacklog(service: "php-fpm" | "nginx", content: string): s
  * (undefined: absent or not read), `wanted` the rendered one.
  * - only backlog values differ: `relisten` (listen() again on the running sockets);
  * - php-fpm: the socket it gives differs ({@link phpSocketSettings}: address, owner, group, mode,
- *   ACLs, as php-fpm reads them), or a new pool: `restart` (a reload keeps the inherited socket
- *   as it is); anything else (pm.*, extra directives, a line that only spells out a default): `reload`;
+ *   ACLs, as php-fpm reads them): `restart` (a reload keeps the inherited socket as it is); a new
+ *   pool, and anything else (pm.*, extra directives, a line that only spells out a default):
+ *   `reload` (the re-executed master opens the sockets it did not inherit, with their settings);
  * - nginx: `reload` (it re-listens, opens and closes sockets itself on reload).
  */
 export function fileChangeNeed(service: "php-fpm" | "nginx", path: string, host: string | undefined, wanted: string): ActionNeed {
   if (host === undefined) {
     return service === "php-fpm"
-      ? { action: "restart", reason: `${path} is new: a new pool listens only after a restart` }
+      ? { action: "reload", reason: `${path} is new: php-fpm opens its pool's socket on reload` }
       : { action: "reload", reason: `${path} is new: nginx loads it on reload` };
   }
   if (withoutBacklog(service, host) === withoutBacklog(service, wanted)) {
@@ -447,6 +448,8 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   const poolDir = paths.phpFpmPoolDir.replace(/\/+$/, "") + "/";
   for (const path of retired) {
     reasons.push(`${path} is no longer in the profile: its original comes back`);
+    // A restart, not a reload: a pool file given back may name a socket the retired one listened on,
+    // which a reload would keep as it is (inherited), with the retired profile's backlog.
     if (path.startsWith(poolDir)) needs["php-fpm"].push({ action: "restart", reason: `${path} goes: its pool stops listening on restart` });
     if (path === paths.nginxConf) needs.nginx.push({ action: "reload", reason: `${path} goes back to its original` });
   }
@@ -455,9 +458,12 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
   for (const r of badRows) {
     reasons.push(`${r.setting}: expected ${r.comparison === "atLeast" ? ">=" : ""}${r.expected}, host has ${r.effective ?? "nothing"}`);
   }
-  // Sockets: a missing one needs a restart, unless it is nginx's and its file changes (nginx binds
-  // the listeners of a new configuration on reload); one with another backlog is listened again in place.
-  const nginxFileChanges = files.some((f) => f.kind === "nginx" && report.files[f.path] !== contentHash(f.content));
+  // Sockets: a missing one needs a restart, unless its service's files change (nginx binds the
+  // listeners of a new configuration on reload, php-fpm's re-executed master opens the sockets it did
+  // not inherit; the apply waits for them before it commits); one with another backlog is listened
+  // again in place.
+  const fileChanges = (kind: RenderedFile["kind"]) => files.some((f) => f.kind === kind && report.files[f.path] !== contentHash(f.content));
+  const filesChange = { nginx: fileChanges("nginx"), "php-fpm": fileChanges("php-fpm-pool") };
   const relisten: Record<"php-fpm" | "nginx", RelistenSocket[]> = { "php-fpm": [], nginx: [] };
   expected.forEach((e, i) => {
     if (e.target.kind !== "socket" || (current[i] as ComparisonRow).ok) return;
@@ -466,8 +472,8 @@ export function decide(profile: BacklogProfile, report: HostReport, options: Dec
     const found = report.sockets.filter((s) => socketMatches(selector, s));
     if (found.length === 0) {
       needs[service].push(
-        service === "nginx" && nginxFileChanges
-          ? { action: "reload", reason: `${e.setting}: no listening socket yet: nginx opens it on reload` }
+        filesChange[service]
+          ? { action: "reload", reason: `${e.setting}: no listening socket yet: ${service} opens it on reload` }
           : { action: "restart", reason: `${e.setting}: no listening socket` },
       );
       return;

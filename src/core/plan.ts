@@ -32,7 +32,10 @@ export const SCRIPT_EXIT = Object.freeze({
   configTest: 10,
   /** `sysctl -p` of the drop-in failed: everything put back. */
   sysctl: 11,
-  /** A restart or reload failed: everything put back, the service started again on the old files. */
+  /**
+   * A restart or reload failed, or after them a socket of the profile did not listen within
+   * {@link LISTEN_WAIT_SECONDS}: everything put back, the service reloaded or started again on the old files.
+   */
   service: 12,
   /** A file (or an original, or a state entry) could not be written: everything put back. */
   write: 13,
@@ -125,6 +128,16 @@ export interface ManagedService {
    */
   decidedOnHost?: { action: string; reason: string; pairs: string; olds: string; announce?: string };
 }
+
+/**
+ * How long an apply waits, after its service steps and before it commits, for a socket of the
+ * managed units to listen on each of the profile's sockets (seconds; capped by the step timeout;
+ * another process's socket there does not count). A reload is asynchronous:
+ * nginx opens a new listener, and php-fpm's re-executed master its sockets, after `systemctl
+ * reload` has returned; a socket still missing then fails the apply (exit 12) and everything is put
+ * back. Normally they are there at the first look (no wait).
+ */
+export const LISTEN_WAIT_SECONDS = 10;
 
 /** What one apply run does on one host. */
 export interface ApplyPlan {
@@ -584,7 +597,7 @@ pb_port_free() {
 }
 # Puts back everything the open transaction recorded: files, kernel values, sockets, services.
 pb_rollback() {
-  local rb pf p n k key s unit pairs u
+  local rb pf p n k key s unit pairs u act
   [ -d "$S/txn" ] || return 0
   # A journal directory without its open mark is a commit that did not finish removing it.
   if [ ! -e "$S/txn/open" ]; then rm -rf "$S/txn"; return 0; fi
@@ -607,22 +620,52 @@ pb_rollback() {
     read -r unit pairs < "$s"
     pb_relisten "$unit" $pairs >/dev/null 2>&1 || rb=1
   done
+  # A unit this run only reloaded, and still running, is reloaded on the files put back (nginx keeps
+  # its connections); any other is restarted on them.
   for u in "$S"/txn/u/*; do
     [ -f "$u" ] || continue
-    unit=\${u##*/}
+    unit=\${u##*/}; act=''
+    read -r act < "$u"
+    if [ "$act" = reload ] && systemctl is-active --quiet "$unit" 2>/dev/null; then
+      timeout -k 5 "$ST" systemctl reload "$unit" >/dev/null 2>&1 && continue
+    fi
     systemctl reset-failed "$unit" >/dev/null 2>&1
     timeout -k 5 "$ST" systemctl restart "$unit" >/dev/null 2>&1 || rb=1
   done
   if [ "$rb" = 0 ]; then rm -rf "$S/txn"; return 0; fi
   return 1
 }
-# pb_service ACTION UNIT SECONDS: the unit journaled (a rollback restarts it), then restarted or
-# reloaded within SECONDS (serviceAction); if that fails, its status and everything put back (exit 12).
+# pb_service ACTION UNIT SECONDS: the unit journaled with its action (a rollback reloads or
+# restarts it), then restarted or reloaded within SECONDS (serviceAction); if that fails, its
+# status and everything put back (exit 12). A restart after a reload journals the restart.
 pb_service() {
-  : > "$S/txn/u/$2" || pb_fail 13 "journal $2"
+  printf '%s\n' "$1" > "$S/txn/u/$2" || pb_fail 13 "journal $2"
   if ! out=$(systemctl reset-failed "$2" >/dev/null 2>&1; timeout -k 5 "$3" systemctl "$1" "$2" 2>&1); then
     st=$(systemctl status --no-pager "$2" 2>&1 | tail -n 15); pb_fail 12 "$1 $2" "$out" "$st"
   fi
+}
+# pb_listening SECONDS UNIT... -- UNIX_PATH... -- TCP_PORT...: waits up to SECONDS (tenths) until a
+# socket of the units listens on each path and port (another process's does not count): a reload
+# returns before the service has loaded its files (php-fpm re-executes, nginx opens new listeners
+# in its master), so a socket it could not open shows here, in the transaction.
+pb_listening() {
+  local w n m a x u o i k g
+  w=$(($1 * 10)); shift; n=0; u=''
+  while [ "$1" != -- ]; do u="$u $1"; shift; done; shift
+  while :; do
+    m=''; x=unix; o=" $(pb_unit_inodes $u | tr '\n' ' ')"
+    # No unit's cgroup known here (the host cannot say): any socket there counts.
+    g=''; for i in $u; do pb_cgroup "$i" >/dev/null && g=1; done
+    for a; do
+      if [ "$a" = -- ]; then x=tcp; continue; fi
+      if [ $x = unix ]; then i=$(ss -Hlnx src "$a" | awk '{print $1 ~ /^u_/ ? $6 : $5}'); else i=$(ss -Hlnte "sport = :$a" | sed -n 's/.* ino:\([0-9]*\).*/\1/p'); fi
+      k=''; for i in $i; do case $o in *" $i "*) k=1;; esac; [ -n "$g" ] || k=1; done
+      [ -n "$k" ] || m="$m $x $a,"
+    done
+    [ -n "$m" ] || return 0
+    if [ $n -ge $w ]; then echo "after the service steps, no socket of$u listens on:\${m%,} (waited $((w / 10)) s): the service did not load the new files"; return 1; fi
+    sleep 0.1; n=$((n + 1))
+  done
 }
 # Stops at a failed step: everything put back, the step and its output reported, exit code $1.
 pb_fail() {
@@ -645,6 +688,8 @@ pb_interrupted() {
 const LIBRARY_TEXT = LIBRARY.replace(/\\\$\{/g, "${")
   .split("\n")
   .filter((l) => !/^\s*#/.test(l))
+  // Nor is its indentation (the library has no here-document or multi-line string).
+  .map((l) => l.trimStart())
   .join("\n");
 
 /** Shell that sets the script's fixed variables and loads the library. */
@@ -890,7 +935,9 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
  * 5. test each service's whole configuration (exit 10);
  * 6. `sysctl -p` the drop-in (exit 11);
  * 7. per service: relisten, reload or restart (exit 12, with a fallback from relisten to restart);
- * 8. close the journal, then print what the host has now, for verification.
+ * 8. after a reload or restart, wait until the units listen on each of the profile's sockets
+ *    ({@link LISTEN_WAIT_SECONDS}; exit 12): a reload is asynchronous;
+ * 9. close the journal, then print what the host has now, for verification.
  * Any failure from step 3 on puts back everything the journal recorded.
  */
 export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
@@ -1035,6 +1082,15 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
   }
   lines.push(...(plan.beforeServices ?? []));
   for (const s of plan.services) lines.push(...serviceLines(s, timeout));
+  // A reload returns before the service has loaded the files: what it cannot open shows now, while
+  // the journal can still put everything back (a restart waits for the service, the check is cheap).
+  const sockets = [...plan.sockets.unixPaths.map((p) => quote(p)), "--", ...plan.sockets.tcpPorts.map((p) => String(checkNumber(p, "port", 65535)))];
+  if (sockets.length > 1 && plan.services.some((s) => s.decidedOnHost || s.action === "reload" || s.action === "restart")) {
+    lines.push(
+      "pb_step listening",
+      `if ! out=$(pb_listening ${Math.min(LISTEN_WAIT_SECONDS, Math.trunc(timeout))} ${units} -- ${sockets.join(" ")}); then pb_fail 12 listening "$out"; fi`,
+    );
+  }
   lines.push(
     "pb_step commit",
     // The new records (owner, applied values, generation) on disk before the journal goes.

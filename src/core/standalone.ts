@@ -24,7 +24,8 @@
  *   disruptive action runs: relisten (listen() again on the running socket: a backlog or
  *   somaxconn change loses no request; a restart where it cannot work, with the reason), reload
  *   (+ relisten) or restart. All of it runs inside the apply's transaction, as on the SSH path: a
- *   failed reload or restart puts every file and value back and starts the service again on them (exit 12);
+ *   failed reload or restart, or a socket of the profile that no socket of the units listens on after them (plan.ts
+ *   `LISTEN_WAIT_SECONDS`), puts every file and value back and the services back on them (exit 12);
  * - sysctl conflicts follow the SSH path's model (src/core/sysctlSources.ts, run on the host as
  *   `sysctlSourcesAwk`, see {@link conflictShell}): each line of another sysctl file that undoes
  *   the drop-in is reported, and with `conflicts: "neutralize"` commented out inside the apply's
@@ -638,15 +639,15 @@ function decisionLines(d: DecisionInputs): string[] {
     "  pb_o=$1/$3",
     '  if [ -f "$pb_o.absent" ]; then',
     '    [ -f "$4" ] || return 0',
-    '    if [ "$2" = php ]; then pb_need php restart "$4 is new: a new pool listens only after a restart"; else pb_nginx_changed=1; pb_need nginx reload "$4 is new: nginx loads it on reload"; fi',
+    '    if [ "$2" = php ]; then pb_php_changed=1; pb_need php reload "$4 is new: php-fpm opens its pool\'s socket on reload"; else pb_nginx_changed=1; pb_need nginx reload "$4 is new: nginx loads it on reload"; fi',
     "    return 0",
     "  fi",
     '  if [ ! -f "$pb_o" ]; then',
-    '    if [ "$2" = php ]; then pb_need php restart "$4 may have changed (not compared)"; else pb_nginx_changed=1; pb_need nginx reload "$4 may have changed (not compared)"; fi',
+    '    if [ "$2" = php ]; then pb_php_changed=1; pb_need php restart "$4 may have changed (not compared)"; else pb_nginx_changed=1; pb_need nginx reload "$4 may have changed (not compared)"; fi',
     "    return 0",
     "  fi",
     '  cmp -s "$pb_o" "$4" && return 0',
-    '  [ "$2" = php ] || pb_nginx_changed=1',
+    '  if [ "$2" = php ]; then pb_php_changed=1; else pb_nginx_changed=1; fi',
     '  pb_strip "$2" < "$pb_o" > "$pb_o.a"; pb_strip "$2" < "$4" > "$pb_o.b"',
     '  if cmp -s "$pb_o.a" "$pb_o.b"; then pb_need "$2" relisten "$4: only the backlog changes"; return 0; fi',
     '  if [ "$2" = php ]; then',
@@ -656,10 +657,11 @@ function decisionLines(d: DecisionInputs): string[] {
     '  pb_need "$2" reload "$4: settings other than the listen socket change"',
     "}",
     // pb_sock_need SERVICE EXPECTED SETTING LIST (`INODE SEND-Q` lines of the matching sockets): none:
-    // restart (nginx whose file changed: reload, it binds new listeners itself); a Send-Q that
+    // restart (a service whose files changed: reload, it opens the sockets itself); a Send-Q that
     // differs: listen() again on that socket with the expected backlog.
     "pb_sock_need() {",
     '  if [ -z "$4" ] && [ "$1" = nginx ] && [ -n "${pb_nginx_changed-}" ]; then pb_need nginx reload "$3: no listening socket yet: nginx opens it on reload"; return 0; fi',
+    '  if [ -z "$4" ] && [ "$1" = php ] && [ -n "${pb_php_changed-}" ]; then pb_need php reload "$3: no listening socket yet: php-fpm opens it on reload"; return 0; fi',
     '  if [ -z "$4" ]; then pb_need "$1" restart "$3: no listening socket"; return 0; fi',
     "  pb_qs=''; pb_differs=''",
     "  while read -r pb_ino pb_q; do",
@@ -707,7 +709,7 @@ function decisionLines(d: DecisionInputs): string[] {
     `pb_out() { printf ${format} "$1" "$2" "$3" "$4"; }`,
     // pb_decide BEFORE_DIR APPLY_LOG: sets pb_act_SERVICE, pb_why_SERVICE, pb_pairs_SERVICE (inode=backlog) and pb_retired.
     "pb_decide() {",
-    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''; pb_nginx_changed=''",
+    "  pb_rank_php=0; pb_why_php=''; pb_pairs_php=''; pb_olds_php=''; pb_rank_nginx=0; pb_why_nginx=''; pb_pairs_nginx=''; pb_olds_nginx=''; pb_nginx_changed=''; pb_php_changed=''",
     '  pb_files pb_file_need "$1"',
     // Files this owner managed last time and the profile no longer has: the apply gave them back (ApplyPlan.retireStale).
     '  pb_retired=$(sed -n "s/^@@$T retired //p" "$2" 2>/dev/null | sort)',
@@ -736,10 +738,10 @@ function decisionLines(d: DecisionInputs): string[] {
  *   read it (an open journal's copy first);
  * - `pb_decide DIR APPLY_LOG`, run after it: per service (`php`, `nginx`) the strongest need
  *   (converge.ts `strongest`) of each changed file (`fileChangeNeed`: backlog only: relisten;
- *   php-fpm socket address, owner, group, mode or ACLs as php-fpm reads them ({@link PHP_SOCKET_AWK})
- *   or a new pool: restart; else reload; a new nginx file: reload), each retired file (the apply's
+ *   php-fpm socket address, owner, group, mode or ACLs as php-fpm reads them ({@link PHP_SOCKET_AWK}):
+ *   restart; else, a new pool too, reload; a new nginx file: reload), each retired file (the apply's
  *   `retired` lines: a pool: restart, the nginx file: reload), each of the profile's sockets (`ss`:
- *   none: restart, or reload for nginx when its file changed; a Send-Q other than
+ *   none: restart, or reload when its service's files changed; a Send-Q other than
  *   min(backlog, somaxconn applied): relisten of that inode) and the unit (not active: restart).
  *   Results: `pb_act_php`, `pb_why_php` (the reasons, converge.ts's words), `pb_pairs_php`
  *   (` inode=backlog` pairs for relisten and reload), the same for nginx, and `pb_retired`;

@@ -47,6 +47,26 @@ test("one profile, three releases, no service names: each host's php-fpm is foun
   await stack.up({ onOutput: () => undefined, expectNoChanges: true });
 });
 
+test("a pool added to running hosts is opened by a php-fpm reload (same master), with its backlog, owner and mode, on php 7.4, 8.2 and 8.4", async () => {
+  const pid = (unit: string, host: string) => lab.sh(host, `systemctl show -P MainPID ${unit}`).trim();
+  const masters = Object.fromEntries(lab.hosts.map((h) => [h.name, pid(`php${PHP[h.suite as string]}-fpm`, h.name)]));
+  const api = { name: "api", listen: "/run/php/api.sock", backlog: 2048, listenMode: "0600" };
+  await stack.setConfig("backlog:profile", { value: JSON.stringify({ ...profile, pools: [...profile.pools, api] }) });
+  await stack.up({ onOutput: () => undefined });
+  const outputs = await stack.outputs();
+  const applied = outputs.applied.value as Record<string, Record<string, string>>;
+  const v = outputs.verification.value as Verification;
+  for (const h of lab.hosts) {
+    const unit = `php${PHP[h.suite as string]}-fpm`;
+    expect(applied[h.name]?.[unit]).toBe("reload");
+    expect(pid(unit, h.name)).toBe(masters[h.name]);
+    expect(v[h.name]?.every((r) => r.ok)).toBe(true);
+    expect(lab.sh(h.name, "ss -H -l -n -x src /run/php/api.sock").trim().split(/\s+/)[3]).toBe("2048");
+    expect(lab.sh(h.name, "stat -c '%a %U:%G' /run/php/api.sock").trim()).toBe("600 www-data:www-data");
+  }
+  await stack.up({ onOutput: () => undefined, expectNoChanges: true });
+});
+
 test("destroy gives each release back what it had", async () => {
   await stack.destroy({ onOutput: () => undefined });
   for (const h of lab.hosts) {

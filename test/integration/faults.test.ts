@@ -83,6 +83,53 @@ test("a port held by another process: the deployment fails naming it before touc
   await stack.up(quiet);
 });
 
+test("a port taken after the port check: nginx's reload cannot open the new listener; the apply waits for it, then puts everything back and reloads nginx on the old files (same processes)", async () => {
+  const before = sh("sha256sum /etc/nginx/conf.d/*.conf");
+  const pid = () => sh("systemctl show -P MainPID nginx").trim();
+  const nginxPid = pid();
+  sh(`touch ${JSON.stringify("/run/pulumi-backlog/pause.service nginx")}`);
+  try {
+    await setProfile(
+      profile(5000, {}, [
+        { listen: 8080, pool: "app" },
+        { listen: 8082, pool: "app" },
+      ]),
+    );
+    const up = failure(stack.up(quiet));
+    try {
+      await waitFor(() => sh("cat '/run/pulumi-backlog/paused.service nginx' 2>/dev/null || true").trim() !== "", "the apply to reach the nginx step");
+      // The ports step found 8082 free; now another process takes it, before nginx's reload binds it.
+      sh(
+        "nohup runuser -u nobody -- perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8082,Listen=>5,ReuseAddr=>1) or die; sleep 300' >/dev/null 2>&1 & sleep 1",
+      );
+    } finally {
+      sh("rm -f '/run/pulumi-backlog/pause.service nginx'");
+    }
+    const error = await up;
+    // systemctl reload succeeded (nginx only logs the failed bind and keeps its old configuration):
+    // the socket that never came is what fails the apply, inside the transaction.
+    expect(error).toMatch(
+      /apply failed at listening \(everything was put back\):\s*after the service steps, no socket of php8\.2-fpm nginx listens on: tcp 8082 \(waited 10 s\)/,
+    );
+    expect(sh("sha256sum /etc/nginx/conf.d/*.conf")).toBe(before);
+    expect(noJournal()).toBe("none");
+    expect(active()).toEqual(["active", "active"]);
+    expect(pid()).toBe(nginxPid);
+    expect(sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/")).toMatch(/^[2-5]\d\d$/);
+    // Before, the files were committed and the verification failed after: nginx then refused to
+    // start on them at its next restart (the port still taken). Now a restart works.
+    sh("systemctl restart nginx");
+    expect(active()).toEqual(["active", "active"]);
+  } finally {
+    sh("pkill -u nobody perl; true");
+  }
+  const next = await stack.up(quiet);
+  expect(next.summary.result).toBe("succeeded");
+  expect(sh("ss -Hlnt 'sport = :8082' | wc -l").trim()).toBe("1");
+  await setProfile(profile(5000));
+  await stack.up(quiet);
+});
+
 test("a full disk during apply: the write fails, everything is put back, the original stays intact", async () => {
   const old = poolSum();
   const orig = sh("cd /var/lib/pulumi-backlog/orig && sha256sum *");
@@ -137,7 +184,7 @@ const backlogs = () => ({
 
 // Every step of an apply, in order; the run is held at the step (test-only pause hook), then the
 // SSH session is killed: the script notices at its next line of output and puts everything back.
-const cutSteps = ["journal", `write ${backupName(POOL)}`, "test", "sysctl", "service php8.2-fpm", "service nginx", "commit"];
+const cutSteps = ["journal", `write ${backupName(POOL)}`, "test", "sysctl", "service php8.2-fpm", "service nginx", "listening", "commit"];
 test.each(cutSteps.map((step, i) => [step, i]))("the connection cut at step %s: the host rolls back by itself; the next up converges", async (step, i) => {
   const before = { pool: poolSum(), somaxconn: somaxconn(), backlogs: backlogs(), orig: sh("cd /var/lib/pulumi-backlog/orig && sha256sum *") };
   const wanted = 5610 + 10 * Number(i);

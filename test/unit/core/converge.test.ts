@@ -137,13 +137,13 @@ describe("decision table: the least disruptive action per service", () => {
       { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
     ],
     [
-      "new pool (file absent, no socket yet) → php-fpm restart",
+      "new pool (file absent, no socket yet) → php-fpm reload (its re-executed master opens the new socket)",
       () => converged({}, { "/etc/php/8.2/fpm/pool.d/api.conf": null }, twoPools),
       twoPools,
-      { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
+      { "php8.2-fpm": { action: "reload", relisten: [] }, nginx: { action: "none" } },
     ],
     [
-      "retired pool (an earlier deploy's pool file no longer in the profile) → php-fpm restart",
+      "retired pool (an earlier deploy's pool file no longer in the profile) → php-fpm restart (a socket of the file given back may be the retired one's: a reload keeps it as it is)",
       () => converged({ owners: { [OWNER]: [...Object.keys(wanted), "/etc/php/8.2/fpm/pool.d/old.conf"] } }),
       profile,
       { "php8.2-fpm": { action: "restart" }, nginx: { action: "none" } },
@@ -249,7 +249,7 @@ describe("fileChangeNeed, withoutBacklog, strongest", () => {
       `${pool}[b]\nlisten = /b\n`,
       `${pool}[b]\nlisten = /b\nlisten.mode = 0660\n`,
     ],
-    ["php-fpm: new file", "restart", "php-fpm", undefined, pool],
+    ["php-fpm: new file", "reload", "php-fpm", undefined, pool],
     ["php-fpm: unreadable host file", "restart", "php-fpm", "\u0000", pool],
     ["nginx: backlog= only", "relisten", "nginx", "listen 80 backlog=511;\n", "listen 80 backlog=8192;\n"],
     ["nginx: server_name", "reload", "nginx", "listen 80;\nserver_name a;\n", "listen 80;\nserver_name b;\n"],
@@ -291,12 +291,12 @@ describe("fileChangeNeed, withoutBacklog, strongest", () => {
 });
 
 describe("decide", () => {
-  test("a fresh host needs every file, a restart of php-fpm (a new pool), a reload of nginx (it binds its new listener), and keeps its values for restore", () => {
+  test("a fresh host needs every file, a reload of php-fpm (a new pool: it opens the socket) and of nginx (it binds its new listener), and keeps its values for restore", () => {
     const d = decide(profile, report(), { owner: OWNER });
     expect(d.inSync).toBe(false);
     expect(d.plan.files.map((f) => f.path)).toEqual(render(profile).map((f) => f.path));
     expect(d.plan.services.map((s) => [s.unit, s.action])).toEqual([
-      ["php8.2-fpm", "restart"],
+      ["php8.2-fpm", "reload"],
       ["nginx", "reload"],
     ]);
     expect(d.before).toEqual({ "net.core.somaxconn": 4096, "net.ipv4.tcp_max_syn_backlog": 2048 });

@@ -310,7 +310,7 @@ describe("the standalone script decides as converge.ts decide() does", () => {
       "new pool (no file, no socket yet)",
       twoPools,
       () => converged({}, { [join(PATHS.phpFpmPoolDir, "api.conf")]: null }, twoPools),
-      { php: "restart", nginx: "none" },
+      { php: "reload", nginx: "none" },
     ],
     [
       "retired pool",
@@ -379,7 +379,7 @@ describe("the standalone script decides as converge.ts decide() does", () => {
       "an earlier run cut short had created the pool",
       twoPools,
       () => converged({ journalOpen: true }, { [join(PATHS.phpFpmPoolDir, "api.conf")]: null }, twoPools),
-      { php: "restart", nginx: "none" },
+      { php: "reload", nginx: "none" },
       { disk: { ...wantedFiles(twoPools), [DROP_IN]: null }, journal: { [join(PATHS.phpFpmPoolDir, "api.conf")]: null } },
     ],
   ];

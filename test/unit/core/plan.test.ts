@@ -6,6 +6,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
+import { type AddressInfo, type Server, createServer } from "node:net";
 import { join } from "node:path";
 import {
   type ApplyPlan,
@@ -234,6 +235,120 @@ describe("apply", () => {
     const after = snapshot(join(stateDir, ".."));
     const noHolder = (s: Record<string, string>) => Object.fromEntries(Object.entries(s).filter(([p]) => !p.endsWith("/run/holder")));
     expect(noHolder(after)).toEqual(noHolder(before));
+  });
+
+  describe("after the services, before the commit: something listens on each socket of the profile (a reload is asynchronous)", () => {
+    // The action is "decided on the host" as none: no systemctl runs, but the check is in the script.
+    // The unit's cgroup is a directory whose cgroup.procs names this test's process (the script
+    // reads a unit's processes from there): sockets this process holds are the unit's.
+    const onHost = (p: ApplyPlan, sockets: ApplyPlan["sockets"]): ApplyPlan => {
+      const cg = join(p.stateDir, "..", "cg");
+      mkdirSync(cg, { recursive: true });
+      writeFileSync(join(cg, "cgroup.procs"), `${process.pid}\n`);
+      return {
+        ...p,
+        sockets,
+        beforeServices: [`PB_CGS=" svc=${cg} "`, "act=none why='' pairs='' olds=''"],
+        services: [{ unit: "svc", test: ["true"], action: "none", decidedOnHost: { action: "act", reason: "why", pairs: "pairs", olds: "olds" } }],
+      };
+    };
+    const servers: Server[] = [];
+    afterAll(() => Promise.all(servers.map((srv) => new Promise((r) => srv.close(r)))));
+    const listen = (at: string | number) =>
+      new Promise<Server>((resolve) => {
+        const srv = createServer();
+        servers.push(srv);
+        if (typeof at === "number") srv.listen(at, "127.0.0.1", () => resolve(srv));
+        else srv.listen(at, () => resolve(srv));
+      });
+
+    test("sockets that listen: committed, the step in the report", async () => {
+      const { dir, kept, file, plan, opts } = setup();
+      const path = join(dir, "app.sock");
+      await listen(path);
+      const tcp = (await listen(0)).address() as AddressInfo;
+      const r = await start(applyScript(onHost(plan([file(kept, "managed\n")]), { unixPaths: [path], tcpPorts: [tcp.port] }), opts)).done;
+      expect(r.code).toBe(0);
+      expect(report(r).steps).toEqual(expect.arrayContaining(["listening", "commit"]));
+      expect(readFileSync(kept, "utf8")).toBe("managed\n");
+    });
+
+    test("a socket that comes a moment after the service step (a reload binding it) is waited for", async () => {
+      const { dir, kept, file, plan, opts } = setup();
+      const path = join(dir, "late.sock");
+      const run = start(applyScript(onHost(plan([file(kept, "managed\n")]), { unixPaths: [path], tcpPorts: [] }), { ...opts, stepTimeoutSeconds: 5 }));
+      setTimeout(() => void listen(path), 700);
+      const r = await run.done;
+      expect(r.code).toBe(0);
+      expect(readFileSync(kept, "utf8")).toBe("managed\n");
+    });
+
+    test("a socket that never listens: exit 12 at step listening, naming it, and everything put back", async () => {
+      const { dir, kept, stateDir, file, plan, opts } = setup();
+      const path = join(dir, "never.sock");
+      const t = Date.now();
+      const r = await start(applyScript(onHost(plan([file(kept, "managed\n")]), { unixPaths: [path], tcpPorts: [1] }), { ...opts, stepTimeoutSeconds: 2 }))
+        .done;
+      expect(r.code).toBe(SCRIPT_EXIT.service);
+      const rep = report(r);
+      expect(rep.failure?.step).toBe("listening");
+      expect(rep.failure?.output).toBe(
+        `after the service steps, no socket of svc listens on: unix ${path}, tcp 1 (waited 2 s): the service did not load the new files`,
+      );
+      expect(rep.rolledBack).toBe(true);
+      expect(Date.now() - t).toBeGreaterThanOrEqual(2000);
+      expect(readFileSync(kept, "utf8")).toBe("original\n");
+      expect(existsSync(join(stateDir, "txn"))).toBe(false);
+    });
+
+    test("another process's socket on the path and the port does not count (php-fpm does not bind a path another process listens on; nginx fails on a port taken after the port check)", async () => {
+      const { dir, kept, file, plan, opts } = setup();
+      const path = join(dir, "foreign.sock");
+      const foreign = spawn(process.execPath, [
+        "-e",
+        `const n=require("net");let k=0;const up=()=>{if(++k===2)console.log("up")};n.createServer().listen(${JSON.stringify(path)},up);const t=n.createServer().listen(0,"127.0.0.1",()=>{console.log(t.address().port);up()});setTimeout(()=>{},60000)`,
+      ]);
+      try {
+        const out = await new Promise<string>((resolve) => {
+          let text = "";
+          foreign.stdout.on("data", (d: Buffer) => {
+            text += d.toString();
+            if (text.includes("up")) resolve(text);
+          });
+        });
+        const port = Number(out.split("\n")[0]);
+        const r = await start(applyScript(onHost(plan([file(kept, "managed\n")]), { unixPaths: [path], tcpPorts: [port] }), { ...opts, stepTimeoutSeconds: 1 }))
+          .done;
+        expect(r.code).toBe(SCRIPT_EXIT.service);
+        expect(report(r).failure?.output).toBe(
+          `after the service steps, no socket of svc listens on: unix ${path}, tcp ${port} (waited 1 s): the service did not load the new files`,
+        );
+        expect(readFileSync(kept, "utf8")).toBe("original\n");
+      } finally {
+        foreign.kill();
+      }
+    });
+
+    test("a host that cannot name a unit's cgroup: any socket there counts, a missing one still fails", async () => {
+      const { dir, kept, file, plan, opts } = setup();
+      const path = join(dir, "any.sock");
+      await listen(path);
+      const noCgroup = (sockets: ApplyPlan["sockets"]) => {
+        const p = onHost(plan([file(kept, "managed\n")]), sockets);
+        return { ...p, beforeServices: (p.beforeServices ?? []).filter((l) => !l.startsWith("PB_CGS=")) };
+      };
+      expect((await start(applyScript(noCgroup({ unixPaths: [path], tcpPorts: [] }), opts)).done).code).toBe(0);
+      const r = await start(applyScript(noCgroup({ unixPaths: [path, join(dir, "none.sock")], tcpPorts: [] }), { ...opts, stepTimeoutSeconds: 1 })).done;
+      expect(r.code).toBe(SCRIPT_EXIT.service);
+      expect(report(r).failure?.output).toContain(`listens on: unix ${join(dir, "none.sock")} (waited 1 s)`);
+    });
+
+    test("no reload or restart in the plan: no wait, no step", () => {
+      const { kept, file, plan, apply } = setup();
+      const r = apply({ ...plan([file(kept, "managed\n")]), sockets: { unixPaths: ["/nonexistent/x.sock"], tcpPorts: [] } });
+      expect(r.code).toBe(0);
+      expect(report(r).steps).not.toContain("listening");
+    });
   });
 
   test("on a fresh host a failing test leaves no file behind where there was none", () => {
