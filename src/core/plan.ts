@@ -820,7 +820,9 @@ function observeLines(spec: ProbeSpec): string[] {
   lines.push(`pb_at managed; for f in "$S"/orig/*.path; do [ -f "$f" ] && { IFS= read -r l < "$f" || [ -n "$l" ]; } && printf '%s\\n\\n' "$l"; done`);
   lines.push(`pb_at owners; if [ -d "$S/owners" ]; then cd "$S/owners" && grep -H --exclude='*.pb-new' . * 2>/dev/null; cd /; fi`);
   lines.push(`pb_at journal; if [ -e "$S/txn/open" ]; then echo open; else echo none; fi`);
-  lines.push(`pb_at generation; g=$(cat "$S/generation" 2>/dev/null) || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
+  // A record is a regular file of one line: \`read\` (a builtin) takes it without a process. Not for
+  // /proc/sys: the shell reads a byte at a time, and a sysctl file read at an offset gives nothing.
+  lines.push(`pb_at generation; g=''; { read -r g < "$S/generation"; } 2>/dev/null || g=0; case $g in ''|*[!0-9]*) g=0;; esac; echo "$g"`);
   return lines;
 }
 
@@ -937,7 +939,8 @@ function serviceLines(s: ManagedService, timeout: number): string[] {
  * 7. per service: relisten, reload or restart (exit 12, with a fallback from relisten to restart);
  * 8. after a reload or restart, wait until the units listen on each of the profile's sockets
  *    ({@link LISTEN_WAIT_SECONDS}; exit 12): a reload is asynchronous;
- * 9. close the journal, then print what the host has now, for verification.
+ * 9. close the journal, then print what the host has now, for verification (kernel values,
+ *    sockets, units and records; not the files, each checked against its hash before its rename).
  * Any failure from step 3 on puts back everything the journal recorded.
  */
 export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
@@ -948,7 +951,7 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
     "pb_lock",
     ...recoverLines(plan.legacyName),
     "trap pb_interrupted HUP PIPE TERM INT",
-    `PB_GEN=$(cat "$S/generation" 2>/dev/null) || PB_GEN=0; case $PB_GEN in ''|*[!0-9]*) PB_GEN=0;; esac`,
+    `PB_GEN=''; { read -r PB_GEN < "$S/generation"; } 2>/dev/null || PB_GEN=0; case $PB_GEN in ''|*[!0-9]*) PB_GEN=0;; esac`,
     ...(plan.generation !== undefined
       ? [
           `if [ "$PB_GEN" != ${checkNumber(plan.generation, "generation", Number.MAX_SAFE_INTEGER)} ]; then pb_at "failed changed"; echo "another run changed this host after this run's probe (state generation $PB_GEN, probed ${plan.generation}); nothing was done: run pulumi up again"; exit 19; fi`,
@@ -1098,7 +1101,8 @@ export function applyScript(plan: ApplyPlan, opts: ScriptOptions): string {
     `rm -f "$S/txn/open"; rm -rf "$S/txn"`,
     "trap - HUP PIPE TERM INT",
     "pb_at changed $PB_CHANGED",
-    ...observeLines(observeSpec(plan)),
+    // What the verification reads: not the files, written and checked just now (3 processes each).
+    ...observeLines({ ...observeSpec(plan), paths: [] }),
     "pb_at end",
   );
   return wrap(lines);

@@ -156,8 +156,8 @@ describe("plain helpers", () => {
 });
 
 describe("apply", () => {
-  test("writes every file with its mode, keeps the originals once, records the owner, and reports the new hashes", () => {
-    const { kept, fresh, stateDir, file, plan, apply } = setup();
+  test("writes every file with its mode, keeps the originals once, records the owner; a probe reads the new hashes", () => {
+    const { kept, fresh, stateDir, file, plan, apply, probe } = setup();
     const first = apply(plan([file(kept, "managed 1\n"), file(fresh, "new file\n", "0600")]));
     expect(first.code).toBe(0);
     expect(readFileSync(kept, "utf8")).toBe("managed 1\n");
@@ -167,8 +167,11 @@ describe("apply", () => {
     const r = report(first);
     expect(r.complete).toBe(true);
     expect(r.failure).toBeUndefined();
-    expect(r.files[kept]).toBe(contentHash("managed 1\n"));
-    expect(r.contents[fresh]).toBe("new file\n");
+    // The apply's own report does not read the files again (each was checked before its rename).
+    expect(r.files).toEqual({});
+    const p = report(probe([kept, fresh]));
+    expect(p.files[kept]).toBe(contentHash("managed 1\n"));
+    expect(p.contents[fresh]).toBe("new file\n");
     expect(r.managed.sort()).toEqual([fresh, kept].sort());
     expect(r.owners).toEqual({ web1: [kept, fresh] });
     expect(r.journalOpen).toBe(false);
@@ -487,7 +490,6 @@ describe("journal: a run cut short is rolled back", () => {
     expect(rep.recovered).toBe(true);
     expect(rep.complete).toBe(true);
     expect(rep.journalOpen).toBe(false);
-    expect(rep.files[kept]).toBe(contentHash("managed\n"));
     expect(readFileSync(kept, "utf8")).toBe("managed\n");
     expect(readFileSync(fresh, "utf8")).toBe("new\n");
     expect(existsSync(join(stateDir, "txn"))).toBe(false);
@@ -692,6 +694,18 @@ test("probe reads without writing anything", () => {
   expect(rep.journalOpen).toBe(false);
   expect(rep.generation).toBe(0);
   expect(existsSync(stateDir)).toBe(false);
+});
+
+test("the probe and the apply read this machine's kernel values whole (a sysctl file read at an offset gives nothing)", () => {
+  const { kept, stateDir, file, plan, opts } = setup();
+  const keys = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"];
+  const now = Object.fromEntries(keys.map((k) => [k, Number(readFileSync(procPath(k), "utf8").trim())]));
+  const probed = report(sh(probeScript({ stateDir, owner: "web1", sysctlKeys: keys, paths: [], units: [], unixPaths: [], tcpPorts: [] }, opts)));
+  expect(probed.sysctls).toEqual(now);
+  // The apply keeps each value as it was (no sysctl file in the plan: nothing is written to the kernel).
+  expect(sh(applyScript({ ...plan([file(kept, "managed\n")]), sysctlKeys: keys }, opts)).code).toBe(0);
+  for (const k of keys) expect(readFileSync(join(stateDir, "orig", `sysctl.${k}`), "utf8")).toBe(`${now[k]}\n`);
+  expect(report(sh(probeScript({ stateDir, owner: "web1", sysctlKeys: keys, paths: [], units: [], unixPaths: [], tcpPorts: [] }, opts))).generation).toBe(1);
 });
 
 describe("a script cut short in transit", () => {
