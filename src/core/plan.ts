@@ -651,7 +651,7 @@ pb_service() {
 pb_listening() {
   local w n m a x u o i k g
   w=$(($1 * 10)); shift; n=0; u=''
-  while [ "$1" != -- ]; do u="$u $1"; shift; done; shift
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do u="$u $1"; shift; done; [ $# -eq 0 ] || shift
   while :; do
     m=''; x=unix; o=" $(pb_unit_inodes $u | tr '\n' ' ')"
     # No unit's cgroup known here (the host cannot say): any socket there counts.
