@@ -1,5 +1,5 @@
 /**
- * `npm run bench:rollout -- --hosts N [--change backlog|somaxconn|pm|listen] [--max-parallel X] [--duration S] [--rate R]`
+ * `npm run bench:rollout -- --hosts N [--change backlog|somaxconn|pm|listen|pool] [--max-parallel X] [--duration S] [--rate R]`
  * (project issue #11): what a change of the profile costs the requests of a fleet under load.
  *
  * 1. Starts N lab hosts (own lab dir in a temp dir, prefix `roll`), puts a PHP script that takes
@@ -46,7 +46,7 @@ const reportsDir = join(repo, "reports");
 
 // ------------------------------------------------------------------ arguments
 
-const CHANGES = ["backlog", "somaxconn", "pm", "listen"] as const;
+const CHANGES = ["backlog", "somaxconn", "pm", "listen", "pool"] as const;
 const CONNECTIONS_DOC = 20;
 type Change = (typeof CHANGES)[number];
 
@@ -58,6 +58,7 @@ const USAGE = `usage: npm run bench:rollout -- --hosts N [--change ${CHANGES.joi
                        somaxconn  net.core.somaxconn 1024 -> 4096 only (the sockets keep 1024)
                        pm         pool www pm.max_children 8 -> 12 (no socket changes)
                        listen     the nginx listener's backlog= 1024 -> 2048 (php-fpm keeps 1024)
+                       pool       a second pool, api on /run/php/api.sock (php-fpm opens it on reload)
   --max-parallel X   backlog:rollout maxParallel: hosts per batch, or "N%" (default: the fleet's
                      adaptive default)
   --duration S       seconds of load per host, 10 to 600 (default 35); the change starts after 5 s,
@@ -150,6 +151,9 @@ function profiles(change: Change): { before: object; after: object } {
     case "listen":
       (after.listeners[0] as Record<string, unknown>).backlog = 2048;
       break;
+    case "pool":
+      (after.pools as object[]).push({ name: "api", listen: "/run/php/api.sock" });
+      break;
   }
   return { before: base, after };
 }
@@ -200,9 +204,13 @@ interface Outcome {
 
 /** The backlogs the sockets must have after the change (from the profile after it). */
 function expectedBacklogs(change: Change): { php: number; nginx: number } {
-  return { backlog: { php: 2048, nginx: 2048 }, somaxconn: { php: 1024, nginx: 1024 }, pm: { php: 1024, nginx: 1024 }, listen: { php: 1024, nginx: 2048 } }[
-    change
-  ];
+  return {
+    backlog: { php: 2048, nginx: 2048 },
+    somaxconn: { php: 1024, nginx: 1024 },
+    pm: { php: 1024, nginx: 1024 },
+    listen: { php: 1024, nginx: 2048 },
+    pool: { php: 1024, nginx: 1024 },
+  }[change];
 }
 
 const SOCKETS_SCRIPT = `set -eu
